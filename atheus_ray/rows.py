@@ -1,0 +1,57 @@
+"""The row contract shared by every stage (see DESIGN.md, "Data contract").
+
+Every row carries a stable `id`, a content hash of what the row *is* (its instruction and input), never a
+random UUID, so reruns produce the same ids and resume works. The lineage columns below are never dropped:
+
+- `parent_id`: id of the row this one was derived from (None for seeds)
+- `seed_ids`: ids of the seeds that led to this row (a seed lists itself)
+- `origin`: `seed` | `self_instruct` | `evol_depth:<op>` | `evol_breadth`
+- `round`: generation round (0 for seeds)
+- `domain`, `perspective`: taxonomy keys (seeds/taxonomy.yaml)
+- `generator_model`: who wrote the instruction (`human` for seeds)
+- `prompt_version`: hash of the prompt file that produced the instruction (`human` for seeds)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+LINEAGE_COLUMNS = (
+    "id", "parent_id", "seed_ids", "origin", "round", "domain", "perspective", "generator_model", "prompt_version",
+)  # fmt: skip
+
+HUMAN = "human"
+
+
+def content_id(*parts: str | None) -> str:
+    """A 16-hex-digit SHA-256 of the parts (None counts as empty), stable across runs and machines."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update((part or "").encode("utf-8"))
+        h.update(b"\x1f")  # unit separator: ("ab", "c") and ("a", "bc") differ
+    return h.hexdigest()[:16]
+
+
+def prompt_version(path: str | Path) -> str:
+    """The version of a prompt file: a hash of its bytes, so any edit gives a new version."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def seed_row(seed) -> dict:
+    """A seed (atheus_ray.seeds.Seed) as a row of the contract, with its reference `output`."""
+    return {
+        "id": content_id(seed.instruction, seed.input),
+        "parent_id": None,
+        "seed_ids": [seed.id],
+        "origin": "seed",
+        "round": 0,
+        "domain": seed.domain,
+        "perspective": seed.perspective,
+        "generator_model": HUMAN,
+        "prompt_version": HUMAN,
+        "category": seed.category,
+        "instruction": seed.instruction,
+        "input": seed.input,
+        "output": seed.output,
+    }

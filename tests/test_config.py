@@ -1,0 +1,86 @@
+import pytest
+
+from atheus_ray.config import ConfigError, PipelineConfig, apply_overrides, load_config
+
+
+def write(tmp_path, text, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_a_file():
+    cfg = load_config(PipelineConfig)
+    assert cfg.model.source == "embedded"
+    assert cfg.engine.accelerator == "cpu"
+
+
+def test_shipped_local_config_loads():
+    cfg = load_config(PipelineConfig, "jobs/configs/local.yaml")
+    assert cfg.seeds.limit and cfg.engine.enforce_eager
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = write(tmp_path, "engine:\n  batch_sise: 4\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(PipelineConfig, path)
+    assert f"{path}: engine.batch_sise: unknown key" in str(e.value)
+
+
+def test_unknown_section_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="enigne: unknown key"):
+        load_config(PipelineConfig, write(tmp_path, "enigne: {}\n"))
+
+
+def test_wrong_type_is_named(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(PipelineConfig, write(tmp_path, "engine:\n  batch_size: many\n"))
+    assert "engine.batch_size" in str(e.value) and "'many'" in str(e.value)
+
+
+def test_bad_literal_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="engine.accelerator"):
+        load_config(PipelineConfig, write(tmp_path, "engine:\n  accelerator: tpu\n"))
+
+
+def test_missing_file_is_named(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match=f"config file not found: {missing}"):
+        load_config(PipelineConfig, missing)
+
+
+def test_invalid_yaml_and_non_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(PipelineConfig, write(tmp_path, "engine: [1, 2\n"))
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(PipelineConfig, write(tmp_path, "- 1\n- 2\n", "list.yaml"))
+
+
+def test_overrides_are_typed_and_nested(tmp_path):
+    path = write(tmp_path, "engine:\n  batch_size: 4\n")
+    cfg = load_config(
+        PipelineConfig,
+        path,
+        ["engine.batch_size=16", "seeds.paths=[a.jsonl, b.jsonl]", "respond.temperature=0", "ray.address=auto"],
+    )
+    assert cfg.engine.batch_size == 16
+    assert cfg.seeds.paths == ["a.jsonl", "b.jsonl"]
+    assert cfg.respond.temperature == 0.0
+    assert cfg.ray.address == "auto"
+
+
+def test_override_errors():
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(PipelineConfig, None, ["engine.batch_size"])
+    with pytest.raises(ConfigError, match="engine.bogus: unknown key"):
+        load_config(PipelineConfig, None, ["engine.bogus=1"])
+    with pytest.raises(ConfigError, match="out is not a section"):
+        load_config(PipelineConfig, None, ["out=x", "out.deeper=1"])
+    with pytest.raises(ConfigError, match="engine.batch_size"):
+        load_config(PipelineConfig, None, ["engine.batch_size=0"])
+
+
+def test_apply_overrides_does_not_touch_its_input():
+    data = {"engine": {"batch_size": 4}}
+    assert apply_overrides(data, ["engine.batch_size=8"]) == {"engine": {"batch_size": 8}}
+    assert data == {"engine": {"batch_size": 4}}
