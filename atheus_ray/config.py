@@ -64,7 +64,14 @@ class RayConfig(Strict):
 
 
 class SeedsConfig(Strict):
-    paths: list[str] = Field(["seeds/*.jsonl"], min_length=1, description="Seed files (JSONL); globs allowed.")
+    paths: list[str] = Field(
+        ["seeds/*.jsonl"], min_length=1,
+        description="Seed sources: JSONL/CSV/Parquet files, folders, globs (relative to the working directory), "
+        "or hf:owner/name[:split].",
+    )
+    default_perspective: str = Field(
+        "helpfulness", description="Perspective for imported Self-Instruct/Alpaca rows that name no known one."
+    )
     limit: int | None = Field(
         None, ge=1, description="Use at most this many seeds, taken round-robin across perspectives (None: all)."
     )

@@ -20,13 +20,10 @@ from atheus_ray.seeds import expand_paths, load_seeds, round_robin
 from atheus_ray.synth.respond import respond, split_rejected
 from atheus_ray.tables import write_table
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
 def run(cfg: PipelineConfig, log=print) -> dict:
     """Run every stage that exists; return {'out', 'tables': {name: path}, 'counts': {name: rows}, 'seconds'}."""
     start = time.time()
-    seeds = load_seeds(expand_paths(cfg.seeds.paths, base=PROJECT_ROOT))
+    seeds = load_seeds(expand_paths(cfg.seeds.paths), default_perspective=cfg.seeds.default_perspective)
     seeds = round_robin(seeds, cfg.seeds.limit)
     rows = [seed_row(s) for s in seeds]
     if not rows:

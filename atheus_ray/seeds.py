@@ -1,29 +1,54 @@
-"""Seeds: the hand-written instructions everything else grows from, and their taxonomy.
+"""Seeds: the hand-written instructions everything else grows from, their taxonomy, loaders and checks.
 
-A seed file is JSONL, one object per line with `id`, `perspective`, `category`, `domain`, `instruction`,
-optional `input`, and `output` (a reference answer). `perspective`, `category` and `domain` are keys of
-`seeds/taxonomy.yaml`. `load_seeds()` reads files and reports every bad row as `file:line: field: message`.
+A seed has `id`, `perspective`, `category`, `domain`, `instruction`, optional `input`, and `output` (a
+reference answer); `perspective`, `category` and `domain` are keys of `seeds/taxonomy.yaml`.
+
+Sources (`load_seeds(paths)`): JSONL, CSV and Parquet files, folders of them, and Hugging Face datasets
+written `hf:owner/name` or `hf:owner/name:split`. Each record is read in one of three formats:
+- native: the fields above; an unknown perspective, category or domain is an error;
+- Self-Instruct: `instruction` + `instances: [{input, output}, ...]` (one seed per instance);
+- Alpaca: `instruction`, `input`, `output` and nothing to say what it tests.
+Imported records (Self-Instruct, Alpaca) keep a `perspective` they carry if the taxonomy knows it and get
+`default_perspective` otherwise; their category is `classification` for Self-Instruct's
+`is_classification`, else `generation`, and their domain `daily_life`.
+
+Every problem is reported as `where: field: message`, where `where` is `file:line` (JSONL, CSV) or
+`file:row N` (Parquet, Hugging Face); `load_seeds` raises `SeedError` with all of them, never a partial list.
+
+    atheus seeds validate seeds/     # table of perspective x category counts, or one line per problem
+    atheus seeds stats seeds/        # counts, lengths, coverage gaps against the taxonomy
 """
 
 from __future__ import annotations
 
+import csv
 import glob
+import io
 import json
-from collections import defaultdict
+import statistics
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from atheus_ray.text import near_duplicate_pairs
+
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
 TAXONOMY_PATH = SEEDS_DIR / "taxonomy.yaml"
+FORMATS = (".jsonl", ".csv", ".parquet")
+MAX_LINE_BYTES = 1 << 20  # a seed is a few KB; a 1 MiB line is a broken file, not a seed
+MIN_PER_PERSPECTIVE = 25
+DUPLICATE_THRESHOLD = 0.7  # character-level ROUGE-L, as Self-Instruct's novelty filter
+IMPORT_CATEGORY, IMPORT_DOMAIN = "generation", "daily_life"
 
 
 class Seed(BaseModel):
     """One seed instruction with its reference answer."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     id: str = Field(description="Unique, human-readable id, e.g. 'fluency-007'.")
     perspective: str = Field(description="Quality perspective key from the taxonomy.")
@@ -59,67 +84,218 @@ def load_taxonomy(path: str | Path = TAXONOMY_PATH) -> Taxonomy:
 
 
 class SeedError(ValueError):
-    """Bad seed rows; `problems` holds one `file:line: field: message` string per problem."""
+    """Bad seed sources; `problems` holds one `where: field: message` string per problem."""
 
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__(f"{len(problems)} problem(s) in seed files:\n" + "\n".join(problems))
 
 
-def expand_paths(patterns: list[str], base: Path | None = None) -> list[Path]:
-    """Expand globs (relative ones against `base`, default the working directory); a pattern that matches
-    nothing is an error naming it."""
-    paths: list[Path] = []
+@dataclass(frozen=True)
+class Located:
+    """A loaded seed and where it came from (for messages)."""
+
+    seed: Seed
+    where: str
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+def expand_paths(patterns: list[str]) -> list[str]:
+    """Expand globs and folders into source names. Folders contribute their JSONL, CSV and Parquet files; `hf:` names pass through.
+    A pattern that matches nothing is an error naming it."""
+    sources: list[str] = []
     for pattern in patterns:
-        full = pattern if base is None or Path(pattern).is_absolute() else str(base / pattern)
-        found = sorted(glob.glob(full))
+        if pattern.startswith("hf:"):
+            sources.append(pattern)
+            continue
+        found = sorted(glob.glob(pattern))
         if not found:
             raise FileNotFoundError(f"no seed file matches {pattern}")
-        paths += [Path(p) for p in found]
-    return paths
+        for path in map(Path, found):
+            if path.is_dir():
+                inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in FORMATS)
+                if not inside:
+                    raise FileNotFoundError(f"{path}: folder has no {', '.join(FORMATS)} files")
+                sources += [str(p) for p in inside]
+            else:
+                sources.append(str(path))
+    return sources
 
 
-def load_seeds(paths: list[str | Path], taxonomy: Taxonomy | None = None) -> list[Seed]:
-    """Read JSONL seed files; raise SeedError listing every bad row (nothing is partially returned)."""
+def _records(source: str, problems: list[str]) -> Iterator[tuple[str, object]]:
+    """Yield (where, record) from one source; unreadable parts become problems."""
+    if source.startswith("hf:"):
+        yield from _hf_records(source)
+        return
+    path = Path(source)
+    if path.suffix not in FORMATS:
+        problems.append(f"{source}: (file): unsupported format {path.suffix or '(none)'!r}; use {', '.join(FORMATS)}")
+        return
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except Exception as e:
+            problems.append(f"{source}: (file): not a readable Parquet file: {e}")
+            return
+        for n, row in enumerate(rows, 1):
+            yield f"{source}:row {n}", row
+        return
+    before = len(problems)
+    lines = _text_lines(path, problems)
+    if path.suffix == ".jsonl":
+        for lineno, line in lines:
+            if not line.strip():
+                continue
+            try:
+                yield f"{source}:{lineno}", json.loads(line)
+            except json.JSONDecodeError as e:
+                problems.append(f"{source}:{lineno}: (line): invalid JSON: {e.msg} at column {e.colno}")
+        return
+    if len(problems) > before:  # a CSV with unreadable lines cannot be parsed reliably past them
+        return
+    # .csv: a header line, then one record per row (a quoted field may span lines)
+    reader = csv.DictReader(io.StringIO("\n".join(line for _, line in lines)))
+    start = 2
+    for row in reader:
+        where = f"{source}:{lines[start - 1][0]}"
+        start = reader.line_num + 1
+        if None in row:
+            problems.append(f"{where}: (line): more values than header columns")
+            continue
+        yield where, {k: v for k, v in row.items() if v not in (None, "")}
+
+
+def _text_lines(path: Path, problems: list[str]) -> list[tuple[int, str]]:
+    """(line number, text) of a UTF-8 text file; CRLF accepted; BOM, bad bytes and huge lines are problems."""
+    out = []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if len(raw) > MAX_LINE_BYTES:
+                problems.append(f"{path}:{lineno}: (line): {len(raw):,} bytes, over the {MAX_LINE_BYTES:,}-byte limit")
+                continue
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                problems.append(f"{path}:1: (line): starts with a byte-order mark; save the file as UTF-8 without BOM")
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                problems.append(f"{path}:{lineno}: (line): not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})")
+                continue
+            out.append((lineno, text.rstrip("\r\n")))
+    return out
+
+
+def _hf_records(source: str) -> Iterator[tuple[str, object]]:
+    import datasets
+
+    name, _, split = source[3:].partition(":")
+    for n, row in enumerate(datasets.load_dataset(name, split=split or "train"), 1):
+        yield f"{source} row {n}", row
+
+
+# ---------------------------------------------------------------------------------------------- formats
+
+
+def _to_seed_dicts(record: object, where: str, taxonomy: Taxonomy, default_perspective: str) -> list[dict]:
+    """Map one record (native, Self-Instruct or Alpaca) to seed dicts; raise ValueError for a bad shape."""
+    if not isinstance(record, dict):
+        raise ValueError(f"expected an object, got {type(record).__name__}")
+    if "instances" in record:  # Self-Instruct
+        instances = record["instances"]
+        if not isinstance(instances, list) or not instances or not all(isinstance(i, dict) for i in instances):
+            raise ValueError("instances: must be a non-empty list of {input, output} objects")
+        base = record.get("id") or record.get("name") or _fallback_id(where)
+        category = "classification" if record.get("is_classification") else IMPORT_CATEGORY
+        return [
+            _imported(record, f"{base}#{k}" if len(instances) > 1 else base, category, inst.get("input"),
+                      inst.get("output"), taxonomy, default_perspective)  # fmt: skip
+            for k, inst in enumerate(instances, 1)
+        ]
+    if {"category", "domain"} & record.keys():  # native (an Alpaca row may carry a perspective alone)
+        return [record]
+    # Alpaca
+    return [_imported(record, record.get("id") or _fallback_id(where), IMPORT_CATEGORY, record.get("input"),
+                      record.get("output"), taxonomy, default_perspective)]  # fmt: skip
+
+
+def _imported(record, seed_id, category, input_text, output, taxonomy, default_perspective) -> dict:
+    perspective = record.get("perspective")
+    return {
+        "id": seed_id,
+        "perspective": perspective if perspective in taxonomy.perspectives else default_perspective,
+        "category": category,
+        "domain": record.get("domain") if record.get("domain") in taxonomy.domains else IMPORT_DOMAIN,
+        "instruction": record.get("instruction"),
+        "input": input_text,
+        "output": output,
+    }
+
+
+def _fallback_id(where: str) -> str:
+    return where.replace(":row ", "-").replace(" row ", "-").replace(":", "-")
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def load_located(
+    paths: list[str | Path], taxonomy: Taxonomy | None = None, default_perspective: str = "helpfulness"
+) -> list[Located]:
+    """Read every source; raise SeedError listing every problem (no partial result)."""
     taxonomy = taxonomy or load_taxonomy()
-    seeds, problems, first_line = [], [], {}
-    for path in paths:
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
+    if default_perspective not in taxonomy.perspectives:
+        raise ValueError(f"default perspective {default_perspective!r} is not in the taxonomy")
+    found, problems, first = [], [], {}
+    for source in map(str, paths):
+        before = len(found) + len(problems)
+        for where, record in _records(source, problems):
+            try:
+                dicts = _to_seed_dicts(record, where, taxonomy, default_perspective)
+            except ValueError as e:
+                problems.append(f"{where}: (record): {e}")
+                continue
+            for data in dicts:
+                seed = _validate(data, where, taxonomy, problems)
+                if seed is None:
                     continue
-                where = f"{path}:{lineno}"
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError as e:
-                    problems.append(f"{where}: (line): invalid JSON: {e.msg} at column {e.colno}")
+                if seed.id in first:
+                    problems.append(f"{where}: id: duplicate id {seed.id!r} (first at {first[seed.id]})")
                     continue
-                if not isinstance(data, dict):
-                    problems.append(f"{where}: (line): expected a JSON object, got {type(data).__name__}")
-                    continue
-                try:
-                    seed = Seed.model_validate(data)
-                except ValidationError as e:
-                    for err in e.errors():
-                        field = ".".join(map(str, err["loc"])) or "(line)"
-                        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-                        problems.append(f"{where}: {field}: {msg}")
-                    continue
-                for field, allowed in (
-                    ("perspective", taxonomy.perspectives),
-                    ("category", taxonomy.categories),
-                    ("domain", taxonomy.domains),
-                ):
-                    value = getattr(seed, field)
-                    if value not in allowed:
-                        problems.append(f"{where}: {field}: unknown {field} {value!r} (not in the taxonomy)")
-                if seed.id in first_line:
-                    problems.append(f"{where}: id: duplicate id {seed.id!r} (first at {first_line[seed.id]})")
-                first_line.setdefault(seed.id, where)
-                seeds.append(seed)
+                first[seed.id] = where
+                found.append(Located(seed, where))
+        if len(found) + len(problems) == before:
+            problems.append(f"{source}: (file): no seeds in it")
     if problems:
         raise SeedError(problems)
-    return seeds
+    return found
+
+
+def _validate(data: dict, where: str, taxonomy: Taxonomy, problems: list[str]) -> Seed | None:
+    try:
+        seed = Seed.model_validate(data)
+    except ValidationError as e:
+        for err in e.errors():
+            field = ".".join(map(str, err["loc"])) or "(record)"
+            msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"{where}: {field}: {msg}")
+        return None
+    bad = False
+    for field, allowed in (("perspective", taxonomy.perspectives), ("category", taxonomy.categories),
+                           ("domain", taxonomy.domains)):  # fmt: skip
+        value = getattr(seed, field)
+        if value not in allowed:
+            problems.append(f"{where}: {field}: unknown {field} {value!r} (not in the taxonomy)")
+            bad = True
+    return None if bad else seed
+
+
+def load_seeds(paths: list[str | Path], taxonomy: Taxonomy | None = None, default_perspective: str = "helpfulness"):
+    """Read every source into a list of Seed; raise SeedError listing every problem."""
+    return [x.seed for x in load_located(paths, taxonomy, default_perspective)]
 
 
 def round_robin(seeds: list[Seed], limit: int | None) -> list[Seed]:
@@ -138,3 +314,65 @@ def round_robin(seeds: list[Seed], limit: int | None) -> list[Seed]:
             if seed is not None and len(picked) < limit:
                 picked.append(seed)
     return picked
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def seed_text(seed: Seed) -> str:
+    """What two seeds are compared on for near-duplicates: the instruction and its input."""
+    return seed.instruction + ("\n" + seed.input if seed.input else "")
+
+
+def duplicate_problems(located: list[Located], threshold: float = DUPLICATE_THRESHOLD) -> list[str]:
+    """One problem per pair of seeds whose character-level ROUGE-L exceeds `threshold`."""
+    pairs = near_duplicate_pairs([seed_text(x.seed) for x in located], threshold)
+    return [
+        f"{located[j].where}: instruction: near-duplicate of {located[i].seed.id} at {located[i].where} "
+        f"(character ROUGE-L {score:.2f} > {threshold})"
+        for i, j, score in pairs
+    ]
+
+
+def count_table(seeds: list[Seed], taxonomy: Taxonomy) -> str:
+    """Perspective x category counts as an aligned text table, with totals."""
+    counts = Counter((s.perspective, s.category) for s in seeds)
+    cats = list(taxonomy.categories)
+    width = max(map(len, taxonomy.perspectives)) + 1
+    header = "perspective".ljust(width) + " ".join(c.rjust(max(len(c), 3)) for c in cats) + "  total"
+    lines = [header, "-" * len(header)]
+    for p in taxonomy.perspectives:
+        cells = " ".join(str(counts[p, c]).rjust(max(len(c), 3)) for c in cats)
+        lines.append(p.ljust(width) + cells + f"  {sum(counts[p, c] for c in cats):5d}")
+    totals = " ".join(str(sum(counts[p, c] for p in taxonomy.perspectives)).rjust(max(len(c), 3)) for c in cats)
+    lines += ["-" * len(header), "total".ljust(width) + totals + f"  {len(seeds):5d}"]
+    return "\n".join(lines)
+
+
+def stats(seeds: list[Seed], taxonomy: Taxonomy) -> dict:
+    """Counts, length distributions (characters) and coverage gaps against the taxonomy."""
+
+    def dist(values: list[int]) -> dict:
+        q = statistics.quantiles(values, n=10) if len(values) > 1 else values * 9
+        return {"min": min(values), "p10": round(q[0]), "median": round(statistics.median(values)),
+                "p90": round(q[-1]), "max": max(values)}  # fmt: skip
+
+    per = Counter(s.perspective for s in seeds)
+    cat = Counter(s.category for s in seeds)
+    dom = Counter(s.domain for s in seeds)
+    return {
+        "seeds": len(seeds),
+        "with_input": sum(s.input is not None for s in seeds),
+        "by_perspective": dict(per.most_common()),
+        "by_category": dict(cat.most_common()),
+        "by_domain": dict(dom.most_common()),
+        "instruction_chars": dist([len(s.instruction) for s in seeds]),
+        "input_chars": dist([len(s.input) for s in seeds if s.input]) if any(s.input for s in seeds) else None,
+        "output_chars": dist([len(s.output) for s in seeds]),
+        "gaps": {
+            f"perspectives_under_{MIN_PER_PERSPECTIVE}": {p: per[p] for p in taxonomy.perspectives
+                                                          if per[p] < MIN_PER_PERSPECTIVE},  # fmt: skip
+            "unused_categories": [c for c in taxonomy.categories if not cat[c]],
+            "unused_domains": [d for d in taxonomy.domains if not dom[d]],
+        },
+    }

@@ -1,50 +1,181 @@
+"""The shipped seed set, the loaders and importers, and a catalog of bad inputs."""
+
 import json
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from atheus_ray.seeds import SEEDS_DIR, SeedError, expand_paths, load_seeds, load_taxonomy, round_robin
+from atheus_ray.cli import main
+from atheus_ray.seeds import (MIN_PER_PERSPECTIVE, SEEDS_DIR, SeedError, duplicate_problems, expand_paths,
+                              load_located, load_seeds, load_taxonomy, round_robin, stats)  # fmt: skip
 
 
-def test_shipped_seeds_load_and_cover_every_perspective():
-    seeds = load_seeds(expand_paths(["seeds/*.jsonl"]))
+@pytest.fixture(scope="module")
+def shipped():
+    return load_located(expand_paths([str(SEEDS_DIR)]))
+
+
+def test_shipped_seeds_meet_the_coverage_rules(shipped):
     taxonomy = load_taxonomy()
-    assert len(seeds) >= 408
-    assert {s.perspective for s in seeds} == set(taxonomy.perspectives)
+    seeds = [x.seed for x in shipped]
+    found = stats(seeds, taxonomy)
+    assert found["seeds"] >= 408
+    assert set(found["by_perspective"]) == set(taxonomy.perspectives)
+    assert min(found["by_perspective"].values()) >= MIN_PER_PERSPECTIVE
+    assert found["gaps"]["unused_categories"] == []
+    assert len(found["by_domain"]) >= 30
+    assert found["instruction_chars"]["min"] < 30 and found["instruction_chars"]["max"] > 150  # varied length
 
 
-def good(**changes):
-    row = {"id": "x-1", "perspective": "fluency", "category": "qa", "domain": "it",
-           "instruction": "質問です", "output": "答えです"}  # fmt: skip
-    row.update(changes)
-    return json.dumps(row, ensure_ascii=False)
+def test_shipped_seeds_have_no_near_duplicates(shipped):
+    assert duplicate_problems(shipped) == []
 
 
-def test_bad_rows_are_reported_with_file_line_and_field(tmp_path):
-    path = tmp_path / "bad.jsonl"
-    lines = [
-        good(),
-        "{not json",
-        good(id="x-2", perspective="vibes"),
-        good(id="x-3", instruction="  "),
-        good(id="x-1"),
-        good(id="x-4", colour="red"),
-        json.dumps({"id": "x-5"}),
-    ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(SeedError) as e:
+def test_shipped_seeds_include_japanese_specific_tasks(shipped):
+    text = [x.seed.instruction + (x.seed.input or "") for x in shipped]
+    for marker, at_least in (("敬語", 3), ("読み", 3), ("五十音", 2), ("和暦", 1), ("俳句", 2)):
+        assert sum(marker in t for t in text) >= at_least, marker
+
+
+def test_validate_prints_the_table_for_the_shipped_seeds(capsys):
+    assert main(["seeds", "validate", str(SEEDS_DIR)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("perspective") and "creative_writing" in out
+    assert "seeds OK" in out
+
+
+# ----------------------------------------------------------------------------------- the bad-input catalog
+
+
+def row(**changes):
+    data = {"id": "x-1", "perspective": "fluency", "category": "qa", "domain": "it",
+            "instruction": "質問です", "output": "答えです"}  # fmt: skip
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def jsonl(*rows) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+
+
+def good_rows(n=1):
+    return [row(id=f"ok-{i}", instruction=f"{i}番目の質問はこれです") for i in range(n)]
+
+
+CATALOG = [
+    ("invalid JSON line", jsonl(*good_rows()) + b'{"id": "broken"\n', ":2: (line): invalid JSON"),
+    ("missing field", jsonl(row(output=None)), ":1: output: Field required"),
+    ("empty field", jsonl(row(instruction="   ")), ":1: instruction: Value error, must not be empty"),
+    ("unknown perspective", jsonl(row(perspective="vibes")), ":1: perspective: unknown perspective 'vibes'"),
+    ("unknown field", jsonl(row(colour="red")), ":1: colour: unknown field"),
+    ("duplicate id", jsonl(row(), row(instruction="別の質問")), ":2: id: duplicate id 'x-1' (first at"),
+    ("wrong type", jsonl(row(instruction=42)), ":1: instruction: Input should be a valid string"),
+    ("not an object", b"[1, 2]\n", ":1: (record): expected an object, got list"),
+    ("non-UTF-8 bytes", jsonl(row()).replace("質".encode(), b"\x8e\xbf"), ":1: (line): not UTF-8"),
+    ("BOM", b"\xef\xbb\xbf" + jsonl(row()), ":1: (line): starts with a byte-order mark"),
+    ("10 MB line", jsonl(row(output="あ" * 3_500_000)), ":1: (line): 10,500,"),
+    ("empty file", b"", ": (file): no seeds in it"),
+    ("blank lines only", b"\n\n  \n", ": (file): no seeds in it"),
+]
+
+
+@pytest.mark.parametrize("name,content,expected", CATALOG, ids=[c[0] for c in CATALOG])
+def test_bad_input_gives_a_clear_error_and_exit_1(tmp_path, capsys, name, content, expected):
+    path = tmp_path / "seeds.jsonl"
+    path.write_bytes(content)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["seeds", "validate", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert any(line.startswith(str(path)) and expected in line for line in captured.out.splitlines()), captured.out
+    assert "nothing was written" in captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    with pytest.raises(SeedError):
         load_seeds([path])
-    problems = e.value.problems
-    assert f"{path}:2: (line): invalid JSON" in problems[0]
-    assert f"{path}:3: perspective: unknown perspective 'vibes'" in problems[1]
-    assert f"{path}:4: instruction:" in problems[2] and "must not be empty" in problems[2]
-    assert f"{path}:5: id: duplicate id 'x-1' (first at {path}:1)" == problems[3]
-    assert f"{path}:6: colour: unknown field" == problems[4]
-    assert any(p.startswith(f"{path}:7: output:") for p in problems)
 
 
-def test_expand_paths_names_a_pattern_that_matches_nothing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no seed file matches"):
-        expand_paths([str(tmp_path / "*.jsonl")])
+def test_crlf_line_ends_are_accepted(tmp_path):
+    path = tmp_path / "crlf.jsonl"
+    path.write_bytes(jsonl(*good_rows(2)).replace(b"\n", b"\r\n"))
+    assert [s.id for s in load_seeds([path])] == ["ok-0", "ok-1"]
+
+
+def test_a_folder_with_mixed_formats_loads_each_and_rejects_the_unsupported(tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "a.jsonl").write_bytes(jsonl(row(id="j-1", instruction="JSONLの質問")))
+    (folder / "b.csv").write_text(
+        "id,perspective,category,domain,instruction,input,output\r\n"
+        'c-1,safety,advice,medical,"CSVの質問\r\n二行目",,答え\r\n', encoding="utf-8")  # fmt: skip
+    pq.write_table(pa.Table.from_pylist([row(id="p-1", instruction="Parquetの質問", input=None)]),
+                   folder / "c.parquet")  # fmt: skip
+    (folder / "notes.txt").write_text("ignored: folders contribute .jsonl, .csv and .parquet files")
+    seeds = load_seeds(expand_paths([str(folder)]))
+    assert [s.id for s in seeds] == ["j-1", "c-1", "p-1"]
+    assert seeds[1].instruction == "CSVの質問\n二行目" and seeds[1].input is None
+
+    (folder / "d.jsonl").write_bytes(jsonl(row(id="p-1", instruction="重複ID")))
+    assert main(["seeds", "validate", str(folder)]) == 1
+    assert f"{folder / 'd.jsonl'}:1: id: duplicate id 'p-1' (first at {folder / 'c.parquet'}:row 1)" in capsys.readouterr().out
+
+
+def test_unsupported_file_format_is_named(tmp_path):
+    path = tmp_path / "seeds.txt"
+    path.write_text("hello")
+    with pytest.raises(SeedError, match=r"seeds.txt: \(file\): unsupported format '.txt'"):
+        load_seeds([path])
+
+
+def test_near_duplicates_are_reported_with_both_places(tmp_path, capsys):
+    path = tmp_path / "dup.jsonl"
+    path.write_bytes(jsonl(row(id="a", instruction="東京の観光名所を三つ教えてください"),
+                           row(id="b", instruction="東京の観光名所を三つ教えて下さい")))  # fmt: skip
+    assert main(["seeds", "validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{path}:2: instruction: near-duplicate of a at {path}:1 (character ROUGE-L" in out
+
+
+# ----------------------------------------------------------------------------------- importers and sources
+
+
+def test_self_instruct_format_is_imported_one_seed_per_instance(tmp_path):
+    path = tmp_path / "self_instruct.jsonl"
+    record = {"id": "seed_task_7", "name": "sentiment", "is_classification": True,
+              "instruction": "この文の感情を判定してください。",
+              "instances": [{"input": "最高の一日だった", "output": "ポジティブ"},
+                            {"input": "雨で台無し", "output": "ネガティブ"}]}  # fmt: skip
+    path.write_bytes(jsonl(record))
+    seeds = load_seeds([path], default_perspective="robustness")
+    assert [(s.id, s.perspective, s.category, s.input) for s in seeds] == [
+        ("seed_task_7#1", "robustness", "classification", "最高の一日だった"),
+        ("seed_task_7#2", "robustness", "classification", "雨で台無し"),
+    ]
+
+
+def test_alpaca_format_maps_unknown_perspectives_to_the_default(tmp_path):
+    path = tmp_path / "alpaca.jsonl"
+    path.write_bytes(jsonl({"instruction": "俳句を作って", "input": "", "output": "古池や"},
+                           {"instruction": "要約して", "input": "本文", "output": "要旨", "perspective": "made_up"},
+                           {"instruction": "敬語に", "input": "", "output": "はい", "perspective": "fluency"}))  # fmt: skip
+    seeds = load_seeds([path], default_perspective="creativity")
+    assert [s.perspective for s in seeds] == ["creativity", "creativity", "fluency"]
+    assert [s.id for s in seeds] == [f"{path}-1", f"{path}-2", f"{path}-3"]
+    assert seeds[0].input is None and seeds[0].domain == "daily_life"
+
+
+def test_self_instruct_without_instances_is_an_error(tmp_path):
+    path = tmp_path / "bad_si.jsonl"
+    path.write_bytes(jsonl({"id": "t", "instruction": "x", "instances": []}))
+    with pytest.raises(SeedError, match=r":1: \(record\): instances: must be a non-empty list"):
+        load_seeds([path])
+
+
+def test_hugging_face_dataset_source(tmp_path):
+    folder = tmp_path / "hf_dataset"
+    folder.mkdir()
+    (folder / "train.jsonl").write_bytes(jsonl(*good_rows(3)))
+    seeds = load_seeds(expand_paths([f"hf:{folder}"]))
+    assert [s.id for s in seeds] == ["ok-0", "ok-1", "ok-2"]
 
 
 def test_round_robin_covers_perspectives_first():
@@ -52,3 +183,8 @@ def test_round_robin_covers_perspectives_first():
     picked = round_robin(seeds, 4)
     assert [s.perspective for s in picked] == ["fluency", "safety", "fluency", "safety"]
     assert round_robin(seeds, None) == seeds
+
+
+def test_expand_paths_names_a_pattern_that_matches_nothing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no seed file matches"):
+        expand_paths([str(tmp_path / "*.jsonl")])
