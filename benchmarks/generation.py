@@ -1,0 +1,115 @@
+"""Generation throughput: this pipeline's LLM pass vs bare vLLM `LLM.chat` vs Hugging Face `generate`.
+
+    .venv/bin/python benchmarks/generation.py [--model embedded] [--prompts 16] [--max-tokens 64]
+
+Same model, same chat prompts (answer requests for the first seeds), greedy, and every request generates
+exactly --max-tokens tokens (vLLM `ignore_eos`, HF `min_new_tokens`), so the token counts are equal. Each
+method reports its start-up and generation time; the pipeline's pass (atheus_ray.engine.generate: a Ray Data
+dataset through a `ray.data.llm` processor) can only be timed whole, start-up included, so its overhead over
+bare vLLM is given both against vLLM's generation alone and against vLLM's start-up + generation.
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="embedded", help="model source (default: the embedded model)")
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    args = parser.parse_args()
+
+    from atheus_ray import models
+    from atheus_ray.config import EngineConfig, ModelConfig, SamplingConfig
+    from atheus_ray.seeds import expand_paths, load_seeds, round_robin
+    from atheus_ray.synth.respond import answer_request
+
+    model_cfg, engine_cfg = ModelConfig(source=args.model), EngineConfig()
+    path = models.resolve(args.model)
+    seeds = round_robin(load_seeds(expand_paths(["seeds/*.jsonl"])), args.prompts)
+    sampling = SamplingConfig(max_tokens=args.max_tokens, temperature=0.0)
+    requests = [answer_request(s.model_dump(), f"b/{i}", sampling) for i, s in enumerate(seeds)]
+    for r in requests:
+        r["sampling_params"]["ignore_eos"] = True
+    conversations = [r["messages"] for r in requests]
+    expected = len(requests) * args.max_tokens
+    results = {}
+
+    # 1. Hugging Face transformers generate (batched, left padding)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(path, padding_side="left")
+    hf = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    start = time.perf_counter() - t0
+    texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out = hf.generate(**batch, max_new_tokens=args.max_tokens, min_new_tokens=args.max_tokens, do_sample=False,
+                          pad_token_id=tok.pad_token_id)  # fmt: skip
+    gen = time.perf_counter() - t0
+    tokens = out.shape[0] * (out.shape[1] - batch.input_ids.shape[1])  # min_new_tokens: every row is full length
+    results["hf_generate"] = _figures(start, gen, tokens)
+    del hf
+
+    # 2. bare vLLM, in this process
+    from vllm import LLM, SamplingParams
+
+    t0 = time.perf_counter()
+    llm = LLM(model=path, dtype=model_cfg.dtype, max_model_len=model_cfg.max_model_len,
+              gpu_memory_utilization=engine_cfg.gpu_memory_utilization, enforce_eager=engine_cfg.enforce_eager)  # fmt: skip
+    start = time.perf_counter() - t0
+    params = SamplingParams(max_tokens=args.max_tokens, temperature=0.0, ignore_eos=True)
+    t0 = time.perf_counter()
+    outs = llm.chat(conversations, params, use_tqdm=False)
+    gen = time.perf_counter() - t0
+    results["vllm_llm_chat"] = _figures(start, gen, sum(len(o.outputs[0].token_ids) for o in outs))
+    del llm
+
+    # 3. this pipeline's LLM pass: Ray Data + ray.data.llm processor (engine start included)
+    from atheus_ray.config import RayConfig
+    from atheus_ray.engine import generate
+    from atheus_ray.ray_init import init_ray
+
+    init_ray(RayConfig())
+    t0 = time.perf_counter()
+    outs = generate(requests, model_cfg, engine_cfg)
+    total = time.perf_counter() - t0
+    tokens = sum(o["tokens_out"] for o in outs)
+    results["pipeline_ray_data_llm"] = {"total_s": round(total, 2), "output_tokens": tokens,
+                                        "tokens_per_s_incl_startup": round(tokens / total, 1)}  # fmt: skip
+
+    vllm = results["vllm_llm_chat"]
+    report = {
+        "benchmark": "generation",
+        "model": models.display_name(args.model),
+        "prompts": len(requests),
+        "max_tokens": args.max_tokens,
+        "expected_output_tokens": expected,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "results": results,
+        "ratios": {
+            "vllm_over_hf_generation": round(vllm["tokens_per_s"] / results["hf_generate"]["tokens_per_s"], 2),
+            "pipeline_total_over_vllm_generation": round(total / vllm["generate_s"], 2),
+            "pipeline_total_over_vllm_startup_plus_generation": round(total / (vllm["startup_s"] + vllm["generate_s"]), 2),
+        },
+    }
+    print(json.dumps(report, indent=2))
+
+
+def _figures(startup: float, generate: float, tokens: int) -> dict:
+    return {"startup_s": round(startup, 2), "generate_s": round(generate, 2), "output_tokens": tokens,
+            "tokens_per_s": round(tokens / generate, 1)}  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

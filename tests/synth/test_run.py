@@ -1,0 +1,96 @@
+"""Synthesis end to end with real vLLM on CPU (the embedded model) through ray.data.llm, and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import datasets
+import pyarrow.parquet as pq
+import pytest
+
+from atheus_ray.config import SynthConfig, load_config
+from atheus_ray.synth.run import synthesize
+
+# Small and greedy, so two runs produce the same text (and so the same ids).
+SMALL = ["seeds.limit=6", "self_instruct.requests=3", "self_instruct.tasks_per_request=3",
+         "self_instruct.sampling.max_tokens=256", "self_instruct.sampling.temperature=0",
+         "evol.rounds=1", "evol.sampling.max_tokens=160", "evol.sampling.temperature=0",
+         "respond.max_tokens=24", "respond.temperature=0"]  # fmt: skip
+
+
+def small_config(out):
+    return load_config(SynthConfig, "jobs/configs/synth.yaml", [*SMALL, f"out={out}"])
+
+
+@pytest.fixture(scope="module")
+def full_run(ray_local, embedded_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth_full")
+    manifest = synthesize(small_config(out), log=lambda m: None)
+    return out, manifest
+
+
+@pytest.mark.slow
+def test_synth_writes_every_output_with_lineage(full_run):
+    out, manifest = full_run
+    for name in ("generated", "evolved", "responses", "rejected"):
+        assert (out / name).is_dir(), name
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+
+    generated = pq.read_table(out / "generated").to_pylist()
+    evolved = pq.read_table(out / "evolved").to_pylist()
+    responses = pq.read_table(out / "responses").to_pylist()
+    rejected = pq.read_table(out / "rejected").to_pylist()
+    counts = manifest["counts"]
+    assert (counts["generated"], counts["evolved"], counts["responses"], counts["rejected"]) == (
+        len(generated), len(evolved), len(responses), len(rejected))
+    assert len(generated) > 0 and len(responses) >= len(generated)
+    assert [s["stage"] for s in manifest["stages"]] == ["self_instruct_1", "evol_1", "responses"]
+    assert manifest["tokens_out"] > 0 and manifest["versions"]["ray"]
+
+    ids = [r["id"] for r in responses]
+    assert len(ids) == len(set(ids))
+    seed_ids = {sid for r in generated for sid in r["seed_ids"]}
+    for row in responses:
+        assert row["response"] and row["response_model"] == "SmolLM2-135M-Instruct"
+        assert set(row["seed_ids"]) <= seed_ids and row["perspective"] and row["domain"]
+        assert row["generator_model"] == "SmolLM2-135M-Instruct" and row["prompt_version"]
+    for row in evolved:
+        assert row["origin"].startswith("evol_") and row["round"] == 1 and row["parent_id"] in ids
+    for row in generated:
+        assert (row["origin"], row["round"], row["parent_id"]) == ("self_instruct", 0, None)
+
+    assert all(r["reject_reason"] and r["stage"] for r in rejected)
+    assert sum(manifest["rejected_by_reason"].values()) == len(rejected)
+    assert datasets.load_dataset("parquet", data_dir=str(out / "responses"), split="train").num_rows == len(responses)
+
+
+@pytest.mark.slow
+def test_a_run_killed_midway_resumes_to_the_same_ids(full_run, tmp_path):
+    out_full, manifest_full = full_run
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "atheus_ray.cli", "synth", "--config", "jobs/configs/synth.yaml", "--out", str(out)]
+    for override in SMALL:
+        cmd += ["--set", override]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first_stage = out / ".stages" / "self_instruct_1" / "done.json"
+    deadline = time.time() + 600
+    while not first_stage.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert first_stage.exists(), "the first stage never finished"
+    os.killpg(proc.pid, signal.SIGKILL)  # as a crash: no cleanup, later stages half done at most
+    proc.wait(timeout=60)
+    assert not (out / "manifest.json").exists()
+
+    manifest = synthesize(small_config(out), log=lambda m: None)
+    assert [s["resumed"] for s in manifest["stages"]] == [True, False, False]
+    for table in ("generated", "evolved", "responses"):
+        ids = sorted(r["id"] for r in pq.read_table(out / table).to_pylist())
+        assert ids == sorted(r["id"] for r in pq.read_table(out_full / table).to_pylist()), table
+    assert manifest["counts"] == manifest_full["counts"]
+
+    again = synthesize(small_config(out), log=lambda m: None)  # a finished run reruns nothing
+    assert all(s["resumed"] for s in again["stages"]) and again["counts"] == manifest["counts"]

@@ -1,0 +1,107 @@
+import json
+
+import pytest
+
+from atheus_ray.config import SelfInstructConfig
+from atheus_ray.rows import content_id
+from atheus_ray.seeds import SEEDS_DIR, load_seeds, load_taxonomy
+from atheus_ray.synth.self_instruct import build_requests, parse_tasks, select
+
+
+@pytest.fixture(scope="module")
+def seeds():
+    return load_seeds([SEEDS_DIR / "fluency.jsonl", SEEDS_DIR / "safety.jsonl", SEEDS_DIR / "reasoning.jsonl"])
+
+
+@pytest.mark.parametrize("text,expected", [
+    ('{"tasks": [{"instruction": "敬語に直して", "input": "明日行きます"}, {"instruction": "俳句を作って", "input": ""}]}',
+     [("敬語に直して", "明日行きます"), ("俳句を作って", None)]),
+    ('はい、作りました。\n```json\n{"tasks": [{"instruction": " 要約して ", "input": "本文"}]}\n```\n以上です。',
+     [("要約して", "本文")]),
+    ("1. 日本の首都はどこですか。\n2) 富士山の高さは？\n３．五十音順に並べて", 
+     [("日本の首都はどこですか。", None), ("富士山の高さは？", None), ("五十音順に並べて", None)]),
+    ('{"tasks": [{"instruction": ""}, {"input": "x"}, "文字列", {"instruction": "残る指示"}]}', [("残る指示", None)]),
+    ('{"tasks": [{"instruction": "完全な一つ目", "input": ""}, {"instruction": "完全な二つ目", "input": "素材"}, {"instruction": "途中で切れ',
+     [("完全な一つ目", None), ("完全な二つ目", "素材")]),
+])  # fmt: skip
+def test_parse_tasks_on_messy_output(text, expected):
+    assert parse_tasks(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "すみません、作れません。", '{"tasks": []}', '{"tasks": [', "{broken"])
+def test_parse_tasks_rejects_output_without_tasks(text):
+    with pytest.raises(ValueError, match="no tasks found"):
+        parse_tasks(text)
+
+
+def test_requests_rotate_perspectives_and_are_deterministic(seeds):
+    taxonomy = load_taxonomy()
+    cfg = SelfInstructConfig(requests=6, examples=3)
+    first = build_requests(seeds, taxonomy, cfg, 1, [], seed=0)
+    assert first == build_requests(seeds, taxonomy, cfg, 1, [], seed=0)
+    assert [r["perspective"] for r in first] == ["reasoning", "fluency", "safety"] * 2  # taxonomy order
+    by_id = {s.id: s for s in seeds}
+    for request in first:
+        shown = [by_id[i] for i in request["seed_ids"]]
+        assert len(shown) == 3
+        assert sum(s.perspective == request["perspective"] for s in shown) >= 2
+        assert request["domain"] in taxonomy.domains
+        prompt = request["messages"][0]["content"]
+        assert taxonomy.perspectives[request["perspective"]]["name"] in prompt
+        assert taxonomy.domains[request["domain"]] in prompt
+        assert all(s.instruction in prompt for s in shown)
+        assert json.loads(request["sampling_params"]["structured_outputs"]["json"])["required"] == ["tasks"]
+    assert build_requests(seeds, taxonomy, cfg, 1, [], seed=1) != first
+
+
+def test_later_rounds_show_generated_rows(seeds):
+    pool = [{"id": "g1", "instruction": "機械が作った指示です", "input": None, "seed_ids": ["fluency-001"]}]
+    cfg = SelfInstructConfig(requests=2, generated_examples=1)
+    assert all("機械が作った指示です" not in r["messages"][0]["content"]
+               for r in build_requests(seeds, load_taxonomy(), cfg, 1, pool, 0))  # fmt: skip
+    assert all("機械が作った指示です" in r["messages"][0]["content"]
+               for r in build_requests(seeds, load_taxonomy(), cfg, 2, pool, 0))  # fmt: skip
+
+
+def fake_output(*tasks):
+    return {"text": json.dumps({"tasks": [{"instruction": i, "input": x} for i, x in tasks]}, ensure_ascii=False),
+            "tokens_in": 10, "tokens_out": 20}  # fmt: skip
+
+
+def test_select_filters_dedups_and_keeps_lineage(seeds):
+    taxonomy = load_taxonomy()
+    cfg = SelfInstructConfig(requests=2)
+    requests = build_requests(seeds, taxonomy, cfg, 1, [], seed=0)
+    copied_seed = seeds[0].instruction
+    outputs = [
+        fake_output(("農業の担い手不足について、原因と対策を三つずつ挙げてください。", ""),
+                    ("この画像の植物の名前を教えてください。", ""),
+                    ("農業の担い手不足について、原因と対策を三つずつ挙げてください。", ""),
+                    (copied_seed, seeds[0].input or "")),
+        {"text": "ごめんなさい", "tokens_in": 5, "tokens_out": 3},
+    ]  # fmt: skip
+    kept, rejected = select(requests, outputs, cfg, seeds, [], "TestModel", 1)
+    assert [r["instruction"] for r in kept] == ["農業の担い手不足について、原因と対策を三つずつ挙げてください。"]
+    row = kept[0]
+    assert row["id"] == content_id(row["instruction"], None)
+    assert (row["origin"], row["round"], row["parent_id"], row["generator_model"]) == ("self_instruct", 0, None, "TestModel")
+    assert row["seed_ids"] == requests[0]["seed_ids"] and row["perspective"] == requests[0]["perspective"]
+    assert len(row["prompt_version"]) == 12
+    reasons = sorted(r["reject_reason"] for r in rejected)
+    assert reasons == ["duplicate_text", "needs_modality", "not_novel", "parse_error"]
+    not_novel = next(r for r in rejected if r["reject_reason"] == "not_novel")
+    assert f"seed:{seeds[0].id}" in not_novel["detail"]
+    ids = [r["id"] for r in kept + rejected]
+    assert len(ids) == len(set(ids))
+
+
+def test_select_is_independent_of_output_order(seeds):
+    taxonomy = load_taxonomy()
+    cfg = SelfInstructConfig(requests=2)
+    requests = build_requests(seeds, taxonomy, cfg, 1, [], seed=0)
+    a = fake_output(("北海道の冬の観光プランを一泊二日で立ててください。", ""))
+    b = fake_output(("北海道の冬の観光プランを一泊二日で立てて下さい。", ""))
+    kept_ab, _ = select(requests, [a, b], cfg, seeds, [], "m", 1)
+    kept_ba, _ = select(requests[::-1], [b, a], cfg, seeds, [], "m", 1)
+    assert [r["id"] for r in kept_ab] == [r["id"] for r in kept_ba]
+    assert len(kept_ab) == 1

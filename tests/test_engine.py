@@ -1,0 +1,116 @@
+"""The OpenAI-compatible engine against a fake endpoint on 127.0.0.1 (canned answers, injected 429s)."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from atheus_ray.config import EngineConfig, ModelConfig, SamplingConfig, SynthConfig, load_config
+from atheus_ray.engine import generate, openai_payload, openai_text, sampling_params
+
+SECRET = "sk-test-not-a-real-key-1234"
+TASKS = ["梅雨の時期に洗濯物を早く乾かす工夫を五つ挙げてください。", "消費税の軽減税率の仕組みを中学生向けに説明して。",
+         "新入社員向けに、電話応対の基本を箇条書きでまとめてください。", "俳句の季語「木枯らし」を使った例句を一つ作り、意味を添えて。"]
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    """Answers /v1/chat/completions like a chat model would, by what the request asks for; the first call
+    for each distinct conversation gets a 429 so retries are exercised."""
+
+    seen: dict = {}
+    log: list = []
+    lock = threading.Lock()
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        conversation = json.dumps(body["messages"], ensure_ascii=False)
+        with self.lock:
+            first = conversation not in self.seen
+            self.seen[conversation] = self.seen.get(conversation, 0) + 1
+            self.log.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        if first:
+            return self._send(429, {"error": {"message": "rate limited"}})
+        return self._send(200, {"choices": [{"message": {"content": self._answer(body)}}],
+                                "usage": {"prompt_tokens": 11, "completion_tokens": 7}})  # fmt: skip
+
+    def _answer(self, body):
+        fmt = (body.get("response_format") or {}).get("json_schema", {})
+        prompt = body["messages"][-1]["content"]
+        if fmt.get("name") == "choice":
+            return json.dumps({"answer": "異なる"}, ensure_ascii=False)
+        if fmt and "tasks" in fmt["schema"]["properties"]:
+            task = TASKS[sum(1 for e in self.log if "tasks" in json.dumps(e["body"].get("response_format"))) % 4]
+            return json.dumps({"tasks": [{"instruction": task, "input": ""}]}, ensure_ascii=False)
+        if fmt:
+            parent = prompt.split("# 元の指示")[1].strip().splitlines()[0]
+            return json.dumps({"instruction": f"{parent}ただし、理由も添えて三百字以内で答えてください。", "input": ""},
+                              ensure_ascii=False)  # fmt: skip
+        return "はい、順を追って丁寧にご説明します。まず全体像から述べます。"
+
+    def _send(self, status, data):
+        raw = json.dumps(data, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_openai(monkeypatch):
+    FakeOpenAI.seen, FakeOpenAI.log = {}, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("ATHEUS_TEST_KEY", SECRET)
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def openai_engine(url):
+    return EngineConfig(kind="openai", base_url=url, api_key_env="ATHEUS_TEST_KEY", max_retries=3, concurrency=1)
+
+
+def test_payload_maps_structured_outputs_to_response_format():
+    json_req = {"messages": [{"role": "user", "content": "x"}],
+                "sampling_params": sampling_params(SamplingConfig(max_tokens=5), {"json": json.dumps({"type": "object"})})}  # fmt: skip
+    body = openai_payload(json_req, "gpt-4o-mini")
+    assert body["model"] == "gpt-4o-mini" and body["max_tokens"] == 5
+    assert body["response_format"]["json_schema"]["schema"] == {"type": "object"}
+    assert "structured_outputs" not in body and "repetition_penalty" not in body
+    choice_req = {**json_req, "sampling_params": sampling_params(SamplingConfig(), {"choice": ["同じ", "異なる"]})}
+    schema = openai_payload(choice_req, "m")["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["answer"]["enum"] == ["同じ", "異なる"]
+    assert openai_text({"choices": [{"message": {"content": '{"answer": "同じ"}'}}]}, choice=True) == "同じ"
+    assert openai_text({"choices": []}, choice=False) == ""
+
+
+def test_generate_over_http_retries_429_and_keeps_order(ray_local, fake_openai):
+    requests = [{"key": f"k{i}", "messages": [{"role": "user", "content": f"質問{i}"}],
+                 "sampling_params": sampling_params(SamplingConfig(max_tokens=16))} for i in range(5)]  # fmt: skip
+    requests.append({"key": "judge", "messages": [{"role": "user", "content": "同じか"}],
+                     "sampling_params": sampling_params(SamplingConfig(), {"choice": ["同じ", "異なる"]})})  # fmt: skip
+    outputs = generate(requests, ModelConfig(source="fake-model"), openai_engine(fake_openai))
+    assert [o["key"] for o in outputs] == [r["key"] for r in requests]
+    assert outputs[0]["text"].startswith("はい") and outputs[-1]["text"] == "異なる"
+    assert all((o["tokens_in"], o["tokens_out"]) == (11, 7) for o in outputs)
+    assert all(count == 2 for count in FakeOpenAI.seen.values())  # one 429, one success each: no loss, no repeat
+    assert {entry["auth"] for entry in FakeOpenAI.log} == {f"Bearer {SECRET}"}
+    assert {entry["path"] for entry in FakeOpenAI.log} == {"/v1/chat/completions"}
+    assert SECRET not in json.dumps(outputs)
+
+
+def test_synth_runs_end_to_end_on_an_openai_endpoint(ray_local, fake_openai, tmp_path):
+    cfg = load_config(SynthConfig, "jobs/configs/synth.yaml", [
+        f"out={tmp_path}", "seeds.limit=4", "self_instruct.requests=2", "evol.rounds=1", "engine.kind=openai",
+        f"engine.base_url={fake_openai}", "engine.api_key_env=ATHEUS_TEST_KEY", "model.source=fake-model"])  # fmt: skip
+    from atheus_ray.synth.run import synthesize
+
+    manifest = synthesize(cfg, log=lambda m: None)
+    assert manifest["counts"]["generated"] == 2 and manifest["counts"]["evolved"] == 2
+    assert manifest["counts"]["responses"] == 4 and manifest["tokens_out"] > 0
+    assert SECRET not in (tmp_path / "manifest.json").read_text()
+    assert all(SECRET not in p.read_bytes().decode("latin-1") for p in tmp_path.rglob("*.parquet"))
