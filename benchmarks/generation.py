@@ -7,7 +7,7 @@ exactly --max-tokens tokens (vLLM `ignore_eos`, HF `min_new_tokens`), so the tok
 method reports its start-up and generation time; the pipeline's pass (atheus_ray.engine.generate: a Ray Data
 dataset through a `ray.data.llm` processor) can only be timed whole, start-up included, so its overhead over
 bare vLLM is given both against vLLM's generation alone and against vLLM's start-up + generation.
-Prints one JSON object.
+Prints one JSON object as the last line of stdout.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def main() -> None:
             "pipeline_total_over_vllm_startup_plus_generation": round(total / (vllm["startup_s"] + vllm["generate_s"]), 2),
         },
     }
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report))  # one line, last on stdout (vLLM logs to stdout too)
 
 
 def _figures(startup: float, generate: float, tokens: int) -> dict:
