@@ -14,8 +14,9 @@ import pytest
 from atheus_ray.config import SynthConfig, load_config
 from atheus_ray.synth.run import synthesize
 
-# Small and greedy, so two runs produce the same text (and so the same ids).
-SMALL = ["seeds.limit=6", "self_instruct.requests=3", "self_instruct.tasks_per_request=3",
+# Small and greedy, so two runs produce the same text (and so the same ids); one batch per LLM pass, so vLLM
+# sees the same batches in both runs.
+SMALL = ["seeds.limit=6", "engine.batch_size=64", "self_instruct.requests=3", "self_instruct.tasks_per_request=3",
          "self_instruct.sampling.max_tokens=256", "self_instruct.sampling.temperature=0",
          "evol.rounds=1", "evol.sampling.max_tokens=160", "evol.sampling.temperature=0",
          "respond.max_tokens=24", "respond.temperature=0"]  # fmt: skip
