@@ -136,6 +136,16 @@ class EvolConfig(Strict):
     )
 
 
+class HeuristicsConfig(Strict):
+    min_ja_ratio_instruction: float = Field(0.6, ge=0, le=1, description="Least Japanese share of the instruction.")
+    min_ja_ratio_output: float = Field(0.5, ge=0, le=1, description="Least Japanese share of the answer.")
+    min_output_chars: int = Field(10, ge=0, description="Shortest answer kept, in characters.")
+    max_output_chars: int = Field(8000, ge=1, description="Longest answer kept, in characters.")
+    copy_threshold: float = Field(
+        0.9, gt=0, le=1, description="Drop an answer whose character ROUGE-L with its instruction + input exceeds this."
+    )
+
+
 class SynthConfig(Strict):
     out: str = Field("outputs/local", description="Output folder (local path; Parquet tables go in subfolders).")
     seed: int = Field(0, description="Seed of every random choice (seeds shown, domains), so reruns match.")

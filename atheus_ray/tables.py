@@ -37,6 +37,7 @@ CONTRACT_TYPES = {
     "response_prompt_version": pa.string(),
     "response_tokens": pa.int32(),
     "response_truncated": pa.bool_(),
+    "dup_of": pa.string(),
     "stage": pa.string(),
     "reject_reason": pa.string(),
     "detail": pa.string(),

@@ -1,0 +1,48 @@
+"""Japanese-aware heuristics on instruction-answer pairs.
+
+Reads:  `instruction`, `input`, and the answer (`response` in synthesis output, `output` in other data sets).
+Writes: `ja_ratio` (share of Japanese script among the answer's letters, atheus_ray.text.ja_ratio) and, for a
+        row that fails, the reject reason from `pair_problem`:
+- `low_ja_ratio_instruction` / `low_ja_ratio_output`: too little Japanese script
+- `refusal`: the answer opens with a refusal (Japanese or English patterns)
+- `output_too_short` / `output_too_long`: answer length in characters outside the bounds
+- `output_copies_instruction`: the answer is (nearly) the instruction and input again
+- `trailing_colon`: the instruction or answer ends with a colon, announcing content that never came
+- `template_marker`: leftover chat-template or prompt markers (`<|im_start|>`, `### 応答:`, `[INST]` ...)
+"""
+
+from __future__ import annotations
+
+import re
+
+from atheus_ray.config import HeuristicsConfig
+from atheus_ray.text import is_refusal, ja_ratio, rouge_l
+
+TEMPLATE_MARKERS = re.compile(
+    r"<\|[a-z_]+\|>|\[/?INST\]|<</?SYS>>|^#{2,3} ?(指示|応答|入力|Instruction|Response|Input)\s*[:：]|"
+    r"^(USER|ASSISTANT|ユーザー|アシスタント)\s*[:：]",
+    re.MULTILINE,
+)
+
+
+def pair_problem(instruction: str, input_text: str | None, output: str, cfg: HeuristicsConfig) -> str | None:
+    """The reject reason of an instruction-answer pair, or None when it passes every heuristic."""
+    output = output.strip()
+    if ja_ratio(instruction) < cfg.min_ja_ratio_instruction:
+        return "low_ja_ratio_instruction"
+    if ja_ratio(output) < cfg.min_ja_ratio_output:
+        return "low_ja_ratio_output"
+    if is_refusal(output):
+        return "refusal"
+    if len(output) < cfg.min_output_chars:
+        return "output_too_short"
+    if len(output) > cfg.max_output_chars:
+        return "output_too_long"
+    prompt = instruction + ("\n" + input_text if input_text else "")
+    if rouge_l(prompt.strip(), output) > cfg.copy_threshold:
+        return "output_copies_instruction"
+    if instruction.rstrip().endswith((":", "：")) or output.endswith((":", "：")):
+        return "trailing_colon"
+    if TEMPLATE_MARKERS.search(output) or TEMPLATE_MARKERS.search(instruction):
+        return "template_marker"
+    return None

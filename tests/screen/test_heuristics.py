@@ -1,0 +1,34 @@
+import pytest
+
+from atheus_ray.config import HeuristicsConfig
+from atheus_ray.screen.heuristics import pair_problem
+
+CFG = HeuristicsConfig()
+GOOD_ANSWER = "梅雨の時期は、除湿機やエアコンの除湿運転を使うと洗濯物が早く乾きます。"
+
+
+@pytest.mark.parametrize("instruction,input_text,output,reason", [
+    ("Please explain rainy season laundry tips.", None, GOOD_ANSWER, "low_ja_ratio_instruction"),
+    ("梅雨の洗濯のコツを教えて", None, "Use a dehumidifier and keep air moving around the clothes.", "low_ja_ratio_output"),
+    ("梅雨の洗濯のコツを教えて", None, "申し訳ございませんが、その質問にはお答えできません。", "refusal"),
+    ("梅雨の洗濯のコツを教えて", None, "除湿機。", "output_too_short"),
+    ("梅雨の洗濯のコツを教えて", None, "あ" * 9000, "output_too_long"),
+    ("次の文を丁寧語にしてください", "明日は雨が降るので傘を持って行きます", "次の文を丁寧語にしてください。明日は雨が降るので傘を持って行きます",
+     "output_copies_instruction"),
+    ("梅雨の洗濯のコツを三つ挙げると次のとおり：", None, GOOD_ANSWER, "trailing_colon"),
+    ("梅雨の洗濯のコツを教えて", None, "洗濯のコツは次の三つです：", "trailing_colon"),
+    ("梅雨の洗濯のコツを教えて", None, GOOD_ANSWER + "<|im_end|>", "template_marker"),
+    ("梅雨の洗濯のコツを教えて", None, GOOD_ANSWER + "\n### 指示：次の質問", "template_marker"),
+])  # fmt: skip
+def test_each_rule(instruction, input_text, output, reason):
+    assert pair_problem(instruction, input_text, output, CFG) == reason
+
+
+@pytest.mark.parametrize("instruction,output", [
+    ("ＰＣの電源が入りません。どうすればいいですか？", "まず電源ケーブルが奥まで差さっているか確認してください。次に、ＡＣアダプターのランプが点くかを見ます。"),
+    ("誕生日メッセージを絵文字入りで書いて🎂", "お誕生日おめでとう🎉🎂！素敵な一年になりますように✨これからもよろしくね😊"),
+    ("Pythonでリストを逆順にする方法を教えて", "方法は二つあります。\n```python\nxs = [1, 2, 3]\nxs.reverse()\nys = xs[::-1]\n```\n`reverse()` はその場で並べ替え、スライスは新しいリストを作ります。"),
+    ("AIとMLの違いを簡単に説明して", "AI（人工知能）は知的な振る舞いをする仕組み全般を指し、ML（機械学習）はデータから規則を学ぶ、AIを実現する方法の一つです。"),
+])  # fmt: skip
+def test_japanese_edge_cases_pass(instruction, output):
+    assert pair_problem(instruction, None, output, CFG) is None
