@@ -3,13 +3,13 @@
 Every row carries a stable `id`, a content hash of what the row *is* (its instruction and input), never a
 random UUID, so reruns produce the same ids and resume works. The lineage columns below are never dropped:
 
-- `parent_id`: id of the row this one was derived from (None for seeds)
-- `seed_ids`: ids of the seeds that led to this row (a seed lists itself)
-- `origin`: `seed` | `self_instruct` | `evol_depth:<op>` | `evol_breadth`
-- `round`: generation round (0 for seeds)
+- `parent_id`: id of the row this one was derived from (None for Self-Instruct rows)
+- `seed_ids`: ids of the seeds that led to this row
+- `origin`: `self_instruct` | `evol_depth:<op>` | `evol_breadth` (`seed` is reserved for seed rows)
+- `round`: Evol-Instruct steps behind this row (0 for Self-Instruct rows)
 - `domain`, `perspective`: taxonomy keys (seeds/taxonomy.yaml)
-- `generator_model`: who wrote the instruction (`human` for seeds)
-- `prompt_version`: hash of the prompt file that produced the instruction (`human` for seeds)
+- `generator_model`: the model that wrote the instruction
+- `prompt_version`: hash of the prompt file that produced the instruction
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from pathlib import Path
 LINEAGE_COLUMNS = (
     "id", "parent_id", "seed_ids", "origin", "round", "domain", "perspective", "generator_model", "prompt_version",
 )  # fmt: skip
-
-HUMAN = "human"
 
 
 def content_id(*parts: str | None) -> str:
@@ -38,20 +36,6 @@ def prompt_version(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
-def seed_row(seed) -> dict:
-    """A seed (atheus_ray.seeds.Seed) as a row of the contract, with its reference `output`."""
-    return {
-        "id": content_id(seed.instruction, seed.input),
-        "parent_id": None,
-        "seed_ids": [seed.id],
-        "origin": "seed",
-        "round": 0,
-        "domain": seed.domain,
-        "perspective": seed.perspective,
-        "generator_model": HUMAN,
-        "prompt_version": HUMAN,
-        "category": seed.category,
-        "instruction": seed.instruction,
-        "input": seed.input,
-        "output": seed.output,
-    }
+def task_text(instruction: str, input_text: str | None) -> str:
+    """A task as one text (instruction, then its input on the next line): what near-duplicates are judged on."""
+    return instruction + ("\n" + input_text if input_text else "")

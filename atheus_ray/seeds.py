@@ -34,6 +34,7 @@ from typing import Iterator
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from atheus_ray.rows import task_text
 from atheus_ray.text import near_duplicate_pairs
 
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
@@ -319,14 +320,9 @@ def round_robin(seeds: list[Seed], limit: int | None) -> list[Seed]:
 # ---------------------------------------------------------------------------------------------- checks
 
 
-def seed_text(seed: Seed) -> str:
-    """What two seeds are compared on for near-duplicates: the instruction and its input."""
-    return seed.instruction + ("\n" + seed.input if seed.input else "")
-
-
 def duplicate_problems(located: list[Located], threshold: float = DUPLICATE_THRESHOLD) -> list[str]:
     """One problem per pair of seeds whose character-level ROUGE-L exceeds `threshold`."""
-    pairs = near_duplicate_pairs([seed_text(x.seed) for x in located], threshold)
+    pairs = near_duplicate_pairs([task_text(x.seed.instruction, x.seed.input) for x in located], threshold)
     return [
         f"{located[j].where}: instruction: near-duplicate of {located[i].seed.id} at {located[i].where} "
         f"(character ROUGE-L {score:.2f} > {threshold})"

@@ -1,5 +1,4 @@
-from atheus_ray.rows import LINEAGE_COLUMNS, content_id, prompt_version, seed_row
-from atheus_ray.seeds import Seed
+from atheus_ray.rows import content_id, prompt_version, task_text
 
 
 def test_content_id_is_stable_and_separates_parts():
@@ -17,11 +16,6 @@ def test_prompt_version_changes_with_the_file(tmp_path):
     assert prompt_version(p) != first
 
 
-def test_seed_row_carries_the_contract():
-    seed = Seed(id="fluency-001", perspective="fluency", category="rewriting", domain="business_manners",
-                instruction="敬語に直して", input="明日行きます", output="明日伺います")  # fmt: skip
-    row = seed_row(seed)
-    assert set(LINEAGE_COLUMNS) <= set(row)
-    assert row["id"] == content_id("敬語に直して", "明日行きます")
-    assert row["seed_ids"] == ["fluency-001"]
-    assert (row["origin"], row["round"], row["parent_id"]) == ("seed", 0, None)
+def test_task_text_puts_input_on_the_next_line():
+    assert task_text("要約して", None) == "要約して"
+    assert task_text("要約して", "本文") == "要約して\n本文"

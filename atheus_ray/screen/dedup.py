@@ -12,12 +12,8 @@ exactly; no all-pairs comparison, so 100k rows take seconds, not hours (benchmar
 
 from __future__ import annotations
 
+from atheus_ray.rows import task_text
 from atheus_ray.text import NearDupIndex
-
-
-def row_text(row: dict) -> str:
-    """What near-duplicates are judged on: the instruction and its input."""
-    return row["instruction"] + ("\n" + row["input"] if row.get("input") else "")
 
 
 def mark_duplicates(rows: list[dict], threshold: float = 0.7, score: str = "score") -> list[dict]:
@@ -25,6 +21,6 @@ def mark_duplicates(rows: list[dict], threshold: float = 0.7, score: str = "scor
     index = NearDupIndex(threshold=threshold)
     dup_of: dict[str, str | None] = {}
     for row in sorted(rows, key=lambda r: (-(r.get(score) or 0), r["id"])):
-        match = index.add_if_novel(row["id"], row_text(row))
+        match = index.add_if_novel(row["id"], task_text(row["instruction"], row.get("input")))
         dup_of[row["id"]] = match[0] if match else None
     return [{**row, "dup_of": dup_of[row["id"]]} for row in rows]

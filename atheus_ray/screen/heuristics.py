@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 from atheus_ray.config import HeuristicsConfig
+from atheus_ray.rows import task_text
 from atheus_ray.text import is_refusal, ja_ratio, rouge_l
 
 TEMPLATE_MARKERS = re.compile(
@@ -38,8 +39,7 @@ def pair_problem(instruction: str, input_text: str | None, output: str, cfg: Heu
         return "output_too_short"
     if len(output) > cfg.max_output_chars:
         return "output_too_long"
-    prompt = instruction + ("\n" + input_text if input_text else "")
-    if rouge_l(prompt.strip(), output) > cfg.copy_threshold:
+    if rouge_l(task_text(instruction, input_text).strip(), output) > cfg.copy_threshold:
         return "output_copies_instruction"
     if instruction.rstrip().endswith((":", "：")) or output.endswith((":", "：")):
         return "trailing_colon"

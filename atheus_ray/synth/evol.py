@@ -31,6 +31,7 @@ from atheus_ray.engine import sampling_params
 from atheus_ray.rows import content_id, prompt_version
 from atheus_ray.synth.filters import instruction_problem
 from atheus_ray.synth.respond import answer_request
+from atheus_ray.synth.self_instruct import task_from_json
 from atheus_ray.text import is_refusal
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
@@ -80,9 +81,9 @@ def parse_evolved(text: str) -> tuple[str, str | None]:
             data = json.loads(text[start : end + 1])
         except json.JSONDecodeError:
             data = None
-        if isinstance(data, dict) and isinstance(data.get("instruction"), str) and data["instruction"].strip():
-            extra = data.get("input")
-            return data["instruction"].strip(), extra.strip() if isinstance(extra, str) and extra.strip() else None
+        task = task_from_json(data)
+        if task is not None:
+            return task
     if not text.strip() or text.lstrip().startswith("{"):
         raise ValueError("no instruction in the output")
     return text.strip(), None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from atheus_ray.config import SelfInstructConfig
 from atheus_ray.engine import sampling_params
-from atheus_ray.rows import content_id, prompt_version
+from atheus_ray.rows import content_id, prompt_version, task_text
 from atheus_ray.seeds import Seed, Taxonomy
 from atheus_ray.synth.filters import instruction_problem
 from atheus_ray.text import NearDupIndex
@@ -92,7 +92,7 @@ def parse_tasks(text: str) -> list[tuple[str, str | None]]:
     """(instruction, input) pairs from model output: a JSON object with `tasks` (possibly inside a code
     fence, after chatter, or cut off by max_tokens: every complete task object is kept), else a numbered
     list. Raises ValueError when neither is found."""
-    tasks = [_task(item) for item in _json_objects(text)]
+    tasks = [task_from_json(item) for item in _json_objects(text)]
     tasks = [t for t in tasks if t is not None]
     if tasks:
         return tasks
@@ -125,7 +125,8 @@ def _json_objects(text: str) -> list:
     return found
 
 
-def _task(item) -> tuple[str, str | None] | None:
+def task_from_json(item) -> tuple[str, str | None] | None:
+    """(instruction, input) from a decoded {"instruction", "input"} object, or None when it has no instruction."""
     if not isinstance(item, dict) or not isinstance(item.get("instruction"), str) or not item["instruction"].strip():
         return None
     extra = item.get("input")
@@ -164,13 +165,13 @@ def select(requests: list[dict], outputs: list[dict], cfg: SelfInstructConfig, s
 
     index = NearDupIndex(threshold=cfg.novelty_threshold)
     for s in seeds:
-        index.add(f"seed:{s.id}", s.instruction + ("\n" + s.input if s.input else ""))
+        index.add(f"seed:{s.id}", task_text(s.instruction, s.input))
     for row in kept:
-        index.add(row["id"], row["instruction"] + ("\n" + row["input"] if row["input"] else ""))
+        index.add(row["id"], task_text(row["instruction"], row["input"]))
     new = []
     for row_id in sorted(candidates):
         row = candidates[row_id]
-        match = index.add_if_novel(row_id, row["instruction"] + ("\n" + row["input"] if row["input"] else ""))
+        match = index.add_if_novel(row_id, task_text(row["instruction"], row["input"]))
         if match:
             rejected.append({**row, "reject_reason": "not_novel", "detail": f"ROUGE-L {match[1]:.2f} with {match[0]}"})
         else:
