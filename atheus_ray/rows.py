@@ -14,6 +14,7 @@ random UUID, so reruns produce the same ids and resume works. The lineage column
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -34,6 +35,13 @@ def content_id(*parts: str | None) -> str:
 def prompt_version(path: str | Path) -> str:
     """The version of a prompt file: a hash of its bytes, so any edit gives a new version."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+@functools.cache
+def read_prompt(path: Path) -> tuple[str, str]:
+    """A prompt file's text and its version, read once per process: stages build a request per row."""
+    data = Path(path).read_bytes()
+    return data.decode("utf-8"), hashlib.sha256(data).hexdigest()[:12]
 
 
 def task_text(instruction: str, input_text: str | None) -> str:

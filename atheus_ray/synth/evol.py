@@ -28,7 +28,7 @@ from pathlib import Path
 
 from atheus_ray.config import EvolConfig, SamplingConfig
 from atheus_ray.engine import sampling_params
-from atheus_ray.rows import content_id, prompt_version
+from atheus_ray.rows import content_id, read_prompt
 from atheus_ray.synth.filters import instruction_problem
 from atheus_ray.synth.respond import answer_request
 from atheus_ray.synth.self_instruct import task_from_json
@@ -59,7 +59,7 @@ def pick_operation(row_id: str, round_: int, operations: list[str]) -> str:
 
 def evolve_prompt(op: str, instruction: str, input_text: str | None) -> str:
     input_block = f"\n# 元の指示の素材（input）\n{input_text}\n" if input_text else ""
-    return prompt_path(op).read_text(encoding="utf-8").format(instruction=instruction, input_block=input_block)
+    return read_prompt(prompt_path(op))[0].format(instruction=instruction, input_block=input_block)
 
 
 def evolve_requests(pool: list[dict], round_: int, cfg: EvolConfig) -> list[dict]:
@@ -97,7 +97,7 @@ def make_children(requests: list[dict], outputs: list[dict], round_: int, cfg: E
         parent, op = request["parent"], request["op"]
         base = {"parent_id": parent["id"], "seed_ids": parent["seed_ids"], "origin": origin(op), "round": round_,
                 "domain": parent["domain"], "perspective": parent["perspective"], "category": parent.get("category"),
-                "generator_model": generator_model, "prompt_version": prompt_version(prompt_path(op)),
+                "generator_model": generator_model, "prompt_version": read_prompt(prompt_path(op))[1],
                 "response": None}  # fmt: skip
         try:
             instruction, input_text = parse_evolved(output["text"])
@@ -122,7 +122,7 @@ def judge_request(parent: dict, child: dict, key: str) -> dict:
     def show(row):
         return row["instruction"] + (f"\n{row['input']}" if row["input"] else "")
 
-    prompt = JUDGE_PROMPT.read_text(encoding="utf-8").format(parent=show(parent), child=show(child))
+    prompt = read_prompt(JUDGE_PROMPT)[0].format(parent=show(parent), child=show(child))
     params = sampling_params(SamplingConfig(max_tokens=8, temperature=0.0), {"choice": [SAME, DIFFERENT]})
     return {"key": key, "messages": [{"role": "user", "content": prompt}], "sampling_params": params}
 

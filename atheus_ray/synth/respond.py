@@ -12,7 +12,7 @@ from pathlib import Path
 
 from atheus_ray.config import SamplingConfig
 from atheus_ray.engine import sampling_params
-from atheus_ray.rows import prompt_version
+from atheus_ray.rows import read_prompt
 
 PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "respond.md"
 
@@ -25,7 +25,7 @@ def user_message(instruction: str, input_text: str | None) -> str:
 def answer_request(row: dict, key: str, sampling: SamplingConfig) -> dict:
     """A chat request {key, messages, sampling_params} that asks for the answer to `row`."""
     messages = [
-        {"role": "system", "content": PROMPT.read_text(encoding="utf-8").strip()},
+        {"role": "system", "content": read_prompt(PROMPT)[0].strip()},
         {"role": "user", "content": user_message(row["instruction"], row["input"])},
     ]
     return {"key": key, "messages": messages, "sampling_params": sampling_params(sampling)}
@@ -37,7 +37,7 @@ def with_answer(row: dict, output: dict, model_name: str, sampling: SamplingConf
         **row,
         "response": output["text"].strip(),
         "response_model": model_name,
-        "response_prompt_version": prompt_version(PROMPT),
+        "response_prompt_version": read_prompt(PROMPT)[1],
         "response_tokens": output["tokens_out"],
         "response_truncated": output["tokens_out"] >= sampling.max_tokens,
     }

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from atheus_ray.config import SelfInstructConfig
 from atheus_ray.engine import sampling_params
-from atheus_ray.rows import content_id, prompt_version, task_text
+from atheus_ray.rows import content_id, read_prompt, task_text
 from atheus_ray.seeds import Seed, Taxonomy
 from atheus_ray.synth.filters import instruction_problem
 from atheus_ray.text import NearDupIndex
@@ -51,7 +51,7 @@ def _example(instruction: str, input_text: str | None) -> str:
 def build_requests(seeds: list[Seed], taxonomy: Taxonomy, cfg: SelfInstructConfig, round_: int,
                    pool: list[dict], seed: int) -> list[dict]:  # fmt: skip
     """The prompts of one round: each a request {key, messages, sampling_params} plus what it was built from."""
-    template = PROMPT.read_text(encoding="utf-8")
+    template = read_prompt(PROMPT)[0]
     by_perspective: dict[str, list[Seed]] = {}
     for s in seeds:
         by_perspective.setdefault(s.perspective, []).append(s)
@@ -137,7 +137,7 @@ def select(requests: list[dict], outputs: list[dict], cfg: SelfInstructConfig, s
            generator_model: str, round_: int) -> tuple[list[dict], list[dict]]:  # fmt: skip
     """Parse, filter and novelty-check one round's outputs. Returns (new kept rows, rejected rows).
     Candidates are checked in id order, so the result does not depend on the order outputs arrive in."""
-    version = prompt_version(PROMPT)
+    version = read_prompt(PROMPT)[1]
     candidates, rejected, seen = {}, [], {r["id"] for r in kept}
     for request, output in zip(requests, outputs):
         base = {"parent_id": None, "seed_ids": request["seed_ids"], "origin": "self_instruct", "round": 0,
