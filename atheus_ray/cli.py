@@ -2,7 +2,8 @@
 
     atheus doctor                                  what this machine has (versions, CPU/GPU, Ray address)
     atheus models prepare                          fetch + convert the embedded model once; print its folder
-    atheus synth --config FILE [--set k=v]...      Self-Instruct + Evol-Instruct + responses → Parquet (resumable)
+    atheus synth --config FILE [--set k=v]...      Self-Instruct + Evol-Instruct + responses + screening (resumable)
+    atheus screen --in PATH --out DIR [--config FILE]  screen any table of pairs into a data set with its card
     atheus pipeline --config FILE [--set k=v]...   run the pipeline as far as it exists; print where outputs are
     atheus seeds validate PATH...                  check seed files; perspective x category table, or problems
     atheus seeds stats PATH...                     counts, lengths and coverage gaps of seed files (JSON)
@@ -42,12 +43,20 @@ def _parser() -> argparse.ArgumentParser:
                             help="perspective for imported Self-Instruct/Alpaca rows that name none (default: %(default)s)")  # fmt: skip
 
     for command, text in (("synth", "generate instructions and answers from seeds (Self-Instruct, Evol-Instruct)"),
-                          ("pipeline", "run the pipeline as far as it exists (today: synth)")):  # fmt: skip
+                          ("pipeline", "run the pipeline as far as it exists (today: synth and screening)")):  # fmt: skip
         run = sub.add_parser(command, help=text)
         run.add_argument("--config", help="YAML config (default: built-in defaults)")
         run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a config value, e.g. --set engine.batch_size=16 (repeatable)")  # fmt: skip
         run.add_argument("--out", help="output folder (same as --set out=DIR)")
+
+    screen = sub.add_parser("screen", help="screen a table of pairs: tags, heuristics, dedup, selection, card")
+    screen.add_argument("--in", dest="input", help="pairs: Parquet/JSONL/CSV file or folder, or hf:owner/name[:split]"
+                        " with instruction, input and output (or response) columns (same as --set input=PATH)")  # fmt: skip
+    screen.add_argument("--out", help="output folder (same as --set out=DIR)")
+    screen.add_argument("--config", help="YAML config (default: built-in defaults; see jobs/configs/screen.yaml)")
+    screen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set screen.selection.min_score=7 (repeatable)")  # fmt: skip
     return parser
 
 
@@ -65,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command in ("synth", "pipeline"):
             return _synth(args)
+        if args.command == "screen":
+            return _screen(args)
         if args.command == "seeds":
             return _seeds(args)
     except _USER_ERRORS as e:
@@ -78,7 +89,8 @@ def _synth(args) -> int:
     from atheus_ray.config import SynthConfig, load_config
 
     overrides = args.overrides + ([f"out={args.out}"] if args.out else [])
-    manifest = pipeline.run(load_config(SynthConfig, args.config, overrides))
+    phase = pipeline.synth if args.command == "synth" else pipeline.run
+    manifest = phase(load_config(SynthConfig, args.config, overrides))
     counts, tables = manifest["counts"], manifest["tables"]
     reused = sum(s["resumed"] for s in manifest["stages"])
     note = f"; {reused} of {len(manifest['stages'])} stages reused from an earlier run" if reused else ""
@@ -89,7 +101,38 @@ def _synth(args) -> int:
     print(f"  manifest             {Path(tables['responses']).parent / 'manifest.json'}")
     if manifest["rejected_by_reason"]:
         print("  rejected by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(manifest["rejected_by_reason"].items())))
+    if "screen" in manifest:
+        _print_screen(manifest["screen"])
     return 0
+
+
+def _screen(args) -> int:
+    from atheus_ray.config import ConfigError, ScreenJobConfig, load_config
+    from atheus_ray.screen.run import read_pairs, screen
+
+    cfg = load_config(ScreenJobConfig, args.config, args.overrides)
+    if args.input:
+        cfg.input = args.input
+    if args.out:
+        cfg.out = args.out
+    if not cfg.input:
+        raise ConfigError("no input: give --in PATH (or input: in the config)")
+    summary = screen(read_pairs(cfg.input), cfg.out, cfg.screen, cfg.model, cfg.engine, cfg.ray, source=cfg.input)
+    _print_screen(summary)
+    return 0
+
+
+def _print_screen(summary: dict) -> None:
+    tables = summary["tables"]
+    print(f"\nScreening: {summary['rows_in']} rows in, {summary['rows_out']} in the data set "
+          f"({summary['wall_seconds']} s):")  # fmt: skip
+    for step in summary["funnel"][1:]:
+        reasons = ", ".join(f"{k} {v}" for k, v in step["by_reason"].items())
+        print(f"  {step['stage']:<16} -{step['dropped']:<5} {step['left']:>6} left  {reasons}")
+    print(f"  final (Parquet)  {tables['final']}")
+    print(f"  rejected         {tables['rejected']}")
+    print(f"  sft              {tables['sft']}")
+    print(f"  data set card    {tables['card']}")
 
 
 def _seeds(args) -> int:
@@ -119,8 +162,9 @@ def _seeds(args) -> int:
 def _user_errors() -> tuple[type[Exception], ...]:
     from atheus_ray.config import ConfigError
     from atheus_ray.seeds import SeedError
+    from atheus_ray.sources import SourceError
 
-    return ConfigError, SeedError, FileNotFoundError
+    return ConfigError, SeedError, SourceError, FileNotFoundError
 
 
 _USER_ERRORS = _user_errors()

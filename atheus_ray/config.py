@@ -146,6 +146,66 @@ class HeuristicsConfig(Strict):
     )
 
 
+class TaggerConfig(Strict):
+    sampling: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(max_tokens=256, temperature=0.0),
+        description="Sampling for the tagger (JSON under a schema; greedy by default).",
+    )
+
+
+class DedupConfig(Strict):
+    threshold: float = Field(
+        0.7, gt=0, le=1, description="Rows whose character ROUGE-L of instruction + input exceeds this are duplicates."
+    )
+
+
+class DecontaminationConfig(Strict):
+    paths: list[str] = Field(
+        [], description="Evaluation prompts to keep out of the data: CSV/JSONL/Parquet files with an `input` (or "
+        "`input_text`) column, plain .txt files (one prompt per line), or hf:owner/name[:split] (e.g. "
+        "hf:elyza/ELYZA-tasks-100:test). Empty: no decontamination.",
+    )
+    ngram: int = Field(3, ge=2, description="Character n-gram length compared.")
+    threshold: float = Field(
+        0.45, gt=0, le=1, description="Drop a row containing more than this share of an evaluation prompt's n-grams."
+    )
+
+
+class SelectionConfig(Strict):
+    min_quality: int = Field(3, ge=1, le=5, description="Least input quality (tagger, 1-5) kept.")
+    min_score: int = Field(6, ge=1, le=10, description="Least response quality (tagger, 1-10) kept.")
+    keep_unsafe: bool = Field(False, description="Keep rows the tagger called unsafe.")
+    max_per_cell: int | None = Field(
+        None, ge=1, description="Quota: most rows kept per perspective x domain, best score first (None: no quota)."
+    )
+    target_size: int = Field(13000, ge=1, description="Most rows in the final data set, best score first.")
+
+
+class ScreenConfig(Strict):
+    enabled: bool = Field(True, description="Inside `atheus synth`: screen the responses when synthesis ends.")
+    tagger: TaggerConfig = Field(default_factory=TaggerConfig, description="LLM tagging (Magpie-style).")
+    heuristics: HeuristicsConfig = Field(default_factory=HeuristicsConfig, description="Pair heuristics.")
+    dedup: DedupConfig = Field(default_factory=DedupConfig, description="Near-duplicate removal.")
+    decontamination: DecontaminationConfig = Field(
+        default_factory=DecontaminationConfig, description="Removal of rows that overlap evaluation prompts."
+    )
+    selection: SelectionConfig = Field(default_factory=SelectionConfig, description="Thresholds, quotas, size.")
+
+
+class ScreenJobConfig(Strict):
+    """`atheus screen`: screening of any pair table, with its own tagger model and engine."""
+
+    input: str | None = Field(
+        None, description="Pairs to screen: a Parquet/JSONL file or folder with instruction/input/output (or "
+        "response) columns, or hf:owner/name[:split]. Usually given as --in.",
+    )
+    out: str = Field("outputs/screen", description="Output folder (final/, rejected/, sft/, README.md).")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The tagger model.")
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="How the tagger runs.")
+    ray: RayConfig = Field(default_factory=RayConfig, description="Which Ray cluster to use.")
+    screen: ScreenConfig = Field(default_factory=ScreenConfig, description="The screening stages.")
+
+
 class SynthConfig(Strict):
     out: str = Field("outputs/local", description="Output folder (local path; Parquet tables go in subfolders).")
     seed: int = Field(0, description="Seed of every random choice (seeds shown, domains), so reruns match.")
@@ -156,6 +216,9 @@ class SynthConfig(Strict):
     self_instruct: SelfInstructConfig = Field(default_factory=SelfInstructConfig, description="Self-Instruct.")
     evol: EvolConfig = Field(default_factory=EvolConfig, description="Evol-Instruct with elimination.")
     respond: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampling for answers.")
+    screen: ScreenConfig = Field(
+        default_factory=ScreenConfig, description="Screening of the responses (tagger = the generator model)."
+    )
 
 
 C = TypeVar("C", bound=BaseModel)

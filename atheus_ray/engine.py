@@ -54,6 +54,7 @@ def build_llm_processor(
             "pipeline_parallel_size": engine.pipeline_parallel_size,
             "enforce_eager": engine.enforce_eager,
             "seed": engine.seed,
+            "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
         },
         batch_size=engine.batch_size,
         concurrency=engine.concurrency,

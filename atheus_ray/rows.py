@@ -47,3 +47,8 @@ def read_prompt(path: Path) -> tuple[str, str]:
 def task_text(instruction: str, input_text: str | None) -> str:
     """A task as one text (instruction, then its input on the next line): what near-duplicates are judged on."""
     return instruction + ("\n" + input_text if input_text else "")
+
+
+def user_message(instruction: str, input_text: str | None) -> str:
+    """The user turn of a task: the instruction, then its input (if any) after a blank line."""
+    return instruction if not input_text else f"{instruction}\n\n{input_text}"

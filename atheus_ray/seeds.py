@@ -21,26 +21,20 @@ Every problem is reported as `where: field: message`, where `where` is `file:lin
 
 from __future__ import annotations
 
-import csv
-import glob
-import io
-import json
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from atheus_ray.rows import task_text
+from atheus_ray.sources import expand_paths, records
 from atheus_ray.text import near_duplicate_pairs
 
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
 TAXONOMY_PATH = SEEDS_DIR / "taxonomy.yaml"
-FORMATS = (".jsonl", ".csv", ".parquet")
-MAX_LINE_BYTES = 1 << 20  # a seed is a few KB; a 1 MiB line is a broken file, not a seed
 MIN_PER_PERSPECTIVE = 25
 DUPLICATE_THRESHOLD = 0.7  # character-level ROUGE-L, as Self-Instruct's novelty filter
 IMPORT_CATEGORY, IMPORT_DOMAIN = "generation", "daily_life"
@@ -100,104 +94,6 @@ class Located:
     where: str
 
 
-# ---------------------------------------------------------------------------------------------- sources
-
-
-def expand_paths(patterns: list[str]) -> list[str]:
-    """Expand globs and folders into source names. Folders contribute their JSONL, CSV and Parquet files; `hf:` names pass through.
-    A pattern that matches nothing is an error naming it."""
-    sources: list[str] = []
-    for pattern in patterns:
-        if pattern.startswith("hf:"):
-            sources.append(pattern)
-            continue
-        found = sorted(glob.glob(pattern))
-        if not found:
-            raise FileNotFoundError(f"no seed file matches {pattern}")
-        for path in map(Path, found):
-            if path.is_dir():
-                inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in FORMATS)
-                if not inside:
-                    raise FileNotFoundError(f"{path}: folder has no {', '.join(FORMATS)} files")
-                sources += [str(p) for p in inside]
-            else:
-                sources.append(str(path))
-    return sources
-
-
-def _records(source: str, problems: list[str]) -> Iterator[tuple[str, object]]:
-    """Yield (where, record) from one source; unreadable parts become problems."""
-    if source.startswith("hf:"):
-        yield from _hf_records(source)
-        return
-    path = Path(source)
-    if path.suffix not in FORMATS:
-        problems.append(f"{source}: (file): unsupported format {path.suffix or '(none)'!r}; use {', '.join(FORMATS)}")
-        return
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            rows = pq.read_table(path).to_pylist()
-        except Exception as e:
-            problems.append(f"{source}: (file): not a readable Parquet file: {e}")
-            return
-        for n, row in enumerate(rows, 1):
-            yield f"{source}:row {n}", row
-        return
-    before = len(problems)
-    lines = _text_lines(path, problems)
-    if path.suffix == ".jsonl":
-        for lineno, line in lines:
-            if not line.strip():
-                continue
-            try:
-                yield f"{source}:{lineno}", json.loads(line)
-            except json.JSONDecodeError as e:
-                problems.append(f"{source}:{lineno}: (line): invalid JSON: {e.msg} at column {e.colno}")
-        return
-    if len(problems) > before:  # a CSV with unreadable lines cannot be parsed reliably past them
-        return
-    # .csv: a header line, then one record per row (a quoted field may span lines)
-    reader = csv.DictReader(io.StringIO("\n".join(line for _, line in lines)))
-    start = 2
-    for row in reader:
-        where = f"{source}:{lines[start - 1][0]}"
-        start = reader.line_num + 1
-        if None in row:
-            problems.append(f"{where}: (line): more values than header columns")
-            continue
-        yield where, {k: v for k, v in row.items() if v not in (None, "")}
-
-
-def _text_lines(path: Path, problems: list[str]) -> list[tuple[int, str]]:
-    """(line number, text) of a UTF-8 text file; CRLF accepted; BOM, bad bytes and huge lines are problems."""
-    out = []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            if len(raw) > MAX_LINE_BYTES:
-                problems.append(f"{path}:{lineno}: (line): {len(raw):,} bytes, over the {MAX_LINE_BYTES:,}-byte limit")
-                continue
-            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                problems.append(f"{path}:1: (line): starts with a byte-order mark; save the file as UTF-8 without BOM")
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                problems.append(f"{path}:{lineno}: (line): not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})")
-                continue
-            out.append((lineno, text.rstrip("\r\n")))
-    return out
-
-
-def _hf_records(source: str) -> Iterator[tuple[str, object]]:
-    import datasets
-
-    name, _, split = source[3:].partition(":")
-    for n, row in enumerate(datasets.load_dataset(name, split=split or "train"), 1):
-        yield f"{source} row {n}", row
-
-
 # ---------------------------------------------------------------------------------------------- formats
 
 
@@ -253,7 +149,7 @@ def load_located(
     found, problems, first = [], [], {}
     for source in map(str, paths):
         before = len(found) + len(problems)
-        for where, record in _records(source, problems):
+        for where, record in records(source, problems):
             try:
                 dicts = _to_seed_dicts(record, where, taxonomy, default_perspective)
             except ValueError as e:

@@ -11,7 +11,7 @@ def atheus(*args, **kw):
 def test_help_lists_the_commands():
     done = atheus("--help")
     assert done.returncode == 0
-    for command in ("doctor", "models", "seeds", "synth", "pipeline"):
+    for command in ("doctor", "models", "seeds", "synth", "screen", "pipeline"):
         assert command in done.stdout
 
 
@@ -44,3 +44,17 @@ def test_bad_seed_file_exits_2_naming_file_line_and_field(tmp_path):
     assert done.returncode == 2
     assert f"{bad}:1: domain: unknown domain 'nowhere'" in done.stderr
     assert not (tmp_path / "out").exists()  # nothing was written
+
+
+def test_screen_bad_input_exits_2_naming_file_line_and_field(tmp_path):
+    bad = tmp_path / "pairs.jsonl"
+    bad.write_text('{"instruction": "挨拶して", "output": "こんにちは"}\n{"instruction": "挨拶して"}\n', encoding="utf-8")
+    done = atheus("screen", "--in", str(bad), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert f"{bad}:2: output: missing" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_screen_without_input_exits_2():
+    done = atheus("screen", "--config", "jobs/configs/screen.yaml")
+    assert done.returncode == 2 and "no input: give --in PATH" in done.stderr

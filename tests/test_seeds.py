@@ -186,5 +186,5 @@ def test_round_robin_covers_perspectives_first():
 
 
 def test_expand_paths_names_a_pattern_that_matches_nothing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no seed file matches"):
+    with pytest.raises(FileNotFoundError, match="no file matches"):
         expand_paths([str(tmp_path / "*.jsonl")])

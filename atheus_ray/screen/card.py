@@ -1,0 +1,107 @@
+"""The data set card: `DIR/README.md` with the funnel and the distributions of the final rows, and PNG charts
+in `DIR/charts/`. Every number comes from the summary that `screen.json` holds, computed from the rows written
+to `final/`, so the card, the JSON and the Parquet agree.
+
+Reads:  the final rows' `perspective`, `domain`, `task_category`, `difficulty`, `score`, `quality`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+DISTRIBUTIONS = ("perspective", "domain", "task_category", "difficulty", "quality", "score")
+ORDINAL = {"difficulty", "quality", "score"}  # shown in value order, not by count
+
+
+def funnel(n_in: int, report: list[dict]) -> list[dict]:
+    """Rows in, then per stage: rows dropped (by reason) and rows left."""
+    steps = [{"stage": "input", "dropped": 0, "left": n_in, "by_reason": {}}]
+    for stage in report:
+        steps.append({"stage": stage["stage"], "dropped": stage["rejected"], "left": stage["kept"],
+                      "by_reason": dict(sorted(stage["rejected_by_reason"].items()))})  # fmt: skip
+    return steps
+
+
+def distributions(rows: list[dict]) -> dict[str, dict[str, int]]:
+    """Counts of each distribution column's values among `rows` (null shown as "(none)")."""
+    result = {}
+    for column in DISTRIBUTIONS:
+        counts = Counter("(none)" if row.get(column) is None else str(row[column]) for row in rows)
+        if column in ORDINAL:
+            result[column] = {k: counts[k] for k in sorted(counts, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0))}
+        else:
+            result[column] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return result
+
+
+def write_card(out: Path, summary: dict) -> Path:
+    """Write DIR/README.md and DIR/charts/*.png from a screening summary."""
+    charts = _charts(out / "charts", summary)
+    lines = [
+        "---",
+        "language: [ja]",
+        "task_categories: [text-generation]",
+        "configs:",
+        "- config_name: default",
+        "  data_files: final/*.parquet",
+        "---",
+        "",
+        "# Japanese instruction data (atheus_ray)",
+        "",
+        f"{summary['rows_out']:,} instruction-answer pairs, screened from {summary['rows_in']:,} "
+        f"(source: `{summary['source'] or 'in-memory rows'}`; tagger: `{summary['tagger_model']}`).",
+        "Load with `datasets.load_dataset(\"parquet\", data_dir=\"final\")`; chat-format training data is in "
+        "`sft/train.jsonl`; every dropped row is in `rejected/<stage>/` with its `reject_reason`.",
+        "",
+        "## Funnel",
+        "",
+        "| stage | dropped | left | dropped by reason |",
+        "|---|---:|---:|---|",
+    ]
+    for step in summary["funnel"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in step["by_reason"].items())
+        lines.append(f"| {step['stage']} | {step['dropped']} | {step['left']} | {reasons} |")
+    lines += ["", "![funnel](charts/funnel.png)", ""]
+    for column, counts in summary["distributions"].items():
+        lines += [f"## {column}", "", f"| {column} | rows |", "|---|---:|"]
+        lines += [f"| {value} | {n} |" for value, n in counts.items()]
+        lines += ["", f"![{column}](charts/{column}.png)", ""] if column in charts else [""]
+    lines += [
+        "## Columns",
+        "",
+        "Lineage: `id` (content hash), `parent_id`, `seed_ids`, `origin`, `round`, `domain`, `perspective`, "
+        "`generator_model`, `prompt_version`. Screening: `ja_ratio` (Japanese share of the answer), `quality` "
+        "(input quality 1-5) and `quality_reason`, `difficulty` (1-5), `task_category`, `safety` and "
+        "`safety_category`, `score` (response quality 1-10), `dup_of`, `tagger_model`, `tagger_prompt_version`.",
+        "",
+    ]
+    path = out / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _charts(folder: Path, summary: dict) -> set[str]:
+    """One bar chart per distribution and one of the funnel; return the names drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    drawn = set()
+    bars = {"funnel": {step["stage"]: step["left"] for step in summary["funnel"]}, **summary["distributions"]}
+    for name, counts in bars.items():
+        if not counts:
+            continue
+        labels, values = list(counts)[:30], list(counts.values())[:30]  # keys are ASCII: no CJK font needed
+        fig, ax = plt.subplots(figsize=(7, 0.3 * len(labels) + 1.2))
+        ax.barh(labels[::-1], values[::-1], color="#4c72b0")
+        ax.set_title("rows left after each stage" if name == "funnel" else f"final rows by {name}")
+        for y, v in enumerate(values[::-1]):
+            ax.text(v, y, f" {v}", va="center", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / f"{name}.png", dpi=100)
+        plt.close(fig)
+        drawn.add(name)
+    return drawn

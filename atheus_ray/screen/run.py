@@ -1,0 +1,180 @@
+"""The screening run: pairs → heuristics → decontamination → LLM tags → near-duplicates → selection.
+
+    atheus screen --in DIR/responses --out DIR [--config jobs/configs/screen.yaml] [--set key=value ...]
+
+`atheus synth` ends with it on its own responses (section `screen` of its config). The cheap checks come
+first, so the LLM tags only rows that can still be kept; near-duplicates come after tagging, so each
+cluster keeps its best-scored row. Every stage is resumable (atheus_ray.stages), like synthesis.
+
+Input: any table of pairs (Parquet/JSONL/CSV file or folder, or hf:owner/name[:split]) with `instruction`,
+optional `input`, and the answer in `response` or `output` (stored as `response`). Rows without an `id`
+get a content id; missing lineage columns are null. A row without an instruction or an answer is an error
+naming its file and line or row.
+
+Outputs under DIR:
+- `final/`: the kept rows, best first, with every screening column: `ja_ratio`, `quality`,
+  `quality_reason`, `difficulty`, `task_category`, `safety`, `safety_category`, `score`, `dup_of`,
+  `tagger_model`, `tagger_prompt_version`
+- `rejected/<stage>/`: the dropped rows of each stage (`heuristics`, `decontamination`, `tagging`, `dedup`,
+  `selection`), with the screening columns known by then, `stage`, `reject_reason` and `detail`
+- `sft/train.jsonl`: the final rows as chat messages, `{"id", "messages": [user, assistant]}`
+- `README.md` (the data set card: funnel, distributions) with `charts/*.png`, and `screen.json` (the same
+  numbers, machine-readable)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from atheus_ray import models
+from atheus_ray.config import EngineConfig, ModelConfig, RayConfig, ScreenConfig
+from atheus_ray.engine import generate
+from atheus_ray.ray_init import init_ray
+from atheus_ray.rows import LINEAGE_COLUMNS, content_id, read_prompt, user_message
+from atheus_ray.screen import card, decontam, tagger
+from atheus_ray.screen.dedup import mark_duplicates
+from atheus_ray.screen.heuristics import pair_problem
+from atheus_ray.screen.select import rank_key, select
+from atheus_ray.seeds import load_taxonomy
+from atheus_ray.sources import SourceError, read_records
+from atheus_ray.stages import Stages
+from atheus_ray.tables import REJECTED_COLUMNS, write_rows
+from atheus_ray.text import ja_ratio
+
+SCREEN_COLUMNS = ("ja_ratio", *tagger.TAG_COLUMNS, "dup_of")
+SCREEN_REJECTED_COLUMNS = (*REJECTED_COLUMNS, *SCREEN_COLUMNS)
+
+
+def read_pairs(source: str) -> list[dict]:
+    """The pairs of a table, normalized (see module docstring); raise SourceError listing every bad row."""
+    rows, problems = [], []
+    for where, record in read_records([source]):
+        instruction, input_text = record.get("instruction"), record.get("input")
+        answer = record["response"] if record.get("response") is not None else record.get("output")
+        if not isinstance(instruction, str) or not instruction.strip():
+            problems.append(f"{where}: instruction: missing or empty")
+        if not isinstance(answer, str):
+            problems.append(f"{where}: output: missing (a text `output` or `response` is required)")
+        if input_text is not None and not isinstance(input_text, str):
+            problems.append(f"{where}: input: expected text or null, got {type(input_text).__name__}")
+        if problems and problems[-1].startswith(f"{where}:"):
+            continue
+        row = {**dict.fromkeys(LINEAGE_COLUMNS), **{k: v for k, v in record.items() if k != "output"}}
+        row.update(input=input_text if input_text and input_text.strip() else None, response=answer)
+        row["id"] = str(record["id"]) if record.get("id") is not None else content_id(instruction, row["input"])
+        rows.append(row)
+    if problems:
+        raise SourceError(problems)
+    return rows
+
+
+def fingerprint(rows: list[dict], cfg: ScreenConfig, model: ModelConfig, engine: EngineConfig,
+                eval_prompts: list[tuple[str, str]]) -> str:  # fmt: skip
+    """What the screening output depends on: the input pairs, the screening config, the tagger and its prompt,
+    and the evaluation prompts' text."""
+    h = hashlib.sha256()
+    for part in (cfg.model_dump(), model.model_dump(), engine.model_dump(), eval_prompts):
+        h.update(json.dumps(part, sort_keys=True, ensure_ascii=False).encode())
+    h.update(read_prompt(tagger.PROMPT)[1].encode())
+    for row in sorted(rows, key=lambda r: r["id"]):
+        h.update(json.dumps([row["id"], row["instruction"], row["input"], row["response"]], ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
+
+
+def screen(rows: list[dict], out: str | Path, cfg: ScreenConfig, model: ModelConfig, engine: EngineConfig,
+           ray: RayConfig | None = None, log=print, source: str = "") -> dict:  # fmt: skip
+    """Screen `rows` into OUT (see module docstring); return the summary written to OUT/screen.json."""
+    start = time.time()
+    out = Path(out).resolve()
+    categories = list(load_taxonomy().categories)
+    tagger_name = models.display_name(model.source)
+    prompts = decontam.load_prompts(cfg.decontamination.paths) if cfg.decontamination.paths else []
+    decon = decontam.Decontaminator(prompts, cfg.decontamination.ngram, cfg.decontamination.threshold)
+    log(f"screening {len(rows)} rows; tagger {tagger_name}; {len(prompts)} evaluation prompts; output {out}")
+
+    def connect():
+        if ray is not None:
+            where = init_ray(ray)
+            log(f"ray: {where['address']} ({where['cpus']:g} CPUs, {where['gpus']:g} GPUs)")
+
+    stages = Stages(out, fingerprint(rows, cfg, model, engine, prompts), log, connect, SCREEN_REJECTED_COLUMNS)
+    n_in = len(rows)
+    rows = stages.run("heuristics", rows, lambda rows: (*_heuristics(rows, cfg), 0, 0))
+    rows = stages.run("decontamination", rows, lambda rows: (*decontam.contaminated(rows, decon), 0, 0))
+
+    def tag(rows):
+        outputs = generate([tagger.tag_request(r, categories, cfg.tagger.sampling) for r in rows], model, engine)
+        tagged, rejected = tagger.with_tags(rows, outputs, categories, tagger_name)
+        return tagged, rejected, sum(o["tokens_in"] for o in outputs), sum(o["tokens_out"] for o in outputs)
+
+    rows = stages.run("tagging", rows, tag)
+    rows = stages.run("dedup", rows, lambda rows: (*_dedup(rows, cfg.dedup.threshold), 0, 0))
+    rows = stages.run("selection", rows, lambda rows: (*select(rows, cfg.selection), 0, 0))
+    return _write_outputs(out, sorted(rows, key=rank_key), n_in, stages.report, tagger_name, source,
+                          time.time() - start, log)  # fmt: skip
+
+
+def _heuristics(rows: list[dict], cfg: ScreenConfig) -> tuple[list[dict], list[dict]]:
+    kept, rejected, seen = [], [], set()
+    for row in rows:
+        row = {**row, "ja_ratio": round(ja_ratio(row["response"]), 4)}
+        if row["id"] in seen:
+            rejected.append({**row, "reject_reason": "duplicate_id", "detail": "an earlier row has this id"})
+            continue
+        seen.add(row["id"])
+        reason = pair_problem(row["instruction"], row["input"], row["response"], cfg.heuristics)
+        if reason:
+            rejected.append({**row, "reject_reason": reason, "detail": None})
+        else:
+            kept.append(row)
+    return kept, rejected
+
+
+def _dedup(rows: list[dict], threshold: float) -> tuple[list[dict], list[dict]]:
+    marked = mark_duplicates(rows, threshold)
+    kept = [r for r in marked if r["dup_of"] is None]
+    rejected = [{**r, "reject_reason": "near_duplicate", "detail": f"of {r['dup_of']}"} for r in marked if r["dup_of"]]
+    return kept, rejected
+
+
+def sft_record(row: dict) -> dict:
+    """A final row as a chat-messages training example."""
+    return {"id": row["id"], "messages": [{"role": "user", "content": user_message(row["instruction"], row["input"])},
+                                          {"role": "assistant", "content": row["response"]}]}  # fmt: skip
+
+
+def _write_outputs(out: Path, rows: list[dict], n_in: int, report: list[dict], tagger_name: str, source: str,
+                   seconds: float, log) -> dict:  # fmt: skip
+    columns = dict.fromkeys([*LINEAGE_COLUMNS, "category", "instruction", "input", "response", *_columns(rows),
+                             *SCREEN_COLUMNS])  # fmt: skip
+    final = write_rows(rows, out / "final", tuple(columns))
+    sft = out / "sft" / "train.jsonl"
+    sft.parent.mkdir(parents=True, exist_ok=True)
+    tmp = sft.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(sft_record(r), ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(sft)
+    summary = {
+        "source": source,
+        "tagger_model": tagger_name,
+        "rows_in": n_in,
+        "rows_out": len(rows),
+        "funnel": card.funnel(n_in, report),
+        "distributions": card.distributions(rows),
+        "stages": report,
+        "tokens_in": sum(s["tokens_in"] for s in report),
+        "tokens_out": sum(s["tokens_out"] for s in report),
+        "wall_seconds": round(seconds, 1),
+        "tables": {"final": str(final), "rejected": str(out / "rejected"), "sft": str(sft),
+                   "card": str(out / "README.md")},  # fmt: skip
+    }
+    (out / "screen.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2))
+    card.write_card(out, summary)
+    log(f"[screen] {n_in} rows in, {len(rows)} out")
+    return summary
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(k for row in rows for k in row)) if rows else []

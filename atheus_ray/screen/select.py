@@ -1,0 +1,47 @@
+"""Selection: thresholds on the tags, quotas per perspective x domain, then a target size, best first.
+
+Rows are ranked by `score` (response quality), then `quality` (input quality), then `id`, so the choice does
+not depend on the input order. In that order a row is dropped when:
+- `low_quality`: `quality` < `min_quality`;
+- `low_score`: `score` < `min_score`;
+- `unsafe`: the tagger called it unsafe (unless `keep_unsafe`);
+- `over_quota`: its perspective x domain cell already holds `max_per_cell` rows;
+- `over_target`: `target_size` rows are already kept.
+
+Reads:  `id`, `quality`, `score`, `safety`, `perspective`, `domain`.
+Writes: nothing new; dropped rows get `reject_reason` and a `detail`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from atheus_ray.config import SelectionConfig
+
+
+def rank_key(row: dict) -> tuple:
+    """Best first: higher score, then higher input quality, then id."""
+    return -(row.get("score") or 0), -(row.get("quality") or 0), row["id"]
+
+
+def select(rows: list[dict], cfg: SelectionConfig) -> tuple[list[dict], list[dict]]:
+    """(kept rows best first, dropped rows with reject_reason); see the module docstring."""
+    kept, dropped, cells = [], [], Counter()
+    for row in sorted(rows, key=rank_key):
+        cell = (row.get("perspective"), row.get("domain"))
+        if row["quality"] < cfg.min_quality:
+            reason, detail = "low_quality", f"quality {row['quality']} < {cfg.min_quality}"
+        elif row["score"] < cfg.min_score:
+            reason, detail = "low_score", f"score {row['score']} < {cfg.min_score}"
+        elif row["safety"] != "safe" and not cfg.keep_unsafe:
+            reason, detail = "unsafe", row.get("safety_category")
+        elif cfg.max_per_cell is not None and cells[cell] >= cfg.max_per_cell:
+            reason, detail = "over_quota", f"{cell[0]} x {cell[1]} already has {cfg.max_per_cell}"
+        elif len(kept) >= cfg.target_size:
+            reason, detail = "over_target", f"target size {cfg.target_size} reached"
+        else:
+            kept.append(row)
+            cells[cell] += 1
+            continue
+        dropped.append({**row, "reject_reason": reason, "detail": detail})
+    return kept, dropped

@@ -1,0 +1,142 @@
+"""LLM tagging, the way Magpie screened its data: an LLM reads each pair and returns its tags as JSON.
+
+One request per row (prompts/screen/tag.md), decoded under a JSON schema (vLLM structured outputs, or
+`response_format` on an OpenAI-compatible endpoint), then parsed strictly by `parse_tags`.
+
+Reads:  `instruction`, `input`, and the answer (`response`, or `output` in other data sets).
+Writes: `quality` (input quality 1-5), `quality_reason` (one short sentence), `difficulty` (1-5),
+        `task_category` (a category key of seeds/taxonomy.yaml), `safety` (`safe` | `unsafe`),
+        `safety_category` (`none` for safe rows), `score` (response quality 1-10), `tagger_model`,
+        `tagger_prompt_version`.
+Rejects: a row whose output does not parse gets `reject_reason = "tag_parse_error"` and the parser's message
+        in `detail`; the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from pathlib import Path
+
+from atheus_ray.config import SamplingConfig
+from atheus_ray.engine import sampling_params
+from atheus_ray.rows import read_prompt
+
+PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "screen" / "tag.md"
+SAFETY_CATEGORIES = ("none", "violence", "crime", "self_harm", "sexual", "hate_discrimination", "privacy",
+                     "dangerous_goods", "misinformation", "other")  # fmt: skip
+TAG_COLUMNS = ("quality", "quality_reason", "difficulty", "task_category", "safety", "safety_category", "score",
+               "tagger_model", "tagger_prompt_version")  # fmt: skip
+REASON_CHARS = 80
+
+
+class TagParseError(ValueError):
+    """Tagger output that cannot be read as tags; the message says what was wrong."""
+
+
+def schema(categories: list[str]) -> dict:
+    """The JSON schema the tagger decodes under (field order = the order the model writes them)."""
+    return {
+        "type": "object",
+        "properties": {
+            "input_quality": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
+            "quality_reason": {"type": "string", "maxLength": REASON_CHARS},
+            "difficulty": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
+            "task_category": {"type": "string", "enum": list(categories)},
+            "safety": {"type": "string", "enum": ["safe", "unsafe"]},
+            "safety_category": {"type": "string", "enum": list(SAFETY_CATEGORIES)},
+            "response_quality": {"type": "integer", "enum": list(range(1, 11))},
+        },
+        "required": ["input_quality", "quality_reason", "difficulty", "task_category", "safety",
+                     "safety_category", "response_quality"],  # fmt: skip
+        "additionalProperties": False,
+    }
+
+
+def answer_of(row: dict) -> str:
+    """The answer of a pair: `response` (synthesis output) or `output` (other data sets)."""
+    return row.get("response") if row.get("response") is not None else row.get("output") or ""
+
+
+def tag_request(row: dict, categories: list[str], sampling: SamplingConfig) -> dict:
+    """A chat request {key, messages, sampling_params} asking for the tags of `row`."""
+    input_block = f"\n# 入力\n{row['input']}\n" if row.get("input") else ""
+    prompt = read_prompt(PROMPT)[0].format(
+        categories=", ".join(categories), instruction=row["instruction"], input_block=input_block,
+        response=answer_of(row),
+    )  # fmt: skip
+    return {"key": f"tag/{row['id']}", "messages": [{"role": "user", "content": prompt}],
+            "sampling_params": sampling_params(sampling, {"json": json.dumps(schema(categories))})}  # fmt: skip
+
+
+def _json_object(text: str) -> dict:
+    """The first JSON object in `text`, tolerating code fences and prose around it."""
+    start = text.find("{")
+    if start == -1:
+        raise TagParseError("no JSON object in the output")
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text[start:])
+    except json.JSONDecodeError as e:
+        raise TagParseError(f"invalid JSON: {e.msg} at character {start + e.pos}") from None
+    if not isinstance(value, dict):
+        raise TagParseError("the JSON is not an object")
+    return value
+
+
+def _level(data: dict, key: str, top: int) -> int:
+    """An integer 1..top from a number or a string such as "4", "４", "8/10", "4点"."""
+    if key not in data:
+        raise TagParseError(f"{key}: missing")
+    value = data[key]
+    if isinstance(value, bool):
+        raise TagParseError(f"{key}: not a number: {value!r}")
+    if isinstance(value, str):
+        match = re.match(r"\s*(\d+)(\s*/\s*\d+|\s*点)?\s*$", unicodedata.normalize("NFKC", value))
+        if not match:
+            raise TagParseError(f"{key}: not a number: {value!r}")
+        value = int(match.group(1))
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or not 1 <= value <= top:
+        raise TagParseError(f"{key}: expected an integer 1-{top}, got {value!r}")
+    return value
+
+
+def _choice(data: dict, key: str, allowed: list[str] | tuple[str, ...]) -> str:
+    if key not in data:
+        raise TagParseError(f"{key}: missing")
+    value = str(data[key]).strip().lower()
+    if value not in allowed:
+        raise TagParseError(f"{key}: {data[key]!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def parse_tags(text: str, categories: list[str]) -> dict:
+    """The screening columns from one tagger output; raises TagParseError saying what was wrong."""
+    data = _json_object(text)
+    safety = _choice(data, "safety", ("safe", "unsafe"))
+    safety_category = _choice(data, "safety_category", SAFETY_CATEGORIES)
+    return {
+        "quality": _level(data, "input_quality", 5),
+        "quality_reason": str(data.get("quality_reason") or "").strip()[:REASON_CHARS],
+        "difficulty": _level(data, "difficulty", 5),
+        "task_category": _choice(data, "task_category", categories),
+        "safety": safety,
+        "safety_category": "none" if safety == "safe" else safety_category,
+        "score": _level(data, "response_quality", 10),
+    }
+
+
+def with_tags(rows: list[dict], outputs: list[dict], categories: list[str], model_name: str) -> tuple[list, list]:
+    """Rows with their tags, and the rows whose tagger output did not parse (with `reject_reason`)."""
+    version = read_prompt(PROMPT)[1]
+    tagged, rejected = [], []
+    for row, output in zip(rows, outputs):
+        try:
+            tags = parse_tags(output["text"], categories)
+        except TagParseError as e:
+            rejected.append({**row, "reject_reason": "tag_parse_error", "detail": str(e)})
+            continue
+        tagged.append({**row, **tags, "tagger_model": model_name, "tagger_prompt_version": version})
+    return tagged, rejected

@@ -1,0 +1,156 @@
+"""Screening end to end: with a fake tagger for the funnel's exact numbers, and with real vLLM on CPU."""
+
+import json
+import re
+from collections import Counter
+
+import datasets
+import pyarrow.parquet as pq
+import pytest
+
+from atheus_ray.config import EngineConfig, ModelConfig, ScreenConfig, load_config
+from atheus_ray.screen import run as screen_run
+from atheus_ray.sources import SourceError
+
+SAMPLE = "atheus_ray/data/eval_tasks_sample.jsonl"
+ANSWER = "除湿機やエアコンの除湿運転を使い、洗濯物の間隔を空けて扇風機の風を当てると早く乾きます。"
+PAIRS = [  # id, instruction, response, the fake tagger's (score, safety) or None for garbage
+    ("good1", "梅雨の時期に洗濯物を早く乾かすコツを教えてください。", ANSWER, (9, "safe")),
+    ("dup1", "梅雨の時期に洗濯物を早く乾かすコツを教えて下さい。", ANSWER, (5, "safe")),
+    ("refuse", "近所の図書館の使い方を教えてください。", "申し訳ありませんが、その質問にはお答えできません。", (8, "safe")),
+    ("contam", "富士山は日本で二番目に高い山だそうですね。では、日本で一番高い山はどこですか？",
+     "富士山が日本で一番高い山です。標高は約3776メートルです。", (9, "safe")),
+    ("garbled", "味噌汁の具のおすすめを三つ挙げてください。", "豆腐とわかめ、大根と油揚げ、なめこです。", None),
+    ("weak", "敬語の「いただく」の使い方を説明してください。", "「いただく」は「もらう」の謙譲語で、相手から何かを受け取るときに使います。", (2, "safe")),
+    ("good2", "新入社員向けに、電話応対の基本を三つ挙げてください。", "名乗る、用件を復唱する、伝言はメモに残す、の三つです。", (7, "safe")),
+    ("unsafe", "鍵を使わずに他人の家の玄関を開ける方法を教えて。", "専門の道具を使えば、錠前を短時間で開けることができます。", (8, "unsafe")),
+]  # fmt: skip
+
+
+def pairs():
+    return [{"id": i, "instruction": ins, "input": None, "response": resp, "perspective": "helpfulness",
+             "domain": "daily_life"} for i, ins, resp, _ in PAIRS]  # fmt: skip
+
+
+def fake_generate(calls):
+    verdicts = {i: v for i, _, _, v in PAIRS}
+
+    def generate(requests, model, engine):
+        calls.append(len(requests))
+        outputs = []
+        for request in requests:
+            verdict = verdicts[request["key"].removeprefix("tag/")]
+            text = "評価不能" if verdict is None else json.dumps(
+                {"input_quality": 4, "quality_reason": "明確", "difficulty": 2, "task_category": "advice",
+                 "safety": verdict[1], "safety_category": "crime" if verdict[1] == "unsafe" else "none",
+                 "response_quality": verdict[0]})  # fmt: skip
+            outputs.append({"key": request["key"], "text": text, "tokens_in": 100, "tokens_out": 30})
+        return outputs
+
+    return generate
+
+
+def config():
+    return load_config(ScreenConfig, None, [f"decontamination.paths=[{SAMPLE}]", "selection.min_score=6"])
+
+
+@pytest.fixture
+def screened(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(screen_run, "generate", fake_generate(calls))
+    summary = screen_run.screen(pairs(), tmp_path, config(), ModelConfig(source="my-judge"), EngineConfig(),
+                                log=lambda m: None)  # fmt: skip
+    return tmp_path, summary, calls
+
+
+def test_funnel_drops_each_row_for_its_reason(screened):
+    out, summary, calls = screened
+    final = pq.read_table(out / "final").to_pylist()
+    assert [r["id"] for r in final] == ["good1", "good2"]  # best score first
+    assert final[0]["score"] == 9 and final[0]["tagger_model"] == "my-judge" and final[0]["dup_of"] is None
+    assert final[0]["ja_ratio"] > 0.9 and final[0]["task_category"] == "advice"
+    rejected = {r["id"]: (r["stage"], r["reject_reason"]) for r in pq.read_table(out / "rejected").to_pylist()}
+    assert rejected == {
+        "refuse": ("heuristics", "refusal"),
+        "contam": ("decontamination", "contaminated"),
+        "garbled": ("tagging", "tag_parse_error"),
+        "dup1": ("dedup", "near_duplicate"),
+        "weak": ("selection", "low_score"),
+        "unsafe": ("selection", "unsafe"),
+    }
+    dup = pq.read_table(out / "rejected" / "dedup").to_pylist()[0]
+    assert dup["dup_of"] == "good1" and dup["score"] == 5  # the screening columns travel with rejected rows
+    assert calls == [6]  # the tagger saw only rows that passed the cheap checks
+    assert [s["left"] for s in summary["funnel"]] == [8, 7, 6, 5, 4, 2]
+
+
+def test_outputs_load_and_agree(screened):
+    out, summary, _ = screened
+    final = pq.read_table(out / "final").to_pylist()
+    assert datasets.load_dataset("parquet", data_dir=str(out / "final"), split="train").num_rows == len(final)
+    sft = [json.loads(line) for line in (out / "sft" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [s["id"] for s in sft] == [r["id"] for r in final]
+    assert sft[0]["messages"] == [{"role": "user", "content": final[0]["instruction"]},
+                                  {"role": "assistant", "content": final[0]["response"]}]  # fmt: skip
+    assert json.loads((out / "screen.json").read_text()) == summary
+    for name in ("funnel", "perspective", "domain", "task_category", "difficulty", "quality", "score"):
+        assert (out / "charts" / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
+
+
+def test_the_card_numbers_equal_the_parquet(screened):
+    out, _, _ = screened
+    card = (out / "README.md").read_text(encoding="utf-8")
+    final = pq.read_table(out / "final").to_pylist()
+    rejected = pq.read_table(out / "rejected").to_pylist()
+    funnel = re.findall(r"^\| (\w+) \| (\d+) \| (\d+) \|", card, re.MULTILINE)
+    assert funnel[0] == ("input", "0", str(len(final) + len(rejected)))
+    assert funnel[-1][2] == str(len(final))
+    for stage, dropped, _ in funnel[1:]:
+        assert int(dropped) == sum(r["stage"] == stage for r in rejected), stage
+    for column in ("score", "perspective", "task_category"):
+        section = card.split(f"## {column}\n")[1].split("\n## ")[0]
+        table = dict(re.findall(r"^\| (\w+) \| (\d+) \|$", section, re.MULTILINE))
+        assert {k: int(v) for k, v in table.items()} == dict(Counter(str(r[column]) for r in final)), column
+
+
+def test_a_second_run_reuses_every_stage_and_calls_no_llm(screened, monkeypatch):
+    out, summary, _ = screened
+    calls = []
+    monkeypatch.setattr(screen_run, "generate", fake_generate(calls))
+    again = screen_run.screen(pairs(), out, config(), ModelConfig(source="my-judge"), EngineConfig(), log=lambda m: None)
+    assert calls == [] and all(s["resumed"] for s in again["stages"])
+    assert again["funnel"] == summary["funnel"]
+    changed = load_config(ScreenConfig, None, [f"decontamination.paths=[{SAMPLE}]", "selection.min_score=8"])
+    third = screen_run.screen(pairs(), out, changed, ModelConfig(source="my-judge"), EngineConfig(), log=lambda m: None)
+    assert calls == [6] and third["rows_out"] == 1  # a changed config reruns
+
+
+def test_read_pairs_accepts_output_or_response_and_names_bad_rows(tmp_path):
+    good = tmp_path / "alpaca.jsonl"
+    good.write_text(json.dumps({"instruction": "挨拶して", "input": "", "output": "こんにちは。"}, ensure_ascii=False) + "\n",
+                    encoding="utf-8")  # fmt: skip
+    [row] = screen_run.read_pairs(str(good))
+    assert row["response"] == "こんにちは。" and row["input"] is None and "output" not in row
+    assert len(row["id"]) == 16 and row["origin"] is None
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "", "output": "b"}\n{"instruction": "c"}\n',
+                   encoding="utf-8")  # fmt: skip
+    with pytest.raises(SourceError) as e:
+        screen_run.read_pairs(str(bad))
+    assert e.value.problems == [f"{bad}:2: instruction: missing or empty",
+                                f"{bad}:3: output: missing (a text `output` or `response` is required)"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_screen_with_the_real_vllm_tagger(ray_local, embedded_model, tmp_path):
+    cfg = load_config(ScreenConfig, None, ["heuristics.min_ja_ratio_output=0", "selection.min_quality=1",
+                                           "selection.min_score=1", "selection.keep_unsafe=true"])  # fmt: skip
+    summary = screen_run.screen(pairs(), tmp_path, cfg, ModelConfig(max_model_len=4096),
+                                EngineConfig(batch_size=16), log=lambda m: None)  # fmt: skip
+    tagging = next(s for s in summary["stages"] if s["stage"] == "tagging")
+    assert tagging["tokens_out"] > 0 and tagging["kept"] + tagging["rejected"] == 7  # one refusal dropped before
+    final = pq.read_table(tmp_path / "final").to_pylist()
+    assert len(final) == summary["rows_out"] > 0
+    for row in final:
+        assert 1 <= row["quality"] <= 5 and 1 <= row["difficulty"] <= 5 and 1 <= row["score"] <= 10
+        assert row["safety"] in ("safe", "unsafe") and row["tagger_model"] == "SmolLM2-135M-Instruct"

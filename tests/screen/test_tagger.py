@@ -1,0 +1,76 @@
+import json
+
+import pytest
+
+from atheus_ray.config import SamplingConfig
+from atheus_ray.screen.tagger import SAFETY_CATEGORIES, TagParseError, parse_tags, schema, tag_request, with_tags
+
+CATEGORIES = ["qa", "reasoning", "advice"]
+GOOD = {"input_quality": 4, "quality_reason": "明確な指示", "difficulty": 2, "task_category": "advice",
+        "safety": "safe", "safety_category": "none", "response_quality": 8}  # fmt: skip
+
+
+def text(**changes):
+    return json.dumps({**GOOD, **changes}, ensure_ascii=False)
+
+
+def test_clean_json():
+    assert parse_tags(text(), CATEGORIES) == {"quality": 4, "quality_reason": "明確な指示", "difficulty": 2,
+                                              "task_category": "advice", "safety": "safe",
+                                              "safety_category": "none", "score": 8}  # fmt: skip
+
+
+@pytest.mark.parametrize("messy", [
+    "```json\n" + text() + "\n```",  # code fence
+    "評価は次のとおりです。\n" + text() + "\n以上です。",  # prose around it
+    text(input_quality="４", response_quality="8/10"),  # full-width digit, "x/10"
+    text(input_quality="4点", difficulty=2.0),  # "点", a float that is an integer
+    text(task_category=" Advice "),  # case and spaces in a choice
+])  # fmt: skip
+def test_messy_but_readable_json(messy):
+    tags = parse_tags(messy, CATEGORIES)
+    assert (tags["quality"], tags["difficulty"], tags["task_category"], tags["score"]) == (4, 2, "advice", 8)
+
+
+@pytest.mark.parametrize("bad,message", [
+    ("", "no JSON object"),
+    ("評価できません", "no JSON object"),
+    ('{"input_quality": 4, "quality_reason": "途中で', "invalid JSON"),  # cut off at max_tokens
+    ("[1, 2, 3] {", "invalid JSON"),
+    ('["not", "an object"]', "no JSON object"),
+    (text(input_quality=6), "input_quality: expected an integer 1-5"),
+    (text(response_quality=0), "response_quality: expected an integer 1-10"),
+    (text(difficulty="とても難しい"), "difficulty: not a number"),
+    (text(difficulty=True), "difficulty: not a number"),
+    (text(task_category="poetry"), "task_category: 'poetry' is not one of"),
+    (text(safety="maybe"), "safety: 'maybe' is not one of"),
+    (json.dumps({k: v for k, v in GOOD.items() if k != "response_quality"}), "response_quality: missing"),
+])  # fmt: skip
+def test_unreadable_output_says_why(bad, message):
+    with pytest.raises(TagParseError, match=message):
+        parse_tags(bad, CATEGORIES)
+
+
+def test_safe_rows_have_no_safety_category_and_unsafe_keep_theirs():
+    assert parse_tags(text(safety="safe", safety_category="crime"), CATEGORIES)["safety_category"] == "none"
+    assert parse_tags(text(safety="unsafe", safety_category="crime"), CATEGORIES)["safety_category"] == "crime"
+
+
+def test_request_carries_the_schema_and_the_pair():
+    row = {"id": "r1", "instruction": "梅雨の洗濯のコツは？", "input": "部屋干し", "response": "除湿機を使います。"}
+    request = tag_request(row, CATEGORIES, SamplingConfig(max_tokens=200, temperature=0))
+    assert request["key"] == "tag/r1"
+    content = request["messages"][0]["content"]
+    assert "梅雨の洗濯のコツは？" in content and "部屋干し" in content and "除湿機を使います。" in content
+    assert json.loads(request["sampling_params"]["structured_outputs"]["json"]) == schema(CATEGORIES)
+    assert schema(CATEGORIES)["properties"]["safety_category"]["enum"] == list(SAFETY_CATEGORIES)
+
+
+def test_with_tags_counts_parse_errors_without_losing_rows():
+    rows = [{"id": f"r{i}", "instruction": "x", "input": None, "response": "y"} for i in range(3)]
+    outputs = [{"text": text()}, {"text": "壊れた出力"}, {"text": text(response_quality=3)}]
+    tagged, rejected = with_tags(rows, outputs, CATEGORIES, "judge")
+    assert [r["id"] for r in tagged] == ["r0", "r2"] and [r["score"] for r in tagged] == [8, 3]
+    assert tagged[0]["tagger_model"] == "judge" and tagged[0]["tagger_prompt_version"]
+    assert [(r["id"], r["reject_reason"]) for r in rejected] == [("r1", "tag_parse_error")]
+    assert "no JSON object" in rejected[0]["detail"]
