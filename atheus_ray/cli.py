@@ -94,10 +94,10 @@ def _synth(args) -> int:
     counts, tables = manifest["counts"], manifest["tables"]
     reused = sum(s["resumed"] for s in manifest["stages"])
     note = f"; {reused} of {len(manifest['stages'])} stages reused from an earlier run" if reused else ""
-    print(f"\nDone in {manifest['wall_seconds']} s ({manifest['tokens_in']:,} tokens in, "
+    print(f"\nSynthesis: {manifest['wall_seconds']} s ({manifest['tokens_in']:,} tokens in, "
           f"{manifest['tokens_out']:,} out{note}). Outputs (Parquet) are in {Path(tables['responses']).parent}:")  # fmt: skip
     for name, path in tables.items():
-        print(f"  {name:<10} {counts[name]:>6} rows  {path}")
+        print(f"  {name:<10} {counts[name]:>6} rows  {path}" + ("/<stage>" if name == "rejected" else ""))
     print(f"  manifest             {Path(tables['responses']).parent / 'manifest.json'}")
     if manifest["rejected_by_reason"]:
         print("  rejected by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(manifest["rejected_by_reason"].items())))

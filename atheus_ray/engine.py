@@ -3,7 +3,9 @@
 `engine.kind: vllm` wraps `ray.data.llm`'s vLLM processor: one or more vLLM engine replicas as Ray actors,
 fed batches of rows that carry chat `messages` and per-row `sampling_params`. On CPU each replica gets a
 one-CPU placement bundle (without it, vLLM stages wait forever for a GPU); on GPU, Ray Data places
-`tensor_parallel_size x pipeline_parallel_size` GPUs per replica.
+`tensor_parallel_size x pipeline_parallel_size` GPUs per replica. Structured outputs use the xgrammar
+backend with `disable_any_whitespace`: JSON comes out compact, instead of the runs of spaces and newlines
+a small model otherwise spends its token budget on (and gets cut off in).
 
 `engine.kind: openai` sends the same requests to an OpenAI-compatible `/chat/completions` endpoint through
 `ray.data.llm`'s HTTP processor (`concurrency` workers, `qps` cap, retries with exponential backoff on

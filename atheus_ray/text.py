@@ -100,10 +100,12 @@ def shingles(text: str, n: int = 3) -> set[str]:
 class NearDupIndex:
     """Finds earlier texts whose character-level ROUGE-L with a new text exceeds `threshold`, without
     comparing all pairs: MinHash LSH on character 3-grams proposes candidates (`lsh_threshold` is a Jaccard
-    level set well below the ROUGE-L one, for recall), and the exact ROUGE-L decides.
+    level set well below the ROUGE-L one, for recall: on the benchmark's sample 0.25 with 128 permutations
+    finds 98.5% of the pairs above 0.7, 0.3 with 64 found 87%; 0.2 finds all but proposes 4x the candidates),
+    and the exact ROUGE-L decides.
     """
 
-    def __init__(self, threshold: float = 0.7, lsh_threshold: float = 0.3, num_perm: int = 64, seed: int = 1):
+    def __init__(self, threshold: float = 0.7, lsh_threshold: float = 0.25, num_perm: int = 128, seed: int = 1):
         self.threshold, self.num_perm, self.seed = threshold, num_perm, seed
         self.lsh = MinHashLSH(threshold=lsh_threshold, num_perm=num_perm)
         self.texts: dict[str, str] = {}
@@ -115,12 +117,14 @@ class NearDupIndex:
 
     def match(self, text: str, minhash: MinHash | None = None) -> tuple[str, float] | None:
         """The most similar indexed (key, ROUGE-L) above the threshold, or None."""
-        best = None
-        for key in self.lsh.query(minhash or self._minhash(text)):
-            score = rouge_l(text, self.texts[key])
-            if score > self.threshold and (best is None or (score, key) > (best[1], best[0])):
-                best = (key, score)
-        return best
+        keys = self.lsh.query(minhash or self._minhash(text))
+        if not keys:
+            return None
+        # score every candidate in one C++ call; ties go to the larger key, so the answer is order-independent
+        found = process.extract(text, [self.texts[k] for k in keys], scorer=Indel.normalized_similarity,
+                                score_cutoff=self.threshold, limit=None)  # fmt: skip
+        best = max(((score, keys[i]) for _, score, i in found if score > self.threshold), default=None)
+        return None if best is None else (best[1], best[0])
 
     def add(self, key: str, text: str, minhash: MinHash | None = None) -> None:
         if key not in self.texts:

@@ -1,4 +1,4 @@
-"""Synthesis as a job: seeds → Self-Instruct → Evol-Instruct → responses, as Parquet (resumable).
+"""Synthesis as a job: seeds → Self-Instruct → Evol-Instruct → responses → screening, as Parquet (resumable).
 
     python jobs/synth.py --config jobs/configs/synth.yaml [--out DIR] [--set key=value ...]
     ray job submit --working-dir . -- python jobs/synth.py --config jobs/configs/synth.yaml

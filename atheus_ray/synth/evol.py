@@ -39,7 +39,7 @@ JUDGE_PROMPT = PROMPTS / "evol_judge.md"
 SAME, DIFFERENT = "同じ", "異なる"
 EVOLVED_SCHEMA = {
     "type": "object",
-    "properties": {"instruction": {"type": "string"}, "input": {"type": "string"}},
+    "properties": {"instruction": {"type": "string", "minLength": 1}, "input": {"type": "string"}},
     "required": ["instruction", "input"],
 }
 

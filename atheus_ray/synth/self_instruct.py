@@ -32,9 +32,10 @@ TASKS_SCHEMA = {
     "properties": {
         "tasks": {
             "type": "array",
+            "minItems": 1,  # without it, compact JSON lets a small model answer {"tasks":[]}
             "items": {
                 "type": "object",
-                "properties": {"instruction": {"type": "string"}, "input": {"type": "string"}},
+                "properties": {"instruction": {"type": "string", "minLength": 1}, "input": {"type": "string"}},
                 "required": ["instruction", "input"],
             },
         }
