@@ -4,6 +4,7 @@
     atheus models prepare                          fetch + convert the embedded model once; print its folder
     atheus synth --config FILE [--set k=v]...      Self-Instruct + Evol-Instruct + responses + screening (resumable)
     atheus screen --in PATH --out DIR [--config FILE]  screen any table of pairs into a data set with its card
+    atheus train --config FILE [--set k=v]...      SFT of every condition x model on Ray Train; export for vLLM
     atheus pipeline --config FILE [--set k=v]...   run the pipeline as far as it exists; print where outputs are
     atheus seeds validate PATH...                  check seed files; perspective x category table, or problems
     atheus seeds stats PATH...                     counts, lengths and coverage gaps of seed files (JSON)
@@ -57,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     screen.add_argument("--config", help="YAML config (default: built-in defaults; see jobs/configs/screen.yaml)")
     screen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set screen.selection.min_score=7 (repeatable)")  # fmt: skip
+
+    train = sub.add_parser("train", help="fine-tune every model on every data condition (Ray Train); export for vLLM")
+    train.add_argument("--config", required=True, help="YAML config (see jobs/configs/sft.yaml)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set epochs=1 (repeatable)")  # fmt: skip
+    train.add_argument("--out", help="output folder (same as --set out=DIR)")
     return parser
 
 
@@ -76,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             return _synth(args)
         if args.command == "screen":
             return _screen(args)
+        if args.command == "train":
+            return _train(args)
         if args.command == "seeds":
             return _seeds(args)
     except _USER_ERRORS as e:
@@ -119,6 +128,22 @@ def _screen(args) -> int:
         raise ConfigError("no input: give --in PATH (or input: in the config)")
     summary = screen(read_pairs(cfg.input), cfg.out, cfg.screen, cfg.model, cfg.engine, cfg.ray, source=cfg.input)
     _print_screen(summary)
+    return 0
+
+
+def _train(args) -> int:
+    from atheus_ray.config import TrainConfig, load_config
+    from atheus_ray.train.run import train
+
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    if args.out:
+        cfg.out = args.out
+    summary = train(cfg)
+    print(f"\nTrained {len(summary['runs'])} model(s) in {summary['wall_seconds']} s:")
+    for run in summary["runs"]:
+        reused = " (reused)" if run["resumed"] else ""
+        print(f"  {run['run']:<40} loss {run.get('train_loss')}  dev {run.get('eval_loss')}  {run['export']}{reused}")
+    print(f"  summary  {Path(cfg.out).resolve() / 'train.json'}")
     return 0
 
 

@@ -221,6 +221,53 @@ class SynthConfig(Strict):
     )
 
 
+class ConditionConfig(Strict):
+    name: str = Field(description="Name of the condition, used in run and output names (e.g. 'open', 'atheus').")
+    paths: list[str] = Field(
+        min_length=1, description="Training data: JSONL/Parquet/CSV files or folders, or hf:owner/name[:split], in "
+        "chat-messages format (`messages`) or Alpaca format (`instruction`, `input`, `output`).",
+    )
+    license: str | None = Field(None, description="Licence(s) of the data, recorded with the trained model.")
+
+
+class TrainConfig(Strict):
+    out: str = Field("outputs/sft", description="Output folder: one subfolder per condition x model.")
+    storage_path: str | None = Field(
+        None, description="Where Ray Train keeps checkpoints (local dir, NFS or s3://...); default OUT/checkpoints.",
+    )
+    models: list[str] = Field(
+        ["embedded"], min_length=1, description="Models to fine-tune: 'embedded', HF ids or local folders."
+    )
+    conditions: list[ConditionConfig] = Field(min_length=1, description="Data conditions; each trains every model.")
+    examples: int | None = Field(
+        None, ge=1, description="Training examples per condition, subsampled (None: as many as the smallest has), "
+        "so every condition trains on the same number of examples with the same budget.",
+    )
+    dev_fraction: float = Field(0.05, ge=0, lt=1, description="Share of each condition's examples held out for dev loss.")
+    max_length: int = Field(2048, ge=16, description="Longest sequence in tokens; longer examples are dropped (counted).")
+    packing: bool = Field(
+        True, description="Pack several examples per sequence (attention kept within each example); "
+        "false: length-bucketed padding.",
+    )
+    epochs: float = Field(2, gt=0, description="Passes over the training examples.")
+    batch_size: int = Field(8, ge=1, description="Sequences per worker per step.")
+    grad_accum: int = Field(1, ge=1, description="Steps accumulated per optimizer update.")
+    lr: float = Field(2e-5, gt=0, description="Peak learning rate (llm-jp instruction-tuning recipe).")
+    min_lr: float = Field(2e-6, ge=0, description="Learning rate at the end of the cosine schedule.")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps spent warming up linearly.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay.")
+    betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW betas.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    save_steps: int = Field(50, ge=1, description="Checkpoint every this many optimizer steps.")
+    seed: int = Field(0, description="Seed of subsampling, the dev split, shuffling and initialisation.")
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (one per GPU on a cluster).")
+    use_gpu: bool = Field(False, description="Train on GPUs: bf16 and FSDP across workers; false: fp32 on CPU, gloo.")
+    gpu_peak_tflops: float = Field(
+        989.0, gt=0, description="Dense bf16 peak of one GPU in TFLOP/s, for the MFU estimate (H100 SXM: 989)."
+    )
+    ray: RayConfig = Field(default_factory=RayConfig, description="Which Ray cluster to use.")
+
+
 C = TypeVar("C", bound=BaseModel)
 
 

@@ -1,0 +1,1 @@
+"""Supervised fine-tuning on Ray Train: data conditions, chat formatting with assistant-only loss, packing."""

@@ -1,0 +1,97 @@
+"""SFT through Ray Train on CPU with a tiny random Llama: loss goes down, the export serves in vLLM, and a
+killed run resumes from its checkpoint."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from atheus_ray.config import EngineConfig, ModelConfig, SamplingConfig, TrainConfig, load_config
+from atheus_ray.engine import generate, sampling_params
+from atheus_ray.train.data import load_condition, subsample_and_split
+from atheus_ray.train.pack import pack
+from atheus_ray.train.run import train
+from atheus_ray.train.tokens import encode
+
+pytestmark = pytest.mark.slow
+
+
+def expected_steps(cfg: TrainConfig, condition) -> int:
+    """Optimizer steps of an unbroken run: packed training sequences / batch size, times epochs."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(cfg.models[0])
+    examples, _ = load_condition(condition)
+    train_rows, _ = subsample_and_split(examples, cfg.examples, cfg.dev_fraction, cfg.seed)
+    packs = pack([encode(r["messages"], tokenizer, cfg.max_length) for r in train_rows], cfg.max_length)
+    return math.ceil(len(packs) / cfg.batch_size) * int(cfg.epochs)
+
+
+def write_condition(folder: Path, name: str, n: int) -> str:
+    path = folder / f"{name}.jsonl"
+    rows = [{"instruction": f"{name}の質問{i}：季節の果物を一つ挙げてください。", "output": f"{name}の答え{i}：柿です。"}
+            for i in range(n)]  # fmt: skip
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def config_file(tmp_path: Path, tiny_model: str, **changes) -> Path:
+    data = {
+        "out": str(tmp_path / "out"), "models": [tiny_model],
+        "conditions": [{"name": "open", "paths": [write_condition(tmp_path, "open", 12)]},
+                       {"name": "atheus", "paths": [write_condition(tmp_path, "atheus", 10)]}],
+        "examples": 10, "dev_fraction": 0.2, "max_length": 256, "epochs": 3, "batch_size": 2, "lr": 1e-3,
+        "min_lr": 1e-4, "warmup_ratio": 0.0, "save_steps": 2, "seed": 0, **changes,
+    }  # fmt: skip
+    path = tmp_path / "sft.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_trains_every_condition_lowers_the_loss_and_exports_for_vllm(ray_local, tiny_model, tmp_path):
+    cfg = load_config(TrainConfig, config_file(tmp_path, tiny_model))
+    summary = train(cfg, log=lambda m: None)
+    assert [(r["condition"], r["resumed"]) for r in summary["runs"]] == [("open", False), ("atheus", False)]
+    for run in summary["runs"]:
+        history = json.loads((Path(run["export"]) / "log_history.json").read_text())
+        losses = [h["loss"] for h in history if "loss" in h]
+        assert len(losses) >= 4 and losses[-1] < losses[0], losses
+        assert run["eval_loss"] > 0 and run["real_tokens_per_second"] > 0
+        condition = next(c for c in cfg.conditions if c.name == run["condition"])
+        assert run["global_step"] == expected_steps(cfg, condition)
+        assert (Path(cfg.out) / run["run"] / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    again = train(cfg, log=lambda m: None)  # the same command again reuses the finished runs
+    assert all(r["resumed"] for r in again["runs"])
+
+    export = summary["runs"][0]["export"]
+    request = {"key": "q", "messages": [{"role": "user", "content": "季節の果物を一つ挙げてください。"}],
+               "sampling_params": sampling_params(SamplingConfig(max_tokens=8, temperature=0))}  # fmt: skip
+    [out] = generate([request], ModelConfig(source=export, max_model_len=512), EngineConfig(batch_size=4))
+    assert out["tokens_out"] > 0
+
+
+def test_a_killed_run_resumes_at_its_checkpoint(ray_local, tiny_model, tmp_path):
+    path = config_file(tmp_path, tiny_model, models=[tiny_model], epochs=12, save_steps=3,
+                       conditions=[{"name": "open", "paths": [write_condition(tmp_path, "open", 12)]}])  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen([sys.executable, "-m", "atheus_ray.cli", "train", "--config", str(path)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    storage = tmp_path / "out" / "checkpoints"
+    deadline = time.time() + 600
+    while not list(storage.glob("*/checkpoint_*")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert list(storage.glob("*/checkpoint_*")), "no checkpoint was written"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+
+    cfg = load_config(TrainConfig, path)
+    [run] = train(cfg, log=lambda m: None)["runs"]
+    assert run["resumed_from_step"] >= 3 and run["resumed_from_step"] % 3 == 0  # a checkpoint step, not 0
+    assert run["global_step"] == expected_steps(cfg, cfg.conditions[0])  # the same end as an unbroken run
