@@ -95,3 +95,25 @@ def test_cluster_synth_config_loads():
     cfg = load_config(SynthConfig, "jobs/configs/cluster/synth.yaml")
     assert cfg.engine.accelerator == "gpu" and cfg.engine.tensor_parallel_size == 2
     assert cfg.model.source == "mistralai/Mistral-Small-24B-Instruct-2501"
+
+
+@pytest.mark.parametrize("path,cls", [
+    ("jobs/configs/synth.yaml", "SynthConfig"), ("jobs/configs/cluster/synth.yaml", "SynthConfig"),
+    ("jobs/configs/screen.yaml", "ScreenJobConfig"),
+    ("jobs/configs/sft.yaml", "TrainConfig"), ("jobs/configs/cluster/sft.yaml", "TrainConfig"),
+])  # fmt: skip
+def test_every_shipped_config_loads(path, cls):
+    import atheus_ray.config as config
+
+    model = getattr(config, cls)
+    cfg = load_config(model, path)  # raises ConfigError on an unknown key or a wrong type
+    assert model.model_validate(cfg.model_dump()) == cfg  # and what it holds survives a round trip
+
+
+def test_cluster_sft_trains_the_three_llm_jp_sizes_on_both_conditions():
+    from atheus_ray.config import TrainConfig
+
+    cfg = load_config(TrainConfig, "jobs/configs/cluster/sft.yaml")
+    assert cfg.models == ["llm-jp/llm-jp-3-980m", "llm-jp/llm-jp-3-1.8b", "llm-jp/llm-jp-3-3.7b"]
+    assert [c.name for c in cfg.conditions] == ["open", "atheus"] and cfg.use_gpu
+    assert all(c.license for c in cfg.conditions)

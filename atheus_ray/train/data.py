@@ -1,7 +1,8 @@
 """Training examples: read each condition's sources, normalize to chat messages, check, subsample, split dev.
 
 Accepted records (one per row of a JSONL/Parquet/CSV source or a hf: data set):
-- chat: `messages`, a list of {role, content} with roles `system` (optional, first), `user`, `assistant`;
+- chat: `messages` (or `conversation`), a list of {role, content} with roles `system` (optional, first),
+  `user`, `assistant`;
 - Alpaca: `instruction`, optional `input`, `output`;
 - screening output (`final/`): `instruction`, `input`, `response`.
 A record in none of these shapes is an error naming its file and line or row (SourceError). A record in a
@@ -28,8 +29,9 @@ ROLES = ("system", "user", "assistant")
 
 def to_messages(record: dict, where: str) -> list[dict] | str:
     """The chat messages of a record, or the reason it cannot train; raise SourceError for an unknown shape."""
-    if "messages" in record:
-        messages = record["messages"]
+    chat_field = next((f for f in ("messages", "conversation") if f in record), None)
+    if chat_field:
+        messages = record[chat_field]
         if not isinstance(messages, list) or not all(
             isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages
         ):

@@ -10,6 +10,7 @@ from atheus_ray.train.data import load_condition, subsample_and_split, to_messag
 def test_formats_become_chat_messages():
     chat = {"messages": [{"role": "user", "content": "こんにちは"}, {"role": "assistant", "content": "どうも"}]}
     assert to_messages(chat, "f:1") == chat["messages"]
+    assert to_messages({"conversation": chat["messages"]}, "f:1") == chat["messages"]  # llm-jp's field name
     alpaca = {"instruction": "要約して", "input": "長い文章", "output": "短い文章"}
     assert to_messages(alpaca, "f:1") == [{"role": "user", "content": "要約して\n\n長い文章"},
                                           {"role": "assistant", "content": "短い文章"}]  # fmt: skip
