@@ -5,6 +5,7 @@
     atheus synth --config FILE [--set k=v]...      Self-Instruct + Evol-Instruct + responses + screening (resumable)
     atheus screen --in PATH --out DIR [--config FILE]  screen any table of pairs into a data set with its card
     atheus train --config FILE [--set k=v]...      SFT of every condition x model on Ray Train; export for vLLM
+    atheus eval --config FILE [--out DIR]          candidates answer the tasks, a judge compares them; report
     atheus pipeline --config FILE [--set k=v]...   run the pipeline as far as it exists; print where outputs are
     atheus seeds validate PATH...                  check seed files; perspective x category table, or problems
     atheus seeds stats PATH...                     counts, lengths and coverage gaps of seed files (JSON)
@@ -64,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set epochs=1 (repeatable)")  # fmt: skip
     train.add_argument("--out", help="output folder (same as --set out=DIR)")
+
+    evaluate = sub.add_parser("eval", help="candidates answer ELYZA-style tasks; a judge compares them pairwise")
+    evaluate.add_argument("--config", required=True, help="YAML config (see jobs/configs/eval.yaml)")
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a config value, e.g. --set judge.model=gpt-4o-mini (repeatable)")  # fmt: skip
+    evaluate.add_argument("--out", help="output folder (same as --set out=DIR)")
     return parser
 
 
@@ -85,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             return _screen(args)
         if args.command == "train":
             return _train(args)
+        if args.command == "eval":
+            return _eval(args)
         if args.command == "seeds":
             return _seeds(args)
     except _USER_ERRORS as e:
@@ -144,6 +153,24 @@ def _train(args) -> int:
         reused = " (reused)" if run["resumed"] else ""
         print(f"  {run['run']:<40} loss {run.get('train_loss')}  dev {run.get('eval_loss')}  {run['export']}{reused}")
     print(f"  summary  {Path(cfg.out).resolve() / 'train.json'}")
+    return 0
+
+
+def _eval(args) -> int:
+    from atheus_ray.config import EvalConfig, load_config
+    from atheus_ray.evaluate.run import evaluate
+
+    cfg = load_config(EvalConfig, args.config, args.overrides)
+    if args.out:
+        cfg.out = args.out
+    results = evaluate(cfg)
+    print(f"\nEvaluated {results['tasks']} tasks in {results['wall_seconds']} s (judge {results['judge_model']}, "
+          f"{results['judge_calls']} calls):")  # fmt: skip
+    for c in results["comparisons"]:
+        print(f"  {c['model']:<28} {c['x']} vs {c['y']}: win rate {c['win_rate']} CI {c['ci95']} "
+              f"(W/T/L {c['wins']}/{c['ties']}/{c['losses']}, invalid {c['invalid']}, errors {c['errors']})")  # fmt: skip
+    for name, path in results["report"].items():
+        print(f"  {name:<9} {path}")
     return 0
 
 

@@ -268,6 +268,43 @@ class TrainConfig(Strict):
     ray: RayConfig = Field(default_factory=RayConfig, description="Which Ray cluster to use.")
 
 
+class CandidateConfig(Strict):
+    name: str = Field(description="The data condition this model was trained on (e.g. 'open', 'atheus').")
+    group: str = Field(description="What candidates are compared within, usually the base model (e.g. 'llm-jp-3-1.8b').")
+    model: str = Field(description="The model: an exported folder (OUT/<run>/model), a HF id, or 'embedded'.")
+
+
+class JudgeConfig(Strict):
+    base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible endpoint of the judge (…/v1).")
+    model: str = Field("gpt-4o-mini", description="Judge model name at that endpoint.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key (never logged).")
+    concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
+    max_retries: int = Field(5, ge=0, description="Retries with backoff on 408/409/429/5xx, connection errors, timeouts.")
+    timeout: float = Field(60.0, gt=0, description="Seconds before a request counts as timed out (then retried).")
+    verdict_retries: int = Field(2, ge=0, description="Re-asks when a reply holds no single [[A]]/[[B]]/[[C]].")
+    max_tokens: int = Field(512, ge=16, description="Longest judge reply.")
+
+
+class EvalConfig(Strict):
+    out: str = Field("outputs/eval", description="Output folder: answers/, judgments/, results.json, report.*.")
+    tasks: list[str] = Field(
+        ["atheus_ray/data/eval_tasks_sample.jsonl"], min_length=1,
+        description="Tasks in the ELYZA-tasks-100 format: files, or hf:elyza/ELYZA-tasks-100:test.",
+    )
+    candidates: list[CandidateConfig] = Field(min_length=2, description="Models that answer every task.")
+    x: str = Field("atheus", description="Condition whose win rate is reported (X) ...")
+    y: str = Field("open", description="... against this one (Y), within each group.")
+    answer: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(max_tokens=512, temperature=0.0), description="Sampling for answers."
+    )
+    max_model_len: int = Field(4096, gt=0, description="Context length of the candidates in vLLM.")
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="How candidates run (ray.data.llm).")
+    ray: RayConfig = Field(default_factory=RayConfig, description="Which Ray cluster to use.")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="The pairwise judge.")
+    resamples: int = Field(2000, ge=100, description="Bootstrap resamples for the confidence intervals.")
+    seed: int = Field(0, description="Seed of the bootstrap.")
+
+
 C = TypeVar("C", bound=BaseModel)
 
 

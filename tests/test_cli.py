@@ -11,7 +11,7 @@ def atheus(*args, **kw):
 def test_help_lists_the_commands():
     done = atheus("--help")
     assert done.returncode == 0
-    for command in ("doctor", "models", "seeds", "synth", "screen", "pipeline"):
+    for command in ("doctor", "models", "seeds", "synth", "screen", "train", "eval", "pipeline"):
         assert command in done.stdout
 
 

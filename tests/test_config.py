@@ -101,6 +101,7 @@ def test_cluster_synth_config_loads():
     ("jobs/configs/synth.yaml", "SynthConfig"), ("jobs/configs/cluster/synth.yaml", "SynthConfig"),
     ("jobs/configs/screen.yaml", "ScreenJobConfig"),
     ("jobs/configs/sft.yaml", "TrainConfig"), ("jobs/configs/cluster/sft.yaml", "TrainConfig"),
+    ("jobs/configs/eval.yaml", "EvalConfig"),
 ])  # fmt: skip
 def test_every_shipped_config_loads(path, cls):
     import atheus_ray.config as config

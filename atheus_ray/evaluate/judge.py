@@ -1,0 +1,129 @@
+"""Pairwise LLM judging over an OpenAI-compatible API (the OpenAI API, a vLLM server, the local Serve app).
+
+The judge sees the task, the reference answer, the rubric (`eval_aspect`) and two answers as A and B, never
+which model wrote them; each pair is judged in both orders. The verdict is the one `[[A]]`, `[[B]]` or
+`[[C]]` (tie) in the reply: none or more than one is unreadable, and the request is sent again up to
+`verdict_retries` times, then recorded as `invalid` (counted, never dropped).
+
+Transport: the `openai` client (`max_retries` retries with exponential backoff on 408/409/429/5xx, connection
+errors and timeouts, honouring Retry-After), at most `concurrency` requests in flight. A request that still
+fails is recorded as `error` and not cached, so a rerun tries it again. The API key is read from the
+environment variable `api_key_env` and never logged or written.
+
+Cache: every readable judgment is appended to a JSONL file keyed by a hash of (task, answer A, answer B,
+judge model, prompt version); a rerun answers from it and makes no new call for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+from atheus_ray.rows import read_prompt
+
+PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "eval" / "pairwise.md"
+VERDICT = re.compile(r"\[\[([ABC])\]\]")
+
+
+def parse_verdict(text: str) -> str | None:
+    """'A', 'B' or 'C' when the reply holds exactly one verdict mark, else None."""
+    found = VERDICT.findall(text or "")
+    return found[0] if len(found) == 1 else None
+
+
+def prompt(task: dict, answer_a: str, answer_b: str) -> str:
+    return read_prompt(PROMPT)[0].format(task=task["input"], reference=task["output"],
+                                         rubric=task["eval_aspect"] or "（なし）", answer_a=answer_a,
+                                         answer_b=answer_b)  # fmt: skip
+
+
+def judgment_key(task: dict, answer_a: str, answer_b: str, judge_model: str) -> str:
+    data = json.dumps([task["input"], task["output"], task["eval_aspect"], answer_a, answer_b, judge_model,
+                       read_prompt(PROMPT)[1]], ensure_ascii=False)  # fmt: skip
+    return hashlib.sha256(data.encode()).hexdigest()[:24]
+
+
+class Cache:
+    """Append-only JSONL of judgments by key; a torn last line (a crash mid-write) is skipped."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.records: dict[str, dict] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                self.records[record["key"]] = record
+
+    def put(self, record: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.records[record["key"]] = record
+
+
+class Judge:
+    """Judges pairs over an OpenAI-compatible endpoint; see the module docstring."""
+
+    def __init__(self, base_url: str, model: str, cache: Cache, api_key_env: str = "OPENAI_API_KEY",
+                 concurrency: int = 8, max_retries: int = 5, timeout: float = 60.0, verdict_retries: int = 2,
+                 max_tokens: int = 512):  # fmt: skip
+        self.base_url, self.model, self.cache, self.api_key_env = base_url, model, cache, api_key_env
+        self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
+        self.verdict_retries, self.max_tokens = verdict_retries, max_tokens
+        self.calls = 0
+
+    def judge(self, jobs: list[dict]) -> list[dict]:
+        """One record per job {task, answer_a, answer_b, ...}, in order: the job's fields (less the task) plus
+        `task_id`, `key`, `verdict` (A | B | C | invalid | error), `attempts`, `reply`, `cached`."""
+        return asyncio.run(self._all(jobs))
+
+    async def _all(self, jobs: list[dict]) -> list[dict]:
+        from openai import AsyncOpenAI
+
+        client = AsyncOpenAI(base_url=self.base_url, api_key=os.environ.get(self.api_key_env) or "none",
+                             max_retries=self.max_retries, timeout=self.timeout)  # fmt: skip
+        limit = asyncio.Semaphore(self.concurrency)
+        try:
+            return await asyncio.gather(*(self._one(client, limit, job) for job in jobs))
+        finally:
+            await client.close()
+
+    async def _one(self, client, limit: asyncio.Semaphore, job: dict) -> dict:
+        import openai
+
+        task = job["task"]
+        key = judgment_key(task, job["answer_a"], job["answer_b"], self.model)
+        base = {k: v for k, v in job.items() if k != "task"} | {"task_id": task["id"], "key": key}
+        if key in self.cache.records:
+            return {**base, **{k: self.cache.records[key][k] for k in ("verdict", "attempts", "reply")},
+                    "cached": True}  # fmt: skip
+        messages = [{"role": "user", "content": prompt(task, job["answer_a"], job["answer_b"])}]
+        reply, attempts = "", 0
+        async with limit:
+            for attempts in range(1, self.verdict_retries + 2):
+                self.calls += 1
+                try:
+                    response = await client.chat.completions.create(
+                        model=self.model, messages=messages, max_tokens=self.max_tokens,
+                        temperature=0.0 if attempts == 1 else 0.7,
+                    )  # fmt: skip
+                except (openai.APIError, openai.APITimeoutError) as e:  # retries exhausted
+                    return {**base, "verdict": "error", "attempts": attempts, "reply": type(e).__name__, "cached": False}
+                reply = (response.choices[0].message.content or "") if response.choices else ""
+                verdict = parse_verdict(reply)
+                if verdict:
+                    break
+            else:
+                verdict = "invalid"
+        record = {"key": key, "verdict": verdict, "attempts": attempts, "reply": reply}
+        self.cache.put(record)
+        return {**base, **record, "cached": False}

@@ -1,0 +1,71 @@
+"""The evaluation report: `results.json` (every number), `report.md` and `report.html` (tables made from
+results.json) and `win_rates.png` (candidate X's win rate against Y per model, with its 95% CI).
+
+Reads:  results = {"judge_model", "tasks", "comparisons": [{"model", "x", "y", **stats.summarize(...)}]}.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+COLUMNS = ("model", "x", "y", "wins", "ties", "losses", "invalid", "win_rate", "ci95", "sign_test_p",
+           "position_consistency", "first_slot_rate")  # fmt: skip
+
+
+def _cell(value) -> str:
+    if isinstance(value, list):
+        return f"[{value[0]:.3f}, {value[1]:.3f}]"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def rows(results: dict) -> list[list[str]]:
+    return [[_cell(c.get(k)) for k in COLUMNS] for c in results["comparisons"]]
+
+
+def write_report(out: Path, results: dict) -> dict[str, Path]:
+    """Write results.json, report.md, report.html and win_rates.png into `out`; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"results": out / "results.json", "markdown": out / "report.md", "html": out / "report.html",
+             "chart": out / "win_rates.png"}  # fmt: skip
+    paths["results"].write_text(json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8")
+    _chart(results, paths["chart"])
+    intro = (f"Pairwise judgments by `{results['judge_model']}` on {results['tasks']} tasks, each pair in both "
+             "orders. Win rate: X's wins + half its ties over readable judgments; CI: 95% cluster bootstrap over "
+             "tasks; p: exact sign test over tasks.")  # fmt: skip
+    table = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    table += ["| " + " | ".join(r) + " |" for r in rows(results)]
+    paths["markdown"].write_text("\n".join(["# Evaluation report", "", intro, "", *table, "",
+                                            "![win rates](win_rates.png)", ""]), encoding="utf-8")  # fmt: skip
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows(results))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    paths["html"].write_text(
+        f"<!doctype html><meta charset='utf-8'><title>atheus_ray evaluation</title><h1>Evaluation report</h1>"
+        f"<p>{html.escape(intro)}</p><table border='1' cellpadding='4'><tr>{head}</tr>{cells}</table>"
+        f"<p><img src='win_rates.png' alt='win rates'></p>", encoding="utf-8")  # fmt: skip
+    return paths
+
+
+def _chart(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    comparisons = [c for c in results["comparisons"] if c.get("win_rate") is not None]
+    fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(comparisons) + 2), 4))
+    labels = [f"{c['model']}\n{c['x']} vs {c['y']}" for c in comparisons]
+    rates = [c["win_rate"] for c in comparisons]
+    errors = [[r - c["ci95"][0] for r, c in zip(rates, comparisons)],
+              [c["ci95"][1] - r for r, c in zip(rates, comparisons)]]  # fmt: skip
+    ax.bar(labels, rates, yerr=errors, capsize=6, color="#4c72b0")
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("win rate of X (ties count half)")
+    ax.set_title("pairwise win rate with 95% CI")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,111 @@
+"""The pairwise judge against a fake OpenAI-compatible server on 127.0.0.1 that injects 429s, 500s,
+timeouts and unreadable replies."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from atheus_ray.evaluate.judge import Cache, Judge, parse_verdict
+
+SECRET = "sk-judge-test-0000"
+
+
+@pytest.mark.parametrize("reply,verdict", [
+    ("Aの方が正確です。\n[[A]]", "A"), ("理由…\n[[B]]", "B"), ("優劣なし [[C]]", "C"),
+    ("[[A]] と [[B]] のどちらとも言えない", None), ("判定: A", None), ("", None), ("[[D]]", None),
+    ("[[A]]です。念のため繰り返すと [[A]]", None),  # two marks: not exactly one
+])  # fmt: skip
+def test_parse_verdict_is_strict(reply, verdict):
+    assert parse_verdict(reply) == verdict
+
+
+class FakeJudge(BaseHTTPRequestHandler):
+    """Behaviour by a tag in answer A: `rate` → a 429 first, `boom` → a 500 first, `slow` → the first reply
+    after the client's timeout, `garbage` → no verdict twice then [[B]], `never` → never a verdict."""
+
+    calls: dict = {}
+    auth: set = set()
+    lock = threading.Lock()
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        text = body["messages"][0]["content"]
+        tag = text.split("# 回答A\n")[1].split("\n")[0].split(":")[0]
+        with self.lock:
+            n = self.calls[text] = self.calls.get(text, 0) + 1
+            self.auth.add(self.headers.get("Authorization"))
+        if tag == "rate" and n == 1:
+            return self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "0"})
+        if tag == "boom" and n == 1:
+            return self._send(500, {"error": {"message": "oops"}})
+        if tag == "slow" and n == 1:
+            time.sleep(1.5)
+        if tag == "garbage" and n <= 2 or tag == "never":
+            return self._send(200, {"choices": [{"message": {"content": "どちらも良いと思います。"}}]})
+        return self._send(200, {"choices": [{"message": {"content": "理由を述べます。\n[[B]]"}}]})
+
+    def _send(self, status, body, headers=None):
+        data = json.dumps(body, ensure_ascii=False).encode()
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def server():
+    FakeJudge.calls, FakeJudge.auth = {}, set()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeJudge)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+
+
+TASK = {"id": "t1", "input": "梅雨の洗濯のコツは？", "output": "除湿機を使う。", "eval_aspect": "- 具体的なら5点"}
+
+
+def jobs():
+    return [{"task": TASK, "answer_a": f"{tag}: 回答{i}", "answer_b": "別の回答", "order": "XY"}
+            for i, tag in enumerate(["ok", "rate", "boom", "slow", "garbage", "never", "ok"])]  # fmt: skip
+
+
+def test_no_judgment_is_lost_or_duplicated_and_retries_are_bounded(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("JUDGE_KEY", SECRET)
+    judge = Judge(server, "judge-model", Cache(tmp_path / "cache.jsonl"), api_key_env="JUDGE_KEY", concurrency=3,
+                  max_retries=2, timeout=1.0, verdict_retries=2)  # fmt: skip
+    records = judge.judge(jobs())
+    assert [r["answer_a"] for r in records] == [j["answer_a"] for j in jobs()]  # one record per job, in order
+    assert [r["verdict"] for r in records] == ["B", "B", "B", "B", "B", "invalid", "B"]
+    assert [r["attempts"] for r in records] == [1, 1, 1, 1, 3, 3, 1]  # verdict retries, bounded
+    assert max(FakeJudge.calls.values()) <= 3  # transport retries are bounded too
+    assert FakeJudge.auth == {f"Bearer {SECRET}"}
+    cached = [json.loads(line) for line in (tmp_path / "cache.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(cached) == len({c["key"] for c in cached}) == 7 and SECRET not in (tmp_path / "cache.jsonl").read_text()
+
+    again = Judge(server, "judge-model", Cache(tmp_path / "cache.jsonl"), api_key_env="JUDGE_KEY")
+    before = dict(FakeJudge.calls)
+    rerun = again.judge(jobs())
+    assert again.calls == 0 and FakeJudge.calls == before  # the cache prevents every repeat call
+    assert [r["verdict"] for r in rerun] == [r["verdict"] for r in records] and all(r["cached"] for r in rerun)
+
+
+def test_a_request_that_keeps_failing_is_an_error_and_is_not_cached(tmp_path):
+    judge = Judge("http://127.0.0.1:9/v1", "judge-model", Cache(tmp_path / "cache.jsonl"), max_retries=1,
+                  timeout=0.5)  # fmt: skip
+    [record] = judge.judge(jobs()[:1])
+    assert record["verdict"] == "error" and not (tmp_path / "cache.jsonl").exists()
+
+
+def test_a_torn_cache_line_is_skipped(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    path.write_text('{"key": "k1", "verdict": "A", "attempts": 1, "reply": "[[A]]"}\n{"key": "k2", "verd', encoding="utf-8")
+    assert list(Cache(path).records) == ["k1"]

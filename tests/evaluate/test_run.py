@@ -1,0 +1,59 @@
+"""The evaluation run end to end: real vLLM (CPU) candidates through ray.data.llm, a fake judge on 127.0.0.1
+that always prefers the first slot (so the position checks must show it), the report and its numbers."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pyarrow.parquet as pq
+import pytest
+
+from atheus_ray.config import EvalConfig, load_config
+from atheus_ray.evaluate.run import evaluate
+from atheus_ray.evaluate.tasks import SAMPLE
+
+
+class FirstSlotJudge(BaseHTTPRequestHandler):
+    calls = 0
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).calls += 1
+        data = json.dumps({"choices": [{"message": {"content": "Aの方が良い。\n[[A]]"}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.mark.slow
+def test_eval_answers_judges_and_reports(ray_local, tiny_model, tmp_path):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FirstSlotJudge)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        cfg = load_config(EvalConfig, "jobs/configs/eval.yaml", [
+            f"out={tmp_path}", f"tasks=[{SAMPLE}]", "answer.max_tokens=16", "max_model_len=1024",
+            f"candidates=[{{name: open, group: tiny, model: {tiny_model}}}, {{name: atheus, group: tiny, model: {tiny_model}}}]",
+            f"judge.base_url=http://127.0.0.1:{httpd.server_address[1]}/v1", "judge.model=fake-judge",
+        ])  # fmt: skip
+        results = evaluate(cfg, log=lambda m: None)
+        calls = FirstSlotJudge.calls
+        logs = []
+        again = evaluate(cfg, log=logs.append)
+    finally:
+        httpd.shutdown()
+    assert calls == 48 and FirstSlotJudge.calls == 48 and again["judge_calls"] == 0  # 24 tasks x 2 orders, cached
+    assert sum("reused from an earlier run" in m for m in logs) == 2  # and no candidate answered twice
+    [c] = results["comparisons"]
+    assert (c["wins"], c["ties"], c["losses"], c["invalid"]) == (24, 0, 24, 0)
+    assert c["win_rate"] == 0.5 and c["first_slot_rate"] == 1.0 and c["position_consistency"] == 0.0
+    answers = pq.read_table(tmp_path / "answers").to_pylist()
+    assert len(answers) == 48 and {a["candidate"] for a in answers} == {"open", "atheus"}
+    assert len(pq.read_table(tmp_path / "judgments").to_pylist()) == 48
+    saved = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert saved["comparisons"] == results["comparisons"]
+    assert (tmp_path / "win_rates.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "report.md").exists()
