@@ -44,33 +44,22 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("--default-perspective", default="helpfulness",
                             help="perspective for imported Self-Instruct/Alpaca rows that name none (default: %(default)s)")  # fmt: skip
 
-    for command, text in (("synth", "generate instructions and answers from seeds (Self-Instruct, Evol-Instruct)"),
-                          ("pipeline", "run the pipeline as far as it exists (today: synth and screening)")):  # fmt: skip
+    for command, text, config in (
+        ("synth", "generate instructions and answers from seeds (Self-Instruct, Evol-Instruct) and screen them",
+         "jobs/configs/synth.yaml"),
+        ("pipeline", "run the pipeline as far as it exists (today: synth and screening)", "jobs/configs/synth.yaml"),
+        ("screen", "screen a table of pairs: tags, heuristics, dedup, selection, card", "jobs/configs/screen.yaml"),
+        ("train", "fine-tune every model on every data condition (Ray Train); export for vLLM", "jobs/configs/sft.yaml"),
+        ("eval", "candidates answer ELYZA-style tasks; a judge compares them pairwise", "jobs/configs/eval.yaml"),
+    ):  # fmt: skip
         run = sub.add_parser(command, help=text)
-        run.add_argument("--config", help="YAML config (default: built-in defaults)")
+        run.add_argument("--config", required=command in ("train", "eval"), help=f"YAML config (see {config})")
         run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                         help="override a config value, e.g. --set engine.batch_size=16 (repeatable)")  # fmt: skip
+                         help="override a config value: KEY is a dotted path, VALUE is read as YAML (repeatable)")  # fmt: skip
         run.add_argument("--out", help="output folder (same as --set out=DIR)")
-
-    screen = sub.add_parser("screen", help="screen a table of pairs: tags, heuristics, dedup, selection, card")
-    screen.add_argument("--in", dest="input", help="pairs: Parquet/JSONL/CSV file or folder, or hf:owner/name[:split]"
-                        " with instruction, input and output (or response) columns (same as --set input=PATH)")  # fmt: skip
-    screen.add_argument("--out", help="output folder (same as --set out=DIR)")
-    screen.add_argument("--config", help="YAML config (default: built-in defaults; see jobs/configs/screen.yaml)")
-    screen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set screen.selection.min_score=7 (repeatable)")  # fmt: skip
-
-    train = sub.add_parser("train", help="fine-tune every model on every data condition (Ray Train); export for vLLM")
-    train.add_argument("--config", required=True, help="YAML config (see jobs/configs/sft.yaml)")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set epochs=1 (repeatable)")  # fmt: skip
-    train.add_argument("--out", help="output folder (same as --set out=DIR)")
-
-    evaluate = sub.add_parser("eval", help="candidates answer ELYZA-style tasks; a judge compares them pairwise")
-    evaluate.add_argument("--config", required=True, help="YAML config (see jobs/configs/eval.yaml)")
-    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                          help="override a config value, e.g. --set judge.model=gpt-4o-mini (repeatable)")  # fmt: skip
-    evaluate.add_argument("--out", help="output folder (same as --set out=DIR)")
+        if command == "screen":
+            run.add_argument("--in", dest="input", help="pairs: Parquet/JSONL/CSV file or folder, or "
+                             "hf:owner/name[:split], with instruction, input and output (or response) columns")  # fmt: skip
     return parser
 
 
@@ -104,11 +93,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _synth(args) -> int:
     from atheus_ray import pipeline
-    from atheus_ray.config import SynthConfig, load_config
 
-    overrides = args.overrides + ([f"out={args.out}"] if args.out else [])
     phase = pipeline.synth if args.command == "synth" else pipeline.run
-    manifest = phase(load_config(SynthConfig, args.config, overrides))
+    manifest = phase(_config("SynthConfig", args))
     counts, tables = manifest["counts"], manifest["tables"]
     reused = sum(s["resumed"] for s in manifest["stages"])
     note = f"; {reused} of {len(manifest['stages'])} stages reused from an earlier run" if reused else ""
@@ -124,15 +111,23 @@ def _synth(args) -> int:
     return 0
 
 
-def _screen(args) -> int:
-    from atheus_ray.config import ConfigError, ScreenJobConfig, load_config
-    from atheus_ray.screen.run import read_pairs, screen
+def _config(cls_name: str, args):
+    """The command's config: --config file, then --set overrides, then --out."""
+    from atheus_ray import config
 
-    cfg = load_config(ScreenJobConfig, args.config, args.overrides)
-    if args.input:
-        cfg.input = args.input
+    cfg = config.load_config(getattr(config, cls_name), args.config, args.overrides)
     if args.out:
         cfg.out = args.out
+    return cfg
+
+
+def _screen(args) -> int:
+    from atheus_ray.config import ConfigError
+    from atheus_ray.screen.run import read_pairs, screen
+
+    cfg = _config("ScreenJobConfig", args)
+    if args.input:
+        cfg.input = args.input
     if not cfg.input:
         raise ConfigError("no input: give --in PATH (or input: in the config)")
     summary = screen(read_pairs(cfg.input), cfg.out, cfg.screen, cfg.model, cfg.engine, cfg.ray, source=cfg.input)
@@ -141,12 +136,9 @@ def _screen(args) -> int:
 
 
 def _train(args) -> int:
-    from atheus_ray.config import TrainConfig, load_config
     from atheus_ray.train.run import train
 
-    cfg = load_config(TrainConfig, args.config, args.overrides)
-    if args.out:
-        cfg.out = args.out
+    cfg = _config("TrainConfig", args)
     summary = train(cfg)
     print(f"\nTrained {len(summary['runs'])} model(s) in {summary['wall_seconds']} s:")
     for run in summary["runs"]:
@@ -157,12 +149,9 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    from atheus_ray.config import EvalConfig, load_config
     from atheus_ray.evaluate.run import evaluate
 
-    cfg = load_config(EvalConfig, args.config, args.overrides)
-    if args.out:
-        cfg.out = args.out
+    cfg = _config("EvalConfig", args)
     results = evaluate(cfg)
     print(f"\nEvaluated {results['tasks']} tasks in {results['wall_seconds']} s (judge {results['judge_model']}, "
           f"{results['judge_calls']} calls):")  # fmt: skip
