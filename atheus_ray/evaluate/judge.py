@@ -3,7 +3,8 @@
 The judge sees the task, the reference answer, the rubric (`eval_aspect`) and two answers as A and B, never
 which model wrote them; each pair is judged in both orders. The verdict is the one `[[A]]`, `[[B]]` or
 `[[C]]` (tie) in the reply: none or more than one is unreadable, and the request is sent again up to
-`verdict_retries` times, then recorded as `invalid` (counted, never dropped).
+`verdict_retries` times, then recorded as `invalid` (counted, never dropped). A job without `answer_b` is an
+absolute judgment instead (prompts/eval/score.md, ELYZA-style): the verdict is the one `[[1]]`..`[[5]]`.
 
 Transport: the `openai` client (`max_retries` retries with exponential backoff on 408/409/429/5xx, connection
 errors and timeouts, honouring Retry-After), at most `concurrency` requests in flight. A request that still
@@ -25,25 +26,29 @@ from pathlib import Path
 
 from atheus_ray.rows import read_prompt
 
-PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "eval" / "pairwise.md"
+PROMPTS = Path(__file__).resolve().parent.parent / "prompts" / "eval"
+PROMPT, SCORE_PROMPT = PROMPTS / "pairwise.md", PROMPTS / "score.md"
 VERDICT = re.compile(r"\[\[([ABC])\]\]")
+SCORE = re.compile(r"\[\[([1-5])\]\]")
 
 
-def parse_verdict(text: str) -> str | None:
-    """'A', 'B' or 'C' when the reply holds exactly one verdict mark, else None."""
-    found = VERDICT.findall(text or "")
+def parse_verdict(text: str, pattern: re.Pattern = VERDICT) -> str | None:
+    """'A', 'B' or 'C' (or with SCORE, '1'..'5') when the reply holds exactly one mark, else None."""
+    found = pattern.findall(text or "")
     return found[0] if len(found) == 1 else None
 
 
-def prompt(task: dict, answer_a: str, answer_b: str) -> str:
-    return read_prompt(PROMPT)[0].format(task=task["input"], reference=task["output"],
-                                         rubric=task["eval_aspect"] or "（なし）", answer_a=answer_a,
-                                         answer_b=answer_b)  # fmt: skip
+def prompt(task: dict, answer_a: str, answer_b: str | None) -> str:
+    common = {"task": task["input"], "reference": task["output"], "rubric": task["eval_aspect"] or "（なし）"}
+    if answer_b is None:
+        return read_prompt(SCORE_PROMPT)[0].format(**common, answer=answer_a)
+    return read_prompt(PROMPT)[0].format(**common, answer_a=answer_a, answer_b=answer_b)
 
 
-def judgment_key(task: dict, answer_a: str, answer_b: str, judge_model: str) -> str:
+def judgment_key(task: dict, answer_a: str, answer_b: str | None, judge_model: str) -> str:
+    version = read_prompt(SCORE_PROMPT if answer_b is None else PROMPT)[1]
     data = json.dumps([task["input"], task["output"], task["eval_aspect"], answer_a, answer_b, judge_model,
-                       read_prompt(PROMPT)[1]], ensure_ascii=False)  # fmt: skip
+                       version], ensure_ascii=False)  # fmt: skip
     return hashlib.sha256(data.encode()).hexdigest()[:24]
 
 
@@ -82,31 +87,38 @@ class Judge:
         self.calls = 0
 
     def judge(self, jobs: list[dict]) -> list[dict]:
-        """One record per job {task, answer_a, answer_b, ...}, in order: the job's fields (less the task) plus
-        `task_id`, `key`, `verdict` (A | B | C | invalid | error), `attempts`, `reply`, `cached`."""
+        """One record per job {task, answer_a, answer_b (None: absolute), ...}, in order: the job's fields (less
+        the task) plus `task_id`, `key`, `verdict` (A | B | C, or 1-5 | invalid | error), `attempts`, `reply`,
+        `cached`."""
         return asyncio.run(self._all(jobs))
 
     async def _all(self, jobs: list[dict]) -> list[dict]:
         from openai import AsyncOpenAI
 
+        keys = [judgment_key(j["task"], j["answer_a"], j.get("answer_b"), self.model) for j in jobs]
+        unique = {}  # the same judgment asked twice (identical answers) is made once
+        for key, job in zip(keys, jobs):
+            unique.setdefault(key, job)
         client = AsyncOpenAI(base_url=self.base_url, api_key=os.environ.get(self.api_key_env) or "none",
                              max_retries=self.max_retries, timeout=self.timeout)  # fmt: skip
         limit = asyncio.Semaphore(self.concurrency)
         try:
-            return await asyncio.gather(*(self._one(client, limit, job) for job in jobs))
+            done = await asyncio.gather(*(self._one(client, limit, key, job) for key, job in unique.items()))
         finally:
             await client.close()
+        found = dict(zip(unique, done))
+        return [{**{k: v for k, v in job.items() if k != "task"}, "task_id": job["task"]["id"], "key": key,
+                 **found[key]} for key, job in zip(keys, jobs)]  # fmt: skip
 
-    async def _one(self, client, limit: asyncio.Semaphore, job: dict) -> dict:
+    async def _one(self, client, limit: asyncio.Semaphore, key: str, job: dict) -> dict:
+        """{verdict, attempts, reply, cached} of one judgment: from the cache, or asked."""
         import openai
 
-        task = job["task"]
-        key = judgment_key(task, job["answer_a"], job["answer_b"], self.model)
-        base = {k: v for k, v in job.items() if k != "task"} | {"task_id": task["id"], "key": key}
         if key in self.cache.records:
-            return {**base, **{k: self.cache.records[key][k] for k in ("verdict", "attempts", "reply")},
-                    "cached": True}  # fmt: skip
-        messages = [{"role": "user", "content": prompt(task, job["answer_a"], job["answer_b"])}]
+            return {**{k: self.cache.records[key][k] for k in ("verdict", "attempts", "reply")}, "cached": True}
+        answer_b = job.get("answer_b")
+        messages = [{"role": "user", "content": prompt(job["task"], job["answer_a"], answer_b)}]
+        pattern = VERDICT if answer_b is not None else SCORE
         reply, attempts = "", 0
         async with limit:
             for attempts in range(1, self.verdict_retries + 2):
@@ -117,13 +129,13 @@ class Judge:
                         temperature=0.0 if attempts == 1 else 0.7,
                     )  # fmt: skip
                 except (openai.APIError, openai.APITimeoutError) as e:  # retries exhausted
-                    return {**base, "verdict": "error", "attempts": attempts, "reply": type(e).__name__, "cached": False}
+                    return {"verdict": "error", "attempts": attempts, "reply": type(e).__name__, "cached": False}
                 reply = (response.choices[0].message.content or "") if response.choices else ""
-                verdict = parse_verdict(reply)
+                verdict = parse_verdict(reply, pattern)
                 if verdict:
                     break
             else:
                 verdict = "invalid"
         record = {"key": key, "verdict": verdict, "attempts": attempts, "reply": reply}
         self.cache.put(record)
-        return {**base, **record, "cached": False}
+        return {"verdict": verdict, "attempts": attempts, "reply": reply, "cached": False}

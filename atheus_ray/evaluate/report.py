@@ -38,8 +38,12 @@ def write_report(out: Path, results: dict) -> dict[str, Path]:
              "tasks; p: exact sign test over tasks.")  # fmt: skip
     table = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     table += ["| " + " | ".join(r) + " |" for r in rows(results)]
+    scores = ["| model | candidate | mean score (1-5) | ci95 | scored | invalid |", "|---|---|---|---|---|---|"]
+    scores += [f"| {a['model']} | {a['candidate']} | {_cell(a['mean'])} | {_cell(a['ci95'])} | {a['scored']} | "
+               f"{a['invalid']} |" for a in results.get("absolute", [])]  # fmt: skip
     paths["markdown"].write_text("\n".join(["# Evaluation report", "", intro, "", *table, "",
-                                            "![win rates](win_rates.png)", ""]), encoding="utf-8")  # fmt: skip
+                                            "![win rates](win_rates.png)", "", "## Absolute scores (ELYZA-style)", "",
+                                            *scores, ""]), encoding="utf-8")  # fmt: skip
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows(results))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     paths["html"].write_text(

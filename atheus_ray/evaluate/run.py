@@ -3,6 +3,7 @@ each group, and the report says which data wins per model.
 
     atheus eval --config jobs/configs/eval.yaml [--out DIR] [--set key=value ...]
 
+Absolute 1-5 scores per candidate (ELYZA-style, same judge) are the second view.
 Answers: one `ray.data.llm` pass per candidate (atheus_ray.engine.generate), greedy by default, saved to
 `DIR/answers/` (task_id, candidate, group, model, answer), and reused by a rerun with the same model, tasks
 and sampling. Judging: atheus_ray.evaluate.judge, with
@@ -21,7 +22,7 @@ from atheus_ray.config import EvalConfig, ModelConfig
 from atheus_ray.engine import generate, sampling_params
 from atheus_ray.evaluate.judge import Cache, Judge
 from atheus_ray.evaluate.report import write_report
-from atheus_ray.evaluate.stats import summarize
+from atheus_ray.evaluate.stats import absolute, summarize
 from atheus_ray.evaluate.tasks import load_tasks
 from atheus_ray.ray_init import init_ray
 from atheus_ray.tables import write_rows
@@ -83,9 +84,16 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
         comparisons.append({"model": group, "x": cfg.x, "y": cfg.y, **stats})
         log(f"[judge] {group}: {cfg.x} vs {cfg.y}: win rate {stats['win_rate']} CI {stats['ci95']} "
             f"({stats['wins']}/{stats['ties']}/{stats['losses']}, invalid {stats['invalid']}, errors {stats['errors']})")  # fmt: skip
+    scores = []
+    for candidate in cfg.candidates:  # the second view: ELYZA-style 1-5 scores, one answer at a time
+        jobs = [{"task": t, "answer_a": answers[candidate.group, candidate.name, t["id"]], "answer_b": None,
+                 "order": "score", "group": candidate.group, "candidate": candidate.name} for t in tasks]  # fmt: skip
+        judgments = judge.judge(jobs)
+        all_judgments += judgments
+        scores.append({"model": candidate.group, "candidate": candidate.name, **absolute(judgments, cfg.resamples, cfg.seed)})
     write_rows(all_judgments, out / "judgments")
     results = {"judge_model": cfg.judge.model, "tasks": len(tasks), "task_sources": cfg.tasks,
-               "candidates": [c.model_dump() for c in cfg.candidates], "comparisons": comparisons,
+               "candidates": [c.model_dump() for c in cfg.candidates], "comparisons": comparisons, "absolute": scores,
                "judge_calls": judge.calls, "wall_seconds": round(time.time() - start, 1)}  # fmt: skip
     paths = write_report(out, results)
     results["report"] = {k: str(v) for k, v in paths.items()}

@@ -10,6 +10,8 @@ Input: judgment records with `task_id`, `order` ("XY": X's answer was A; "YX": X
 - Position consistency: among tasks judged readably in both orders, the share whose two verdicts agree
   once mapped back to X and Y; first-slot rate: the share of decisive verdicts that picked answer A.
 - By length ratio len_x / len_y: win rate in three buckets (< 0.8, 0.8-1.25, > 1.25), a check on length bias.
+`absolute` summarizes the second view, ELYZA-style 1-5 scores of one candidate (one judgment per task, so the
+bootstrap over judgments is a bootstrap over tasks).
 """
 
 from __future__ import annotations
@@ -83,4 +85,20 @@ def summarize(judgments: list[dict], resamples: int = 2000, seed: int = 0) -> di
         "first_slot_rate": round(sum(j["verdict"] == "A" for j in decisive) / len(decisive), 4) if decisive else None,
         "by_length_ratio": {k: {"n": len(v), "win_rate": round(sum(v) / len(v), 4) if v else None}
                             for k, v in buckets.items()},
+    }  # fmt: skip
+
+
+def absolute(judgments: list[dict], resamples: int = 2000, seed: int = 0) -> dict:
+    """ELYZA-style 1-5 scores of one candidate: mean, 95% bootstrap CI over tasks, counts per score."""
+    scores = [int(j["verdict"]) for j in judgments if j["verdict"] in ("1", "2", "3", "4", "5")]
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(scores, k=len(scores))) / len(scores) for _ in range(resamples if scores else 0))
+    return {
+        "judgments": len(judgments), "scored": len(scores),
+        "invalid": sum(j["verdict"] == "invalid" for j in judgments),
+        "errors": sum(j["verdict"] == "error" for j in judgments),
+        "mean": round(sum(scores) / len(scores), 4) if scores else None,
+        "ci95": [round(means[int(0.025 * (len(means) - 1))], 4), round(means[int(0.975 * (len(means) - 1))], 4)]
+        if means else None,
+        "counts": {str(k): scores.count(k) for k in range(1, 6)},
     }  # fmt: skip

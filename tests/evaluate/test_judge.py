@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from atheus_ray.evaluate.judge import Cache, Judge, parse_verdict
+from atheus_ray.evaluate.judge import SCORE, Cache, Judge, parse_verdict
 
 SECRET = "sk-judge-test-0000"
 
@@ -20,6 +20,12 @@ SECRET = "sk-judge-test-0000"
 ])  # fmt: skip
 def test_parse_verdict_is_strict(reply, verdict):
     assert parse_verdict(reply) == verdict
+
+
+@pytest.mark.parametrize("reply,score", [("理由…\n[[4]]", "4"), ("[[5]]", "5"), ("[[0]]", None), ("[[6]]", None),
+                                         ("[[3]] か [[4]]", None), ("4点", None), ("[[A]]", None)])  # fmt: skip
+def test_parse_score_is_strict(reply, score):
+    assert parse_verdict(reply, SCORE) == score
 
 
 class FakeJudge(BaseHTTPRequestHandler):
@@ -36,7 +42,7 @@ class FakeJudge(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         text = body["messages"][0]["content"]
-        tag = text.split("# 回答A\n")[1].split("\n")[0].split(":")[0]
+        tag = text.split("# 回答A\n")[1].split("\n")[0].split(":")[0] if "# 回答A\n" in text else ""
         with self.lock:
             n = self.calls[text] = self.calls.get(text, 0) + 1
             self.auth.add(self.headers.get("Authorization"))
@@ -46,6 +52,8 @@ class FakeJudge(BaseHTTPRequestHandler):
             return self._send(500, {"error": {"message": "oops"}})
         if tag == "slow" and n == 1:
             time.sleep(1.5)
+        if "# 回答\n" in text:  # an absolute judgment
+            return self._send(200, {"choices": [{"message": {"content": "おおむね良い。\n[[4]]"}}]})
         if tag == "garbage" and n <= 2 or tag == "never":
             return self._send(200, {"choices": [{"message": {"content": "どちらも良いと思います。"}}]})
         return self._send(200, {"choices": [{"message": {"content": "理由を述べます。\n[[B]]"}}]})
@@ -109,3 +117,18 @@ def test_a_torn_cache_line_is_skipped(tmp_path):
     path = tmp_path / "cache.jsonl"
     path.write_text('{"key": "k1", "verdict": "A", "attempts": 1, "reply": "[[A]]"}\n{"key": "k2", "verd', encoding="utf-8")
     assert list(Cache(path).records) == ["k1"]
+
+
+def test_absolute_scores_use_their_own_prompt_and_cache_key(server, tmp_path):
+    judge = Judge(server, "judge-model", Cache(tmp_path / "cache.jsonl"), max_retries=1)
+    pair, score = judge.judge([{"task": TASK, "answer_a": "ok: 回答", "answer_b": "別の回答", "order": "XY"},
+                               {"task": TASK, "answer_a": "ok: 回答", "answer_b": None, "order": "score"}])  # fmt: skip
+    assert (pair["verdict"], score["verdict"]) == ("B", "4") and pair["key"] != score["key"]
+
+
+def test_the_same_judgment_twice_in_one_batch_is_asked_once(server, tmp_path):
+    judge = Judge(server, "judge-model", Cache(tmp_path / "cache.jsonl"))
+    job = {"task": TASK, "answer_a": "ok: 同じ回答", "answer_b": "ok: 同じ回答"}
+    records = judge.judge([{**job, "order": "XY"}, {**job, "order": "YX"}])
+    assert judge.calls == 1 and [r["order"] for r in records] == ["XY", "YX"]
+    assert len((tmp_path / "cache.jsonl").read_text(encoding="utf-8").splitlines()) == 1

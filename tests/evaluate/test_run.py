@@ -20,9 +20,11 @@ class FirstSlotJudge(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self):
-        self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).calls += 1
-        data = json.dumps({"choices": [{"message": {"content": "Aの方が良い。\n[[A]]"}}]}).encode()
+        absolute = "# 回答\n" in body["messages"][0]["content"]
+        reply = "まずまず。\n[[3]]" if absolute else "Aの方が良い。\n[[A]]"
+        data = json.dumps({"choices": [{"message": {"content": reply}}]}, ensure_ascii=False).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -46,14 +48,18 @@ def test_eval_answers_judges_and_reports(ray_local, tiny_model, tmp_path):
         again = evaluate(cfg, log=logs.append)
     finally:
         httpd.shutdown()
-    assert calls == 48 and FirstSlotJudge.calls == 48 and again["judge_calls"] == 0  # 24 tasks x 2 orders, cached
+    # one call per distinct judgment (both candidates are the same tiny model, so many answers coincide);
+    # the rerun answers every one from the cache
+    judgments = pq.read_table(tmp_path / "judgments").to_pylist()
+    assert len(judgments) == 96  # 24 tasks x 2 orders, plus 24 x 2 absolute scores
+    assert calls == len({j["key"] for j in judgments}) == FirstSlotJudge.calls and again["judge_calls"] == 0
     assert sum("reused from an earlier run" in m for m in logs) == 2  # and no candidate answered twice
     [c] = results["comparisons"]
     assert (c["wins"], c["ties"], c["losses"], c["invalid"]) == (24, 0, 24, 0)
     assert c["win_rate"] == 0.5 and c["first_slot_rate"] == 1.0 and c["position_consistency"] == 0.0
     answers = pq.read_table(tmp_path / "answers").to_pylist()
     assert len(answers) == 48 and {a["candidate"] for a in answers} == {"open", "atheus"}
-    assert len(pq.read_table(tmp_path / "judgments").to_pylist()) == 48
+    assert [(a["candidate"], a["mean"], a["scored"]) for a in results["absolute"]] == [("open", 3.0, 24), ("atheus", 3.0, 24)]
     saved = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert saved["comparisons"] == results["comparisons"]
     assert (tmp_path / "win_rates.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "report.md").exists()

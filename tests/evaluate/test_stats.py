@@ -1,6 +1,6 @@
 import pytest
 
-from atheus_ray.evaluate.stats import sign_test, summarize, x_score
+from atheus_ray.evaluate.stats import absolute, sign_test, summarize, x_score
 
 
 def j(task, order, verdict, len_x=100, len_y=100):
@@ -67,3 +67,12 @@ def test_the_report_numbers_equal_results_json(tmp_path):
         low, high = map(float, re.findall(r"[\d.]+", cells["ci95"]))
         assert (low, high) == pytest.approx(tuple(comparison["ci95"]), abs=5e-4)
     assert paths["chart"].read_bytes()[:4] == b"\x89PNG" and "<table" in paths["html"].read_text(encoding="utf-8")
+
+
+def test_absolute_scores_mean_ci_and_counts():
+    judgments = [{"verdict": v} for v in ["5", "4", "4", "3", "invalid", "error", "2"]]
+    a = absolute(judgments, resamples=500)
+    assert (a["scored"], a["invalid"], a["errors"], a["mean"]) == (5, 1, 1, 3.6)  # (5+4+4+3+2)/5
+    assert a["counts"] == {"1": 0, "2": 1, "3": 1, "4": 2, "5": 1}
+    assert 2 <= a["ci95"][0] <= 3.6 <= a["ci95"][1] <= 5
+    assert absolute([{"verdict": "invalid"}])["mean"] is None
