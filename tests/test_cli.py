@@ -58,3 +58,10 @@ def test_screen_bad_input_exits_2_naming_file_line_and_field(tmp_path):
 def test_screen_without_input_exits_2():
     done = atheus("screen", "--config", "jobs/configs/screen.yaml")
     assert done.returncode == 2 and "no input: give --in PATH" in done.stderr
+
+
+def test_eval_config_without_both_conditions_exits_2(tmp_path):
+    done = atheus("eval", "--config", "jobs/configs/eval.yaml", "--out", str(tmp_path),
+                  "--set", "candidates=[{name: open, group: g, model: m1}, {name: other, group: g, model: m2}]")  # fmt: skip
+    assert done.returncode == 2
+    assert "candidates: group 'g' needs candidates named 'atheus' and 'open'" in done.stderr

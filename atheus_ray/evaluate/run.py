@@ -18,7 +18,7 @@ import json
 import time
 from pathlib import Path
 
-from atheus_ray.config import EvalConfig, ModelConfig
+from atheus_ray.config import ConfigError, EvalConfig, ModelConfig
 from atheus_ray.engine import generate, sampling_params
 from atheus_ray.evaluate.judge import Cache, Judge
 from atheus_ray.evaluate.report import write_report
@@ -55,7 +55,8 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     for group in groups:
         names = {c.name for c in cfg.candidates if c.group == group}
         if not {cfg.x, cfg.y} <= names:
-            raise ValueError(f"group {group!r} needs candidates named {cfg.x!r} and {cfg.y!r}, has {sorted(names)}")
+            raise ConfigError(f"candidates: group {group!r} needs candidates named {cfg.x!r} and {cfg.y!r} "
+                              f"(x and y), has {sorted(names)}")  # fmt: skip
     where = init_ray(cfg.ray)
     log(f"{len(tasks)} tasks, {len(cfg.candidates)} candidates; ray: {where['address']}")
 

@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 from atheus_ray import models
-from atheus_ray.config import TrainConfig
+from atheus_ray.config import ConfigError, TrainConfig
 from atheus_ray.ray_init import init_ray
 from atheus_ray.train.data import load_condition, subsample_and_split
 from atheus_ray.train.tokens import encode, ensure_chat_template
@@ -54,7 +54,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         log(f"condition {name}: {len(examples)} examples" + (f", dropped {dict(dropped)}" if dropped else ""))
     n = cfg.examples or min(len(examples) for examples, _ in data.values())
     if n < 2:
-        raise ValueError(f"too few training examples: {n} (each condition needs at least 2)")
+        raise ConfigError(f"examples: {n} training example(s) per condition; at least 2 are needed")
     where = init_ray(cfg.ray)
     log(f"ray: {where['address']} ({where['cpus']:g} CPUs, {where['gpus']:g} GPUs); {n} examples per condition")
     runs = []
