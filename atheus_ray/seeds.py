@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from atheus_ray.rows import task_text
-from atheus_ray.sources import expand_paths, records
+from atheus_ray.sources import expand_paths, records  # noqa: F401 (expand_paths: re-exported for callers of seeds)
 from atheus_ray.text import near_duplicate_pairs
 
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
