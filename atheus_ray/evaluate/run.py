@@ -60,13 +60,13 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     where = init_ray(cfg.ray)
     log(f"{len(tasks)} tasks, {len(cfg.candidates)} candidates; ray: {where['address']}")
 
-    answers = {}
+    answers, answer_rows = {}, []
     for candidate in cfg.candidates:
         for task_id, text in _answers(candidate, tasks, cfg, out, log).items():
             answers[candidate.group, candidate.name, task_id] = text
-    write_rows([{"task_id": t, "group": g, "candidate": n, "answer": a,
-                 "model": next(c.model for c in cfg.candidates if (c.group, c.name) == (g, n))}
-                for (g, n, t), a in sorted(answers.items())], out / "answers")  # fmt: skip
+            answer_rows.append({"task_id": task_id, "group": candidate.group, "candidate": candidate.name,
+                                "answer": text, "model": candidate.model})  # fmt: skip
+    write_rows(sorted(answer_rows, key=lambda r: (r["group"], r["candidate"], r["task_id"])), out / "answers")
 
     judge = Judge(cfg.judge.base_url, cfg.judge.model, Cache(out / "judge_cache.jsonl"), cfg.judge.api_key_env,
                   cfg.judge.concurrency, cfg.judge.max_retries, cfg.judge.timeout, cfg.judge.verdict_retries,

@@ -31,6 +31,14 @@ def x_score(order: str, verdict: str) -> float:
     return 1.0 if verdict == x_slot else 0.0
 
 
+def _ci95(resampled: list[float]) -> list[float] | None:
+    """The 2.5th and 97.5th percentiles of sorted bootstrap statistics (None when there are none)."""
+    if not resampled:
+        return None
+    last = len(resampled) - 1
+    return [round(resampled[int(0.025 * last)], 4), round(resampled[int(0.975 * last)], 4)]
+
+
 def sign_test(wins: int, losses: int) -> float:
     """Exact two-sided binomial p-value of `wins` against `losses` under p = 0.5."""
     n = wins + losses
@@ -76,8 +84,7 @@ def summarize(judgments: list[dict], resamples: int = 2000, seed: int = 0) -> di
         "invalid": sum(j["verdict"] == "invalid" for j in judgments),
         "errors": sum(j["verdict"] == "error" for j in judgments),
         "win_rate": round(sum(scores) / len(scores), 4) if scores else None,
-        "ci95": [round(rates[int(0.025 * (len(rates) - 1))], 4), round(rates[int(0.975 * (len(rates) - 1))], 4)]
-        if rates else None,
+        "ci95": _ci95(rates),
         "tasks": len(tasks), "task_wins": task_wins, "task_losses": task_losses,
         "task_ties": len(tasks) - task_wins - task_losses,
         "sign_test_p": sign_test(task_wins, task_losses),
@@ -98,7 +105,6 @@ def absolute(judgments: list[dict], resamples: int = 2000, seed: int = 0) -> dic
         "invalid": sum(j["verdict"] == "invalid" for j in judgments),
         "errors": sum(j["verdict"] == "error" for j in judgments),
         "mean": round(sum(scores) / len(scores), 4) if scores else None,
-        "ci95": [round(means[int(0.025 * (len(means) - 1))], 4), round(means[int(0.975 * (len(means) - 1))], 4)]
-        if means else None,
+        "ci95": _ci95(means),
         "counts": {str(k): scores.count(k) for k in range(1, 6)},
     }  # fmt: skip

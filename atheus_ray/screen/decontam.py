@@ -18,14 +18,14 @@ from collections import Counter, defaultdict
 
 from atheus_ray.rows import task_text
 from atheus_ray.sources import SourceError, read_records
+from atheus_ray.text import shingles
 
 PROMPT_FIELDS = ("input", "input_text", "instruction", "prompt")
 
 
 def ngrams(text: str, n: int) -> set[str]:
     """Character n-grams of `text` after NFKC (full-width → half-width) with whitespace removed."""
-    text = "".join(unicodedata.normalize("NFKC", text).split())
-    return {text[i : i + n] for i in range(len(text) - n + 1)} or ({text} if text else set())
+    return shingles(unicodedata.normalize("NFKC", text), n) - {""}  # an empty text has no n-grams
 
 
 def load_prompts(paths: list[str]) -> list[tuple[str, str]]:
