@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
-CONFIG ?= jobs/configs/synth.yaml
+CONFIG ?= jobs/configs/pipeline.yaml
 PYTEST_ARGS ?=
 
 export VLLM_NO_USAGE_STATS = 1

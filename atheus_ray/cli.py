@@ -47,16 +47,19 @@ def _parser() -> argparse.ArgumentParser:
     for command, text, config in (
         ("synth", "generate instructions and answers from seeds (Self-Instruct, Evol-Instruct) and screen them",
          "jobs/configs/synth.yaml"),
-        ("pipeline", "run the pipeline as far as it exists (today: synth and screening)", "jobs/configs/synth.yaml"),
+        ("pipeline", "seeds → data set → SFT of both conditions → Serve → evaluation report", "jobs/configs/pipeline.yaml"),
         ("screen", "screen a table of pairs: tags, heuristics, dedup, selection, card", "jobs/configs/screen.yaml"),
         ("train", "fine-tune every model on every data condition (Ray Train); export for vLLM", "jobs/configs/sft.yaml"),
         ("eval", "candidates answer ELYZA-style tasks; a judge compares them pairwise", "jobs/configs/eval.yaml"),
+        ("serve", "host models behind one OpenAI-compatible Ray Serve app (blocks; Ctrl-C stops)",
+         "jobs/configs/serve.yaml"),
     ):  # fmt: skip
         run = sub.add_parser(command, help=text)
-        run.add_argument("--config", required=command in ("train", "eval"), help=f"YAML config (see {config})")
+        run.add_argument("--config", required=command in ("train", "eval", "serve", "pipeline"), help=f"YAML config (see {config})")
         run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a config value: KEY is a dotted path, VALUE is read as YAML (repeatable)")  # fmt: skip
-        run.add_argument("--out", help="output folder (same as --set out=DIR)")
+        if command != "serve":
+            run.add_argument("--out", help="output folder (same as --set out=DIR)")
         if command == "screen":
             run.add_argument("--in", dest="input", help="pairs: Parquet/JSONL/CSV file or folder, or "
                              "hf:owner/name[:split], with instruction, input and output (or response) columns")  # fmt: skip
@@ -75,8 +78,12 @@ def main(argv: list[str] | None = None) -> int:
 
             print(models.prepare_embedded(log=lambda m: print(m, file=sys.stderr)))
             return 0
-        if args.command in ("synth", "pipeline"):
+        if args.command == "synth":
             return _synth(args)
+        if args.command == "pipeline":
+            return _pipeline(args)
+        if args.command == "serve":
+            return _serve(args)
         if args.command == "screen":
             return _screen(args)
         if args.command == "train":
@@ -94,8 +101,11 @@ def main(argv: list[str] | None = None) -> int:
 def _synth(args) -> int:
     from atheus_ray import pipeline
 
-    phase = pipeline.synth if args.command == "synth" else pipeline.run
-    manifest = phase(_config("SynthConfig", args))
+    _print_synth(pipeline.synth(_config("SynthConfig", args)))
+    return 0
+
+
+def _print_synth(manifest: dict) -> None:
     counts, tables = manifest["counts"], manifest["tables"]
     reused = sum(s["resumed"] for s in manifest["stages"])
     note = f"; {reused} of {len(manifest['stages'])} stages reused from an earlier run" if reused else ""
@@ -108,6 +118,39 @@ def _synth(args) -> int:
         print("  rejected by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(manifest["rejected_by_reason"].items())))
     if "screen" in manifest:
         _print_screen(manifest["screen"])
+
+
+def _pipeline(args) -> int:
+    from atheus_ray import pipeline
+
+    summary = pipeline.run(_config("PipelineConfig", args))
+    _print_synth(summary["data"])
+    _print_train(summary["train"])
+    _print_eval(summary["eval"])
+    print(f"\nPipeline: {summary['wall_seconds']} s. The data set card is {summary['data']['screen']['tables']['card']}"
+          f"\nand the evaluation report {summary['eval']['report']['markdown']} (chart: {summary['eval']['report']['chart']}).")  # fmt: skip
+    return 0
+
+
+def _serve(args) -> int:
+    import time
+
+    from atheus_ray import config
+    from atheus_ray.ray_init import init_ray
+    from atheus_ray.serve import app
+
+    cfg = config.load_config(config.ServeAppConfig, args.config, args.overrides)
+    init_ray(cfg.ray)
+    url = app.start(cfg.models, cfg.serve)
+    auth = f' -H "Authorization: Bearer ${cfg.serve.auth_token_env}"' if cfg.serve.auth_token_env else ""
+    print(f"Serving {', '.join(m.name for m in cfg.models)} at {url} (Ctrl-C stops). Try:\n"
+          f"  curl {url}/chat/completions{auth} -H 'Content-Type: application/json' \\\n"
+          f"    -d '{{\"model\": \"{cfg.models[0].name}\", \"messages\": [{{\"role\": \"user\", \"content\": \"こんにちは\"}}]}}'")  # fmt: skip
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        app.stop()
     return 0
 
 
@@ -139,20 +182,27 @@ def _train(args) -> int:
     from atheus_ray.train.run import train
 
     cfg = _config("TrainConfig", args)
-    summary = train(cfg)
+    _print_train(train(cfg))
+    return 0
+
+
+def _print_train(summary: dict) -> None:
     print(f"\nTrained {len(summary['runs'])} model(s) in {summary['wall_seconds']} s:")
     for run in summary["runs"]:
         reused = " (reused)" if run["resumed"] else ""
         print(f"  {run['run']:<40} loss {run.get('train_loss')}  dev {run.get('eval_loss')}  {run['export']}{reused}")
-    print(f"  summary  {Path(cfg.out).resolve() / 'train.json'}")
-    return 0
+    print(f"  summary  {summary['summary']}")
 
 
 def _eval(args) -> int:
     from atheus_ray.evaluate.run import evaluate
 
     cfg = _config("EvalConfig", args)
-    results = evaluate(cfg)
+    _print_eval(evaluate(cfg))
+    return 0
+
+
+def _print_eval(results: dict) -> None:
     print(f"\nEvaluated {results['tasks']} tasks in {results['wall_seconds']} s (judge {results['judge_model']}, "
           f"{results['judge_calls']} calls):")  # fmt: skip
     for c in results["comparisons"]:
@@ -160,7 +210,6 @@ def _eval(args) -> int:
               f"(W/T/L {c['wins']}/{c['ties']}/{c['losses']}, invalid {c['invalid']}, errors {c['errors']})")  # fmt: skip
     for name, path in results["report"].items():
         print(f"  {name:<9} {path}")
-    return 0
 
 
 def _print_screen(summary: dict) -> None:

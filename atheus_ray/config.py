@@ -268,6 +268,43 @@ class TrainConfig(Strict):
     ray: RayConfig = Field(default_factory=RayConfig, description="Which Ray cluster to use.")
 
 
+class ServedModelConfig(Strict):
+    name: str = Field(description="The model id clients send in the request's `model` field.")
+    source: str = Field(description="What to load: a folder (e.g. an export OUT/<run>/model), a HF id, or 'embedded'.")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica for tensor parallelism (GPU only).")
+
+
+class ServeConfig(Strict):
+    """How Ray Serve hosts models behind one OpenAI-compatible app (every model gets these settings)."""
+
+    host: str = Field("127.0.0.1", description="Address the HTTP proxy listens on (0.0.0.0 on a cluster head).")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP proxy.")
+    auth_token_env: str | None = Field(
+        None, description="Environment variable holding a bearer token every request must carry (None: no auth). "
+        "Read on the server and by our clients; never logged or written.",
+    )  # fmt: skip
+    accelerator: Literal["cpu", "gpu"] = Field("cpu", description="cpu: one CPU bundle per replica; gpu: tp GPUs.")
+    dtype: str = Field("float32", description="Weights dtype for vLLM: float32 on CPU, bfloat16 on GPU.")
+    max_model_len: int = Field(4096, gt=0, description="Context length of every served model, in tokens.")
+    gpu_memory_utilization: float = Field(
+        0.1, gt=0, le=1, description="Share of GPU memory (on CPU: of RAM) vLLM reserves per replica.",
+    )  # fmt: skip
+    enforce_eager: bool = Field(True, description="Skip graph capture: faster start, slower decode (CPU: keep true).")
+    min_replicas: int = Field(1, ge=0, description="Replicas per model kept up (0: scale to zero when idle).")
+    max_replicas: int = Field(1, ge=1, description="Most replicas per model under load.")
+    target_ongoing_requests: int = Field(16, ge=1, description="Autoscaling target: requests in flight per replica.")
+    max_ongoing_requests: int = Field(64, ge=1, description="Requests one replica accepts at once (more wait).")
+    ingress_cpus: float = Field(0.1, ge=0, description="CPUs the HTTP ingress replica reserves.")
+
+
+class ServeAppConfig(Strict):
+    """`atheus serve`: the models to host and how."""
+
+    models: list[ServedModelConfig] = Field(min_length=1, description="Models behind the app, routed by `model`.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="How every model is hosted.")
+    ray: RayConfig = Field(default_factory=RayConfig, description="Which Ray cluster to use.")
+
+
 class CandidateConfig(Strict):
     name: str = Field(description="The data condition this model was trained on (e.g. 'open', 'atheus').")
     group: str = Field(description="What candidates are compared within, usually the base model (e.g. 'llm-jp-3-1.8b').")
@@ -283,6 +320,15 @@ class JudgeConfig(Strict):
     timeout: float = Field(60.0, gt=0, description="Seconds before a request counts as timed out (then retried).")
     verdict_retries: int = Field(2, ge=0, description="Re-asks when a reply holds no single [[A]]/[[B]]/[[C]].")
     max_tokens: int = Field(512, ge=16, description="Longest judge reply.")
+    source: str | None = Field(
+        None, description="A local judge: this model (folder, HF id or 'embedded') is hosted as `model` in the "
+        "evaluation's Serve app, and base_url/api_key_env are not used. None: the judge is at base_url.",
+    )  # fmt: skip
+    tensor_parallel_size: int = Field(1, ge=1, description="Local judge only: GPUs per replica.")
+    constrain: bool = Field(
+        False, description="Constrain replies to short text ending in exactly one verdict mark (vLLM structured "
+        "outputs; for small local judges that do not follow the format). Not for the OpenAI API.",
+    )  # fmt: skip
 
 
 class EvalConfig(Strict):
@@ -297,12 +343,31 @@ class EvalConfig(Strict):
     answer: SamplingConfig = Field(
         default_factory=lambda: SamplingConfig(max_tokens=512, temperature=0.0), description="Sampling for answers."
     )
-    max_model_len: int = Field(4096, gt=0, description="Context length of the candidates in vLLM.")
-    engine: EngineConfig = Field(default_factory=EngineConfig, description="How candidates run (ray.data.llm).")
+    serve: ServeConfig = Field(
+        default_factory=ServeConfig, description="How Ray Serve hosts the candidates (and a local judge).",
+    )  # fmt: skip
+    concurrency: int = Field(8, ge=1, description="Answer requests in flight per candidate.")
     ray: RayConfig = Field(default_factory=RayConfig, description="Which Ray cluster to use.")
     judge: JudgeConfig = Field(default_factory=JudgeConfig, description="The pairwise judge.")
     resamples: int = Field(2000, ge=100, description="Bootstrap resamples for the confidence intervals.")
     seed: int = Field(0, description="Seed of the bootstrap.")
+
+
+class PipelineConfig(Strict):
+    """`atheus pipeline`: every phase, wired together. A section may be given as the path of its own YAML file
+    (`synth: jobs/configs/synth.yaml`); `--set train.epochs=1` then overrides a key inside it."""
+
+    out: str = Field("outputs/pipeline", description="Output folder: data/ (data set), sft/ (models), eval/ (report).")
+    synthetic: str = Field(
+        "atheus", description="The training condition that trains on the data set this run makes: its `paths` "
+        "become OUT/data/sft/train.jsonl.",
+    )  # fmt: skip
+    ray: RayConfig = Field(default_factory=RayConfig, description="The Ray cluster every phase uses.")
+    synth: SynthConfig = Field(description="Synthesis and screening (its `out` becomes OUT/data).")
+    train: TrainConfig = Field(description="SFT (its `out` becomes OUT/sft).")
+    eval: EvalConfig = Field(
+        description="Evaluation (its `out` becomes OUT/eval; its candidates are the models `train` exports).",
+    )  # fmt: skip
 
 
 C = TypeVar("C", bound=BaseModel)
@@ -345,12 +410,28 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
             raise ConfigError(f"{path}: not valid YAML: {e}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
+    data = _include_sections(cls, data, where)
     data = apply_overrides(data, list(overrides))
     try:
         return cls.model_validate(data)
     except ValidationError as e:
         problems = [f"{where}: {'.'.join(map(str, err['loc']))}: {_message(err)}" for err in e.errors()]
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems)) from None
+
+
+def _include_sections(cls: type[BaseModel], data: dict, where: str) -> dict:
+    """A section given as a string is the path of a YAML file holding it (relative to the working directory)."""
+    for name, field in cls.model_fields.items():
+        value = data.get(name)
+        if isinstance(value, str) and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            path = Path(value)
+            if not path.is_file():
+                raise ConfigError(f"{where}: {name}: config file not found: {value}")
+            try:
+                data[name] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{value}: not valid YAML: {e}") from None
+    return data
 
 
 def _message(err: dict) -> str:

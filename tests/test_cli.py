@@ -11,7 +11,7 @@ def atheus(*args, **kw):
 def test_help_lists_the_commands():
     done = atheus("--help")
     assert done.returncode == 0
-    for command in ("doctor", "models", "seeds", "synth", "screen", "train", "eval", "pipeline"):
+    for command in ("doctor", "models", "seeds", "synth", "screen", "train", "eval", "serve", "pipeline"):
         assert command in done.stdout
 
 
@@ -30,16 +30,19 @@ def test_missing_config_exits_2_naming_the_file(tmp_path):
 
 
 def test_unknown_override_exits_2_naming_the_key():
-    done = atheus("pipeline", "--config", "jobs/configs/synth.yaml", "--set", "engine.bogus=1")
+    done = atheus("synth", "--config", "jobs/configs/synth.yaml", "--set", "engine.bogus=1")
     assert done.returncode == 2
     assert "engine.bogus: unknown key" in done.stderr
+    done = atheus("pipeline", "--config", "jobs/configs/pipeline.yaml", "--set", "train.bogus=1")  # inside an included file
+    assert done.returncode == 2
+    assert "train.bogus: unknown key" in done.stderr
 
 
 def test_bad_seed_file_exits_2_naming_file_line_and_field(tmp_path):
     bad = tmp_path / "bad.jsonl"
     row = {"id": "a", "perspective": "fluency", "category": "qa", "domain": "nowhere", "instruction": "x", "output": "y"}
     bad.write_text(json.dumps(row) + "\n", encoding="utf-8")
-    done = atheus("pipeline", "--config", "jobs/configs/synth.yaml", "--set", f"seeds.paths=[{bad}]",
+    done = atheus("pipeline", "--config", "jobs/configs/pipeline.yaml", "--set", f"synth.seeds.paths=[{bad}]",
                   "--out", str(tmp_path / "out"))  # fmt: skip
     assert done.returncode == 2
     assert f"{bad}:1: domain: unknown domain 'nowhere'" in done.stderr

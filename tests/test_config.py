@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from atheus_ray.config import ConfigError, SynthConfig, apply_overrides, load_config
@@ -97,12 +99,22 @@ def test_cluster_synth_config_loads():
     assert cfg.model.source == "mistralai/Mistral-Small-24B-Instruct-2501"
 
 
-@pytest.mark.parametrize("path,cls", [
+CONFIGS = [
     ("jobs/configs/synth.yaml", "SynthConfig"), ("jobs/configs/cluster/synth.yaml", "SynthConfig"),
     ("jobs/configs/screen.yaml", "ScreenJobConfig"),
     ("jobs/configs/sft.yaml", "TrainConfig"), ("jobs/configs/cluster/sft.yaml", "TrainConfig"),
     ("jobs/configs/eval.yaml", "EvalConfig"),
-])  # fmt: skip
+    ("jobs/configs/serve.yaml", "ServeAppConfig"), ("jobs/configs/pipeline.yaml", "PipelineConfig"),
+    ("jobs/configs/cluster/screen.yaml", "ScreenJobConfig"), ("jobs/configs/cluster/eval.yaml", "EvalConfig"),
+    ("jobs/configs/cluster/serve.yaml", "ServeAppConfig"), ("jobs/configs/cluster/pipeline.yaml", "PipelineConfig"),
+]  # fmt: skip
+
+def test_every_config_file_is_checked():
+    shipped = {str(p) for p in Path("jobs/configs").rglob("*.yaml")}
+    assert shipped == {path for path, _ in CONFIGS}
+
+
+@pytest.mark.parametrize("path,cls", CONFIGS)
 def test_every_shipped_config_loads(path, cls):
     import atheus_ray.config as config
 
@@ -118,3 +130,14 @@ def test_cluster_sft_trains_the_three_llm_jp_sizes_on_both_conditions():
     assert cfg.models == ["llm-jp/llm-jp-3-980m", "llm-jp/llm-jp-3-1.8b", "llm-jp/llm-jp-3-3.7b"]
     assert [c.name for c in cfg.conditions] == ["open", "atheus"] and cfg.use_gpu
     assert all(c.license for c in cfg.conditions)
+
+
+def test_a_section_can_be_a_file_and_overrides_reach_inside(tmp_path):
+    from atheus_ray.config import PipelineConfig
+
+    cfg = load_config(PipelineConfig, "jobs/configs/pipeline.yaml", ["train.epochs=3", "synth.seeds.limit=5"])
+    assert cfg.train.epochs == 3 and cfg.synth.seeds.limit == 5
+    assert cfg.eval.judge.source == "embedded"  # the rest of eval.yaml came along
+    bad = write(tmp_path, "synth: nowhere.yaml\ntrain: jobs/configs/sft.yaml\neval: jobs/configs/eval.yaml\n")
+    with pytest.raises(ConfigError, match="synth: config file not found: nowhere.yaml"):
+        load_config(PipelineConfig, bad)

@@ -5,6 +5,7 @@ which model wrote them; each pair is judged in both orders. The verdict is the o
 `[[C]]` (tie) in the reply: none or more than one is unreadable, and the request is sent again up to
 `verdict_retries` times, then recorded as `invalid` (counted, never dropped). A job without `answer_b` is an
 absolute judgment instead (prompts/eval/score.md, ELYZA-style): the verdict is the one `[[1]]`..`[[5]]`.
+With `constrain` (small local judges on vLLM), decoding is held to a short reason and then exactly one mark.
 
 Transport: the `openai` client (`max_retries` retries with exponential backoff on 408/409/429/5xx, connection
 errors and timeouts, honouring Retry-After), at most `concurrency` requests in flight. A request that still
@@ -30,6 +31,8 @@ PROMPTS = Path(__file__).resolve().parent.parent / "prompts" / "eval"
 PROMPT, SCORE_PROMPT = PROMPTS / "pairwise.md", PROMPTS / "score.md"
 VERDICT = re.compile(r"\[\[([ABC])\]\]")
 SCORE = re.compile(r"\[\[([1-5])\]\]")
+# `constrain`: a short reason without brackets, then exactly one mark (vLLM structured outputs, regex)
+CONSTRAINED = {VERDICT: r"[^\[\]]{0,200}\[\[[ABC]\]\]", SCORE: r"[^\[\]]{0,200}\[\[[1-5]\]\]"}
 
 
 def parse_verdict(text: str, pattern: re.Pattern = VERDICT) -> str | None:
@@ -80,10 +83,10 @@ class Judge:
 
     def __init__(self, base_url: str, model: str, cache: Cache, api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 8, max_retries: int = 5, timeout: float = 60.0, verdict_retries: int = 2,
-                 max_tokens: int = 512):  # fmt: skip
+                 max_tokens: int = 512, constrain: bool = False):  # fmt: skip
         self.base_url, self.model, self.cache, self.api_key_env = base_url, model, cache, api_key_env
         self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
-        self.verdict_retries, self.max_tokens = verdict_retries, max_tokens
+        self.verdict_retries, self.max_tokens, self.constrain = verdict_retries, max_tokens, constrain
         self.calls = 0
 
     def judge(self, jobs: list[dict]) -> list[dict]:
@@ -119,6 +122,7 @@ class Judge:
         answer_b = job.get("answer_b")
         messages = [{"role": "user", "content": prompt(job["task"], job["answer_a"], answer_b)}]
         pattern = VERDICT if answer_b is not None else SCORE
+        extra = {"structured_outputs": {"regex": CONSTRAINED[pattern]}} if self.constrain else None
         reply, attempts = "", 0
         async with limit:
             for attempts in range(1, self.verdict_retries + 2):
@@ -126,7 +130,7 @@ class Judge:
                 try:
                     response = await client.chat.completions.create(
                         model=self.model, messages=messages, max_tokens=self.max_tokens,
-                        temperature=0.0 if attempts == 1 else 0.7,
+                        temperature=0.0 if attempts == 1 else 0.7, extra_body=extra,
                     )  # fmt: skip
                 except (openai.APIError, openai.APITimeoutError) as e:  # retries exhausted
                     return {"verdict": "error", "attempts": attempts, "reply": type(e).__name__, "cached": False}

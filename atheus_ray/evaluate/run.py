@@ -3,12 +3,15 @@ each group, and the report says which data wins per model.
 
     atheus eval --config jobs/configs/eval.yaml [--out DIR] [--set key=value ...]
 
-Absolute 1-5 scores per candidate (ELYZA-style, same judge) are the second view.
-Answers: one `ray.data.llm` pass per candidate (atheus_ray.engine.generate), greedy by default, saved to
-`DIR/answers/` (task_id, candidate, group, model, answer), and reused by a rerun with the same model, tasks
-and sampling. Judging: atheus_ray.evaluate.judge, with
-its cache in `DIR/judge_cache.jsonl`; every judgment goes to `DIR/judgments/`. Statistics:
-atheus_ray.evaluate.stats. Report: atheus_ray.evaluate.report.
+Serving: the candidates that still have tasks to answer, and the judge when `judge.source` names a local
+model, are hosted together by one Ray Serve app (atheus_ray.serve.app, OpenAI-compatible, routed by model id
+`GROUP/NAME` for candidates and `judge.model` for the judge), started here and removed at the end.
+Answers: sent to that app through `ray.data.llm`'s HTTP processor (atheus_ray.engine.generate), greedy by
+default, saved to `DIR/answers/` (task_id, candidate, group, model, answer), and reused by a rerun with the
+same model, tasks and sampling. Judging: atheus_ray.evaluate.judge (the local judge's replies constrained
+to end in one verdict mark when `judge.constrain`), with its cache in `DIR/judge_cache.jsonl`; every
+judgment goes to `DIR/judgments/`. Absolute 1-5 scores per candidate (ELYZA-style, same judge) are the
+second view. Statistics: atheus_ray.evaluate.stats. Report: atheus_ray.evaluate.report.
 """
 
 from __future__ import annotations
@@ -18,32 +21,39 @@ import json
 import time
 from pathlib import Path
 
-from atheus_ray.config import ConfigError, EvalConfig, ModelConfig
+from atheus_ray.config import ConfigError, EngineConfig, EvalConfig, ModelConfig, ServedModelConfig
 from atheus_ray.engine import generate, sampling_params
 from atheus_ray.evaluate.judge import Cache, Judge
 from atheus_ray.evaluate.report import write_report
 from atheus_ray.evaluate.stats import absolute, summarize
 from atheus_ray.evaluate.tasks import load_tasks
 from atheus_ray.ray_init import init_ray
+from atheus_ray.serve import app as serve_app
 from atheus_ray.tables import write_rows
 
+NO_KEY = "ATHEUS_NO_KEY"  # an environment variable nobody sets: requests to an app without auth carry no key
 
-def _answers(candidate, tasks: list[dict], cfg: EvalConfig, out: Path, log) -> dict[str, str]:
-    """A candidate's answer per task id, reused from an earlier run with the same model, tasks and sampling."""
-    key = hashlib.sha256(json.dumps([candidate.model, cfg.max_model_len, cfg.answer.model_dump(),
+
+def _saved_answers(candidate, tasks: list[dict], cfg: EvalConfig, out: Path) -> Path:
+    """Where a candidate's answers are kept, by a hash of its model, the tasks and the sampling."""
+    key = hashlib.sha256(json.dumps([candidate.model, cfg.serve.max_model_len, cfg.answer.model_dump(),
                                      [t["input"] for t in tasks]], ensure_ascii=False).encode()).hexdigest()[:16]  # fmt: skip
-    saved = out / ".answers" / f"{key}.json"
-    if saved.exists():
-        log(f"[answers] {candidate.group}/{candidate.name}: reused from an earlier run")
-        return json.loads(saved.read_text(encoding="utf-8"))
+    return out / ".answers" / f"{key}.json"
+
+
+def _answer(candidate, tasks: list[dict], cfg: EvalConfig, url: str, saved: Path, log) -> None:
+    """Ask the served candidate every task (ray.data.llm HTTP processor); save {task id: answer}."""
     requests = [{"key": t["id"], "messages": [{"role": "user", "content": t["input"]}],
                  "sampling_params": sampling_params(cfg.answer)} for t in tasks]  # fmt: skip
-    outputs = generate(requests, ModelConfig(source=candidate.model, max_model_len=cfg.max_model_len), cfg.engine)
-    found = {t["id"]: o["text"].strip() for t, o in zip(tasks, outputs)}
+    engine = EngineConfig(kind="openai", base_url=url, api_key_env=cfg.serve.auth_token_env or NO_KEY,
+                          concurrency=1, batch_size=max(1, cfg.concurrency))  # fmt: skip
+    outputs = generate(requests, ModelConfig(source=f"{candidate.group}/{candidate.name}"), engine)
+    if not any(o["tokens_out"] for o in outputs):
+        raise RuntimeError(f"candidate {candidate.group}/{candidate.name} answered no task (see the Serve logs)")
     saved.parent.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(found, ensure_ascii=False), encoding="utf-8")
+    saved.write_text(json.dumps({t["id"]: o["text"].strip() for t, o in zip(tasks, outputs)}, ensure_ascii=False),
+                     encoding="utf-8")  # fmt: skip
     log(f"[answers] {candidate.group}/{candidate.name}: {sum(o['tokens_out'] for o in outputs)} tokens")
-    return found
 
 
 def evaluate(cfg: EvalConfig, log=print) -> dict:
@@ -60,17 +70,40 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     where = init_ray(cfg.ray)
     log(f"{len(tasks)} tasks, {len(cfg.candidates)} candidates; ray: {where['address']}")
 
+    saved = {(c.group, c.name): _saved_answers(c, tasks, cfg, out) for c in cfg.candidates}
+    pending = [c for c in cfg.candidates if not saved[c.group, c.name].exists()]
+    served = [ServedModelConfig(name=f"{c.group}/{c.name}", source=c.model) for c in pending]
+    if cfg.judge.source:
+        served.append(ServedModelConfig(name=cfg.judge.model, source=cfg.judge.source,
+                                        tensor_parallel_size=cfg.judge.tensor_parallel_size))  # fmt: skip
+    url = serve_app.start(served, cfg.serve, log=log) if served else None
+    try:
+        for candidate in cfg.candidates:
+            if candidate in pending:
+                _answer(candidate, tasks, cfg, url, saved[candidate.group, candidate.name], log)
+            else:
+                log(f"[answers] {candidate.group}/{candidate.name}: reused from an earlier run")
+        return _judge_and_report(cfg, tasks, groups, saved, out, url, start, log)
+    finally:
+        if served:
+            serve_app.stop()
+
+
+def _judge_and_report(cfg: EvalConfig, tasks, groups, saved, out: Path, url: str | None, start: float, log) -> dict:
     answers, answer_rows = {}, []
     for candidate in cfg.candidates:
-        for task_id, text in _answers(candidate, tasks, cfg, out, log).items():
-            answers[candidate.group, candidate.name, task_id] = text
-            answer_rows.append({"task_id": task_id, "group": candidate.group, "candidate": candidate.name,
-                                "answer": text, "model": candidate.model})  # fmt: skip
+        found = json.loads(saved[candidate.group, candidate.name].read_text(encoding="utf-8"))
+        for task in tasks:
+            answers[candidate.group, candidate.name, task["id"]] = found[task["id"]]
+            answer_rows.append({"task_id": task["id"], "group": candidate.group, "candidate": candidate.name,
+                                "answer": found[task["id"]], "model": candidate.model})  # fmt: skip
     write_rows(sorted(answer_rows, key=lambda r: (r["group"], r["candidate"], r["task_id"])), out / "answers")
 
-    judge = Judge(cfg.judge.base_url, cfg.judge.model, Cache(out / "judge_cache.jsonl"), cfg.judge.api_key_env,
-                  cfg.judge.concurrency, cfg.judge.max_retries, cfg.judge.timeout, cfg.judge.verdict_retries,
-                  cfg.judge.max_tokens)  # fmt: skip
+    local = cfg.judge.source is not None
+    judge = Judge(url if local else cfg.judge.base_url, cfg.judge.model, Cache(out / "judge_cache.jsonl"),
+                  (cfg.serve.auth_token_env or NO_KEY) if local else cfg.judge.api_key_env, cfg.judge.concurrency,
+                  cfg.judge.max_retries, cfg.judge.timeout, cfg.judge.verdict_retries, cfg.judge.max_tokens,
+                  cfg.judge.constrain)  # fmt: skip
     comparisons, all_judgments = [], []
     for group in groups:
         jobs = []

@@ -77,7 +77,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
             runs.append(_fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg, storage, out / name, log)
                         | {"condition": condition.name, "model": source, "license": condition.license,
                            "dropped": dict(dropped), "too_long": dict(too_long)})  # fmt: skip
-    summary = {"runs": runs, "wall_seconds": round(time.time() - start, 1), "storage_path": storage}
+    summary = {"runs": runs, "wall_seconds": round(time.time() - start, 1), "storage_path": storage,
+               "summary": str(out / "train.json")}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "train.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2))
     return summary

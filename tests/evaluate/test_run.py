@@ -1,5 +1,6 @@
-"""The evaluation run end to end: real vLLM (CPU) candidates through ray.data.llm, a fake judge on 127.0.0.1
-that always prefers the first slot (so the position checks must show it), the report and its numbers."""
+"""The evaluation run end to end: real vLLM (CPU) candidates on Ray Serve, asked through ray.data.llm's HTTP
+processor, a fake judge on 127.0.0.1 that always prefers the first slot (so the position checks must show it),
+the report and its numbers."""
 
 import json
 import threading
@@ -38,9 +39,10 @@ def test_eval_answers_judges_and_reports(ray_local, tiny_model, tmp_path):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         cfg = load_config(EvalConfig, "jobs/configs/eval.yaml", [
-            f"out={tmp_path}", f"tasks=[{SAMPLE}]", "answer.max_tokens=16", "max_model_len=1024",
+            f"out={tmp_path}", f"tasks=[{SAMPLE}]", "answer.max_tokens=16", "serve.max_model_len=1024",
             f"candidates=[{{name: open, group: tiny, model: {tiny_model}}}, {{name: atheus, group: tiny, model: {tiny_model}}}]",
             f"judge.base_url=http://127.0.0.1:{httpd.server_address[1]}/v1", "judge.model=fake-judge",
+            "judge.source=null", "judge.constrain=false",
         ])  # fmt: skip
         results = evaluate(cfg, log=lambda m: None)
         calls = FirstSlotJudge.calls
@@ -54,6 +56,7 @@ def test_eval_answers_judges_and_reports(ray_local, tiny_model, tmp_path):
     assert len(judgments) == 96  # 24 tasks x 2 orders, plus 24 x 2 absolute scores
     assert calls == len({j["key"] for j in judgments}) == FirstSlotJudge.calls and again["judge_calls"] == 0
     assert sum("reused from an earlier run" in m for m in logs) == 2  # and no candidate answered twice
+    assert not any("[serve]" in m for m in logs)  # nothing left to answer, remote judge: no Serve app started
     [c] = results["comparisons"]
     assert (c["wins"], c["ties"], c["losses"], c["invalid"]) == (24, 0, 24, 0)
     assert c["win_rate"] == 0.5 and c["first_slot_rate"] == 1.0 and c["position_consistency"] == 0.0

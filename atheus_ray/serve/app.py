@@ -1,0 +1,203 @@
+"""Ray Serve: every model behind one OpenAI-compatible app, routed by the request's `model` field.
+
+    atheus serve --config jobs/configs/serve.yaml          # blocks; prints the URL and the model ids
+    serve run atheus_ray.serve.app:app_builder config=jobs/configs/cluster/serve.yaml   # or a RayService
+
+Each model is a `ray.serve.llm` deployment (vLLM) with its own autoscaling (min/max replicas, target ongoing
+requests) and resources: on CPU one CPU bundle per replica, on GPU `tensor_parallel_size` GPUs. The ingress is
+`ray.serve.llm`'s OpenAI router with four routes only: `POST /v1/chat/completions`, `POST /v1/completions`,
+`GET /v1/models`, `GET /v1/models/{model}`. Before a request reaches a model the ingress
+- checks the bearer token when `auth_token_env` names one (401 without it). The token is read from that
+  environment variable where the app is built and only its SHA-256 goes to the replica, so it never appears
+  in Serve's config or logs (use a random token, e.g. `openssl rand -hex 32`);
+- parses the body itself, so a malformed request gets a 400 that names the field (vLLM's server answered
+  `"messages": 3` with a 500), and an unknown model a 404 that lists the ones served.
+
+The evaluation (atheus_ray.evaluate.run) starts the same app in-process with `start()` and stops it after.
+Uses two `ray.llm._internal` helpers that `build_openai_app` itself uses (the ingress's FastAPI app with its
+error middleware, and model cards); they are pinned with ray in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import time
+import urllib.request
+
+from typing import Literal
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from ray import serve
+from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+from ray.llm._internal.serve.core.ingress.ingress import init as ingress_fastapi_app
+from ray.serve.llm import LLMConfig, build_llm_deployment
+from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
+from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionRequest
+
+from atheus_ray import models as model_sources
+from atheus_ray.config import ConfigError, ServeAppConfig, ServeConfig, ServedModelConfig, load_config
+
+APP_NAME = "atheus"
+ROUTES = {
+    "chat": lambda app: app.post("/v1/chat/completions"),
+    "completions": lambda app: app.post("/v1/completions"),
+    "models": lambda app: app.get("/v1/models"),
+    "model_data": lambda app: app.get("/v1/models/{model:path}"),
+}
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict] | None = None
+
+
+class _ChatShape(BaseModel):
+    """The shape vLLM's request model takes on trust (it answered `"messages": 3` with a 500)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    messages: list[_Message] = Field(min_length=1)
+
+
+class _CompletionShape(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    prompt: str | list[str] | list[int] | list[list[int]]
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
+    kind = {401: "authentication_error", 404: "not_found_error"}.get(status, "invalid_request_error")
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": status}}, status)
+
+
+class GatedIngress(OpenAiIngress):
+    """The OpenAI router with bearer auth and request validation in front (see the module docstring)."""
+
+    def __init__(self, llm_deployments, model_cards, *, token_sha256: str | None = None, **kwargs):
+        super().__init__(llm_deployments, model_cards, **kwargs)
+        self._token_sha256 = token_sha256
+
+    def _denied(self, request: Request) -> JSONResponse | None:
+        if not self._token_sha256:
+            return None
+        scheme, _, sent = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(_sha256(sent.strip()), self._token_sha256):
+            return _error(401, "missing or wrong bearer token (header 'Authorization: Bearer TOKEN')")
+        return None
+
+    async def _parse(self, request: Request, shape, schema):
+        """(body, None) for a valid request, or (None, a 4xx response naming what is wrong)."""
+        try:
+            data = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError) as e:
+            return None, _error(400, f"body is not JSON: {e}")
+        if not isinstance(data, dict):
+            return None, _error(400, f"body must be a JSON object, got {type(data).__name__}")
+        model = data.get("model")
+        if isinstance(model, str) and model not in self._model_cards:
+            served = ", ".join(sorted(self._model_cards))
+            return None, _error(404, f"model {model!r} is not served here; served: {served}", "model")
+        try:
+            shape.model_validate(data)
+            return schema.model_validate(data), None
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            return None, _error(400, f"{where}: {first['msg']} ({len(e.errors())} problem(s))", where)
+
+    async def _handle(self, request: Request, shape, schema, call_method: str):
+        problem = self._denied(request)
+        if problem is None:
+            body, problem = await self._parse(request, shape, schema)
+        return problem or await self._process_llm_request(body, call_method=call_method, raw_request=request)
+
+    async def chat(self, request: Request):
+        return await self._handle(request, _ChatShape, ChatCompletionRequest, "chat")
+
+    async def completions(self, request: Request):
+        return await self._handle(request, _CompletionShape, CompletionRequest, "completions")
+
+    async def models(self, request: Request):
+        return self._denied(request) or await super().models()
+
+    async def model_data(self, model: str, request: Request):
+        return self._denied(request) or await super().model_data(model)
+
+
+def llm_config(model: ServedModelConfig, cfg: ServeConfig) -> LLMConfig:
+    """The `ray.serve.llm` config of one served model."""
+    engine_kwargs = {"dtype": cfg.dtype, "max_model_len": cfg.max_model_len, "enforce_eager": cfg.enforce_eager,
+                     "gpu_memory_utilization": cfg.gpu_memory_utilization,
+                     "tensor_parallel_size": model.tensor_parallel_size if cfg.accelerator == "gpu" else 1}  # fmt: skip
+    deployment = {"autoscaling_config": {"min_replicas": cfg.min_replicas, "max_replicas": cfg.max_replicas,
+                                         "target_ongoing_requests": cfg.target_ongoing_requests},
+                  "max_ongoing_requests": cfg.max_ongoing_requests}  # fmt: skip
+    extra = {}
+    if cfg.accelerator == "cpu":  # the engine's one CPU bundle; the replica actor itself shares it
+        extra["placement_group_config"] = {"bundles": [{"CPU": 1}]}
+        deployment["ray_actor_options"] = {"num_cpus": 0}
+    return LLMConfig(
+        model_loading_config={"model_id": model.name, "model_source": str(model_sources.resolve(model.source))},
+        engine_kwargs=engine_kwargs,
+        deployment_config=deployment,
+        **extra,
+    )
+
+
+def build_app(served: list[ServedModelConfig], cfg: ServeConfig):
+    """The Serve application: one deployment per model, and the gated OpenAI ingress in front."""
+    names = [m.name for m in served]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"models: model names must be unique, got {names}")
+    if cfg.min_replicas > cfg.max_replicas:
+        raise ConfigError(f"serve: min_replicas ({cfg.min_replicas}) > max_replicas ({cfg.max_replicas})")
+    token = os.environ.get(cfg.auth_token_env) if cfg.auth_token_env else None
+    if cfg.auth_token_env and not token:
+        raise ConfigError(f"serve.auth_token_env: environment variable {cfg.auth_token_env} is not set")
+    configs = {m.name: llm_config(m, cfg) for m in served}
+    ingress = make_fastapi_ingress(GatedIngress, endpoint_map=ROUTES, app=ingress_fastapi_app())
+    options = {"num_replicas": 1, "ray_actor_options": {"num_cpus": cfg.ingress_cpus},
+               "max_ongoing_requests": max(1000, cfg.max_ongoing_requests * len(served))}  # fmt: skip
+    return serve.deployment(ingress, name="OpenAiIngress", **options).bind(
+        llm_deployments={name: build_llm_deployment(c) for name, c in configs.items()},
+        model_cards={name: to_model_metadata(name, c) for name, c in configs.items()},
+        token_sha256=_sha256(token) if token else None,  # the replica compares hashes; the token stays here
+    )
+
+
+def app_builder(args: dict):
+    """Serve's application builder (`serve run` / a RayService `import_path`): args {config: PATH}."""
+    cfg = load_config(ServeAppConfig, args["config"])
+    return build_app(cfg.models, cfg.serve)
+
+
+def start(served: list[ServedModelConfig], cfg: ServeConfig, log=print) -> str:
+    """Deploy the app on the connected Ray cluster (blocks until every model is up); return its base URL …/v1."""
+    began = time.time()
+    serve.start(http_options={"host": cfg.host, "port": cfg.port})
+    serve.run(build_app(served, cfg), name=APP_NAME, route_prefix="/")
+    host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
+    url = f"http://{host}:{cfg.port}/v1"
+    headers = {"Authorization": f"Bearer {os.environ[cfg.auth_token_env]}"} if cfg.auth_token_env else {}
+    with urllib.request.urlopen(urllib.request.Request(url + "/models", headers=headers), timeout=30) as r:
+        listed = [m["id"] for m in json.load(r)["data"]]
+    log(f"[serve] {len(listed)} model(s) up at {url} in {time.time() - began:.0f} s: {', '.join(listed)}")
+    return url
+
+
+def stop() -> None:
+    """Remove the app and its replicas; shut Serve down too when no other app is left (so the next `start`
+    gets its own host and port). The Ray cluster stays."""
+    serve.delete(APP_NAME)
+    if not serve.status().applications:
+        serve.shutdown()

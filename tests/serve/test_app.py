@@ -1,0 +1,113 @@
+"""The Serve app: the gate (auth, request validation) on its own, then a real deployment on CPU (slow)."""
+
+import hashlib
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.testclient import TestClient
+
+from atheus_ray.config import ConfigError, ServeConfig, ServedModelConfig
+from atheus_ray.serve.app import GatedIngress, build_app
+
+CHAT = {"model": "a", "messages": [{"role": "user", "content": "こんにちは"}], "max_tokens": 8}
+
+
+def gate_client(monkeypatch, token: str | None) -> TestClient:
+    """The ingress's routes on a plain FastAPI app, with the model call replaced by an echo of the body."""
+    digest = hashlib.sha256(token.encode()).hexdigest() if token else None
+    ingress = GatedIngress({"a": None, "b": None}, {"a": None, "b": None}, token_sha256=digest)
+
+    async def echo(body, call_method, raw_request):
+        return JSONResponse({"call": call_method, "model": body.model})
+
+    monkeypatch.setattr(ingress, "_process_llm_request", echo)
+    app = FastAPI()
+    app.post("/v1/chat/completions")(ingress.chat)
+    app.post("/v1/completions")(ingress.completions)
+    return TestClient(app)
+
+
+def test_valid_requests_reach_the_model(monkeypatch):
+    client = gate_client(monkeypatch, None)
+    assert client.post("/v1/chat/completions", json=CHAT).json() == {"call": "chat", "model": "a"}
+    reply = client.post("/v1/completions", json={"model": "b", "prompt": "日本の首都は", "max_tokens": 4})
+    assert reply.json() == {"call": "completions", "model": "b"}
+
+
+@pytest.mark.parametrize("body, status, named", [
+    ({**CHAT, "messages": 3}, 400, "messages"),
+    ({**CHAT, "messages": []}, 400, "messages"),
+    ({**CHAT, "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages.0.role"),
+    ({**CHAT, "messages": [{"content": "x"}]}, 400, "messages.0.role"),
+    ({**CHAT, "model": "zzz"}, 404, "model"),
+    ([1, 2], 400, None),
+])  # fmt: skip
+def test_bad_requests_get_a_4xx_naming_the_field(monkeypatch, body, status, named):
+    reply = gate_client(monkeypatch, None).post("/v1/chat/completions", json=body)
+    assert reply.status_code == status
+    error = reply.json()["error"]
+    assert error["code"] == status and error["param"] == named and error["message"]
+
+
+def test_a_body_that_is_not_json_gets_400(monkeypatch):
+    reply = gate_client(monkeypatch, None).post("/v1/chat/completions", content=b"{nope")
+    assert reply.status_code == 400 and "not JSON" in reply.json()["error"]["message"]
+
+
+def test_bearer_token(monkeypatch):
+    client = gate_client(monkeypatch, "s3cret")
+    assert client.post("/v1/chat/completions", json=CHAT).status_code == 401
+    for wrong in ("Bearer wrong", "Bearer ", "s3cret", "Basic s3cret"):
+        assert client.post("/v1/chat/completions", json=CHAT, headers={"Authorization": wrong}).status_code == 401
+    reply = client.post("/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer s3cret"})
+    assert reply.status_code == 200
+    assert "s3cret" not in client.post("/v1/chat/completions", json=CHAT).text
+
+
+def test_build_app_refuses_bad_settings(monkeypatch, tmp_path):
+    monkeypatch.delenv("ATHEUS_TEST_TOKEN", raising=False)
+    one = [ServedModelConfig(name="a", source=str(tmp_path))]
+    with pytest.raises(ConfigError, match="unique"):
+        build_app(one * 2, ServeConfig())
+    with pytest.raises(ConfigError, match="min_replicas"):
+        build_app(one, ServeConfig(min_replicas=2, max_replicas=1))
+    with pytest.raises(ConfigError, match="ATHEUS_TEST_TOKEN"):
+        build_app(one, ServeConfig(auth_token_env="ATHEUS_TEST_TOKEN"))
+
+
+def _post(url: str, body, token: str | None = None) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.slow
+def test_real_deployment_answers_and_rejects(ray_local, tiny_model, monkeypatch):
+    """Two models (the same tiny Llama twice) behind one app on CPU, with auth: routed by `model`."""
+    from atheus_ray.serve import app
+
+    monkeypatch.setenv("ATHEUS_TEST_TOKEN", "s3cret")
+    models = [ServedModelConfig(name="open", source=tiny_model), ServedModelConfig(name="atheus", source=tiny_model)]
+    url = app.start(models, ServeConfig(max_model_len=512, port=8123, auth_token_env="ATHEUS_TEST_TOKEN"), log=print)
+    try:
+        chat = {"model": "atheus", "messages": [{"role": "user", "content": "日本の首都は？"}], "max_tokens": 8}
+        status, reply = _post(url + "/chat/completions", chat, "s3cret")
+        assert status == 200 and reply["model"] == "atheus"
+        assert isinstance(reply["choices"][0]["message"]["content"], str) and reply["usage"]["completion_tokens"] > 0
+        status, reply = _post(url + "/completions", {"model": "open", "prompt": "日本の", "max_tokens": 4}, "s3cret")
+        assert status == 200 and reply["model"] == "open" and reply["usage"]["completion_tokens"] > 0
+        assert _post(url + "/chat/completions", {**chat, "messages": 3}, "s3cret")[0] == 400
+        assert _post(url + "/chat/completions", {**chat, "max_tokens": 10**6}, "s3cret")[0] == 400  # vLLM's own check
+        assert _post(url + "/chat/completions", {**chat, "model": "zzz"}, "s3cret")[0] == 404
+        assert _post(url + "/chat/completions", chat)[0] == 401
+        assert _post(url + "/chat/completions", chat, "s3cret")[0] == 200  # the replica survived all of that
+    finally:
+        app.stop()
