@@ -326,7 +326,7 @@ class JudgeConfig(Strict):
     )  # fmt: skip
     tensor_parallel_size: int = Field(1, ge=1, description="Local judge only: GPUs per replica.")
     constrain: bool = Field(
-        False, description="Constrain replies to short text ending in exactly one verdict mark (vLLM structured "
+        False, description="Constrain replies to exactly one verdict mark and nothing else (vLLM structured "
         "outputs; for small local judges that do not follow the format). Not for the OpenAI API.",
     )  # fmt: skip
 
@@ -337,6 +337,7 @@ class EvalConfig(Strict):
         ["atheus_ray/data/eval_tasks_sample.jsonl"], min_length=1,
         description="Tasks in the ELYZA-tasks-100 format: files, or hf:elyza/ELYZA-tasks-100:test.",
     )
+    limit: int | None = Field(None, ge=1, description="Use only the first N tasks (a quick run); None: all of them.")
     candidates: list[CandidateConfig] = Field(min_length=2, description="Models that answer every task.")
     x: str = Field("atheus", description="Condition whose win rate is reported (X) ...")
     y: str = Field("open", description="... against this one (Y), within each group.")

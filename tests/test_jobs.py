@@ -61,7 +61,8 @@ def test_pipeline_submitted_to_a_ray_head(tmp_path, embedded_model):
             time.sleep(1)
         submit = [bin_dir / "ray", "job", "submit", f"--address={address}", "--working-dir", str(REPO), "--",
                   "python", "jobs/pipeline.py", "--config", "jobs/configs/pipeline.yaml", "--out", str(out),
-                  "--set", f"eval.tasks=[{tasks}]", *(a for s in SMALLEST for a in ("--set", s))]  # fmt: skip
+                  "--set", f"eval.tasks=[{tasks}]", "--set", f"eval.serve.port={_free_port()}",
+                  *(a for s in SMALLEST for a in ("--set", s))]  # fmt: skip
         result = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=1800)
         logs = result.stdout + result.stderr
         assert result.returncode == 0 and "succeeded" in logs, logs[-4000:]

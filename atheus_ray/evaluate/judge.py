@@ -5,7 +5,7 @@ which model wrote them; each pair is judged in both orders. The verdict is the o
 `[[C]]` (tie) in the reply: none or more than one is unreadable, and the request is sent again up to
 `verdict_retries` times, then recorded as `invalid` (counted, never dropped). A job without `answer_b` is an
 absolute judgment instead (prompts/eval/score.md, ELYZA-style): the verdict is the one `[[1]]`..`[[5]]`.
-With `constrain` (small local judges on vLLM), decoding is held to a short reason and then exactly one mark.
+With `constrain` (small local judges on vLLM), decoding is held to exactly one mark and nothing else.
 
 Transport: the `openai` client (`max_retries` retries with exponential backoff on 408/409/429/5xx, connection
 errors and timeouts, honouring Retry-After), at most `concurrency` requests in flight. A request that still
@@ -31,8 +31,9 @@ PROMPTS = Path(__file__).resolve().parent.parent / "prompts" / "eval"
 PROMPT, SCORE_PROMPT = PROMPTS / "pairwise.md", PROMPTS / "score.md"
 VERDICT = re.compile(r"\[\[([ABC])\]\]")
 SCORE = re.compile(r"\[\[([1-5])\]\]")
-# `constrain`: a short reason without brackets, then exactly one mark (vLLM structured outputs, regex)
-CONSTRAINED = {VERDICT: r"[^\[\]]{0,200}\[\[[ABC]\]\]", SCORE: r"[^\[\]]{0,200}\[\[[1-5]\]\]"}
+# `constrain`: the reply is the mark and nothing else (vLLM structured outputs, regex); a small local judge's
+# reasons are noise, and each costs a hundred decode steps on a CPU
+CONSTRAINED = {VERDICT: r"\[\[[ABC]\]\]", SCORE: r"\[\[[1-5]\]\]"}
 
 
 def parse_verdict(text: str, pattern: re.Pattern = VERDICT) -> str | None:

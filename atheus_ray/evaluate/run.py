@@ -23,7 +23,7 @@ from pathlib import Path
 
 from atheus_ray.config import ConfigError, EngineConfig, EvalConfig, ModelConfig, ServedModelConfig
 from atheus_ray.engine import generate, sampling_params
-from atheus_ray.evaluate.judge import Cache, Judge
+from atheus_ray.evaluate.judge import Cache, Judge, judgment_key
 from atheus_ray.evaluate.report import write_report
 from atheus_ray.evaluate.stats import absolute, summarize
 from atheus_ray.evaluate.tasks import load_tasks
@@ -60,7 +60,7 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     """Answer, judge, report; return the results (also in DIR/results.json)."""
     start = time.time()
     out = Path(cfg.out).resolve()
-    tasks = load_tasks(cfg.tasks)
+    tasks = load_tasks(cfg.tasks)[: cfg.limit]
     groups = sorted({c.group for c in cfg.candidates})
     for group in groups:
         names = {c.name for c in cfg.candidates if c.group == group}
@@ -72,8 +72,13 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
 
     saved = {(c.group, c.name): _saved_answers(c, tasks, cfg, out) for c in cfg.candidates}
     pending = [c for c in cfg.candidates if not saved[c.group, c.name].exists()]
+    cache = Cache(out / "judge_cache.jsonl")
+    # a local judge is started only when something is left to judge (a rerun of a finished run starts nothing)
+    serve_judge = cfg.judge.source is not None and (bool(pending) or not all(
+        judgment_key(j["task"], j["answer_a"], j["answer_b"], cfg.judge.model) in cache.records
+        for jobs in _jobs(cfg, tasks, groups, _load_answers(cfg, tasks, saved)) for j in jobs))  # fmt: skip
     served = [ServedModelConfig(name=f"{c.group}/{c.name}", source=c.model) for c in pending]
-    if cfg.judge.source:
+    if serve_judge:
         served.append(ServedModelConfig(name=cfg.judge.model, source=cfg.judge.source,
                                         tensor_parallel_size=cfg.judge.tensor_parallel_size))  # fmt: skip
     url = serve_app.start(served, cfg.serve, log=log) if served else None
@@ -83,28 +88,25 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
                 _answer(candidate, tasks, cfg, url, saved[candidate.group, candidate.name], log)
             else:
                 log(f"[answers] {candidate.group}/{candidate.name}: reused from an earlier run")
-        return _judge_and_report(cfg, tasks, groups, saved, out, url, start, log)
+        return _judge_and_report(cfg, tasks, groups, saved, cache, out, url, start, log)
     finally:
         if served:
             serve_app.stop()
 
 
-def _judge_and_report(cfg: EvalConfig, tasks, groups, saved, out: Path, url: str | None, start: float, log) -> dict:
-    answers, answer_rows = {}, []
+def _load_answers(cfg: EvalConfig, tasks: list[dict], saved: dict) -> dict:
+    """{(group, candidate, task id): answer} from the saved answers."""
+    answers = {}
     for candidate in cfg.candidates:
         found = json.loads(saved[candidate.group, candidate.name].read_text(encoding="utf-8"))
         for task in tasks:
             answers[candidate.group, candidate.name, task["id"]] = found[task["id"]]
-            answer_rows.append({"task_id": task["id"], "group": candidate.group, "candidate": candidate.name,
-                                "answer": found[task["id"]], "model": candidate.model})  # fmt: skip
-    write_rows(sorted(answer_rows, key=lambda r: (r["group"], r["candidate"], r["task_id"])), out / "answers")
+    return answers
 
-    local = cfg.judge.source is not None
-    judge = Judge(url if local else cfg.judge.base_url, cfg.judge.model, Cache(out / "judge_cache.jsonl"),
-                  (cfg.serve.auth_token_env or NO_KEY) if local else cfg.judge.api_key_env, cfg.judge.concurrency,
-                  cfg.judge.max_retries, cfg.judge.timeout, cfg.judge.verdict_retries, cfg.judge.max_tokens,
-                  cfg.judge.constrain)  # fmt: skip
-    comparisons, all_judgments = [], []
+
+def _jobs(cfg: EvalConfig, tasks: list[dict], groups: list[str], answers: dict) -> list[list[dict]]:
+    """The judge's work, one list per batch: X vs Y in both orders per group, then each candidate's 1-5 scores."""
+    batches = []
     for group in groups:
         jobs = []
         for task in tasks:
@@ -112,16 +114,35 @@ def _judge_and_report(cfg: EvalConfig, tasks, groups, saved, out: Path, url: str
             for order, (a, b) in (("XY", (ax, ay)), ("YX", (ay, ax))):
                 jobs.append({"task": task, "answer_a": a, "answer_b": b, "order": order, "group": group,
                              "len_x": len(ax), "len_y": len(ay)})  # fmt: skip
+        batches.append(jobs)
+    for candidate in cfg.candidates:  # the second view: ELYZA-style 1-5 scores, one answer at a time
+        batches.append([{"task": t, "answer_a": answers[candidate.group, candidate.name, t["id"]], "answer_b": None,
+                         "order": "score", "group": candidate.group, "candidate": candidate.name} for t in tasks])  # fmt: skip
+    return batches
+
+
+def _judge_and_report(cfg: EvalConfig, tasks, groups, saved, cache, out: Path, url: str | None, start: float,
+                      log) -> dict:  # fmt: skip
+    answers = _load_answers(cfg, tasks, saved)
+    answer_rows = [{"task_id": t["id"], "group": c.group, "candidate": c.name, "model": c.model,
+                    "answer": answers[c.group, c.name, t["id"]]} for c in cfg.candidates for t in tasks]  # fmt: skip
+    write_rows(sorted(answer_rows, key=lambda r: (r["group"], r["candidate"], r["task_id"])), out / "answers")
+
+    local = cfg.judge.source is not None
+    judge = Judge(url if local else cfg.judge.base_url, cfg.judge.model, cache,
+                  (cfg.serve.auth_token_env or NO_KEY) if local else cfg.judge.api_key_env, cfg.judge.concurrency,
+                  cfg.judge.max_retries, cfg.judge.timeout, cfg.judge.verdict_retries, cfg.judge.max_tokens,
+                  cfg.judge.constrain)  # fmt: skip
+    batches = _jobs(cfg, tasks, groups, answers)
+    comparisons, scores, all_judgments = [], [], []
+    for group, jobs in zip(groups, batches):
         judgments = judge.judge(jobs)
         all_judgments += judgments
         stats = summarize(judgments, cfg.resamples, cfg.seed)
         comparisons.append({"model": group, "x": cfg.x, "y": cfg.y, **stats})
         log(f"[judge] {group}: {cfg.x} vs {cfg.y}: win rate {stats['win_rate']} CI {stats['ci95']} "
             f"({stats['wins']}/{stats['ties']}/{stats['losses']}, invalid {stats['invalid']}, errors {stats['errors']})")  # fmt: skip
-    scores = []
-    for candidate in cfg.candidates:  # the second view: ELYZA-style 1-5 scores, one answer at a time
-        jobs = [{"task": t, "answer_a": answers[candidate.group, candidate.name, t["id"]], "answer_b": None,
-                 "order": "score", "group": candidate.group, "candidate": candidate.name} for t in tasks]  # fmt: skip
+    for candidate, jobs in zip(cfg.candidates, batches[len(groups):]):
         judgments = judge.judge(jobs)
         all_judgments += judgments
         scores.append({"model": candidate.group, "candidate": candidate.name, **absolute(judgments, cfg.resamples, cfg.seed)})

@@ -9,7 +9,7 @@ A record in none of these shapes is an error naming its file and line or row (So
 known shape that cannot train is dropped and counted, never a crash:
 - `missing_roles`: no user turn, no assistant turn, an unknown role, or a turn that is not {role, content} text;
 - `empty_assistant`: an assistant turn with no text.
-(`too_long`, longer than `max_length` tokens, is counted when the examples are tokenized: atheus_ray.train.tokens.)
+(Examples longer than `max_length` tokens are skipped while subsampling, and the next one taken: `subsample_and_split`.)
 
 Every condition is subsampled to the same number of examples (`examples`, or the smallest condition's count)
 before a `dev_fraction` share is held out, so conditions differ in their data only.
@@ -73,11 +73,23 @@ def load_condition(condition: ConditionConfig) -> tuple[list[dict], Counter]:
     return examples, dropped
 
 
-def subsample_and_split(examples: list[dict], n: int, dev_fraction: float, seed: int) -> tuple[list, list]:
-    """`n` examples drawn with a fixed seed (by id, so input order does not matter), then (train, dev)."""
+def subsample_and_split(examples: list[dict], n: int, dev_fraction: float, seed: int,
+                        prepare=lambda e: e) -> tuple[list, list, int]:  # fmt: skip
+    """`n` examples taken in a fixed seeded order (by id, so input order does not matter), each passed through
+    `prepare`; one it turns into None (e.g. too long for `max_length`) is skipped and the next one taken, so
+    every condition trains on as many usable examples. Returns (train, dev, number skipped)."""
     ordered = sorted(examples, key=lambda e: e["id"])
-    picked = random.Random(seed).sample(ordered, min(n, len(ordered)))
+    random.Random(seed).shuffle(ordered)
+    picked, skipped = [], 0
+    for example in ordered:
+        if len(picked) == n:
+            break
+        prepared = prepare(example)
+        if prepared is None:
+            skipped += 1
+        else:
+            picked.append(prepared)
     n_dev = round(len(picked) * dev_fraction)
     if dev_fraction > 0 and len(picked) > 1:
         n_dev = max(1, n_dev)
-    return picked[n_dev:], picked[:n_dev]
+    return picked[n_dev:], picked[:n_dev], skipped

@@ -25,7 +25,6 @@ import json
 import re
 import shutil
 import time
-from collections import Counter
 from pathlib import Path
 
 from atheus_ray import models
@@ -64,19 +63,16 @@ def train(cfg: TrainConfig, log=print) -> dict:
         fallback = ensure_chat_template(tokenizer)
         for condition in cfg.conditions:
             examples, dropped = data[condition.name]
-            train_rows, dev_rows = subsample_and_split(examples, n, cfg.dev_fraction, cfg.seed)
-            too_long = Counter()
-            encoded = {}
-            for split, rows in (("train", train_rows), ("dev", dev_rows)):
-                encoded[split] = [e for e in (encode(r["messages"], tokenizer, cfg.max_length) for r in rows) if e]
-                too_long[split] = len(rows) - len(encoded[split])
+            train_rows, dev_rows, too_long = subsample_and_split(
+                examples, n, cfg.dev_fraction, cfg.seed, lambda r: encode(r["messages"], tokenizer, cfg.max_length))
+            encoded = {"train": train_rows, "dev": dev_rows}
             name = run_name(condition.name, source)
             fingerprint = _fingerprint(cfg, path, encoded)
             log(f"[{name}] {len(encoded['train'])} train / {len(encoded['dev'])} dev examples"
-                + (f"; dropped as too long: {dict(+too_long)}" if +too_long else ""))  # fmt: skip
+                + (f"; skipped {too_long} longer than {cfg.max_length} tokens" if too_long else ""))  # fmt: skip
             runs.append(_fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg, storage, out / name, log)
                         | {"condition": condition.name, "model": source, "license": condition.license,
-                           "dropped": dict(dropped), "too_long": dict(too_long)})  # fmt: skip
+                           "dropped": dict(dropped), "too_long": too_long})  # fmt: skip
     summary = {"runs": runs, "wall_seconds": round(time.time() - start, 1), "storage_path": storage,
                "summary": str(out / "train.json")}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ def test_eval_answers_judges_and_reports(ray_local, tiny_model, tmp_path):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         cfg = load_config(EvalConfig, "jobs/configs/eval.yaml", [
-            f"out={tmp_path}", f"tasks=[{SAMPLE}]", "answer.max_tokens=16", "serve.max_model_len=1024",
+            f"out={tmp_path}", f"tasks=[{SAMPLE}]", "limit=null", "answer.max_tokens=16", "serve.max_model_len=1024",
             f"candidates=[{{name: open, group: tiny, model: {tiny_model}}}, {{name: atheus, group: tiny, model: {tiny_model}}}]",
             f"judge.base_url=http://127.0.0.1:{httpd.server_address[1]}/v1", "judge.model=fake-judge",
             "judge.source=null", "judge.constrain=false",
@@ -66,3 +66,26 @@ def test_eval_answers_judges_and_reports(ray_local, tiny_model, tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert saved["comparisons"] == results["comparisons"]
     assert (tmp_path / "win_rates.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "report.md").exists()
+
+
+def test_a_finished_run_with_a_local_judge_starts_nothing(ray_local, tmp_path, monkeypatch):
+    """Answers saved and every judgment cached: no Serve app (no candidate, no judge) and no judge call."""
+    from atheus_ray.evaluate import run
+    from atheus_ray.evaluate.judge import Cache, judgment_key
+
+    cfg = load_config(EvalConfig, "jobs/configs/eval.yaml", [f"out={tmp_path}", f"tasks=[{SAMPLE}]",
+                      "candidates=[{name: open, group: g, model: m1}, {name: atheus, group: g, model: m2}]"])  # fmt: skip
+    tasks = run.load_tasks(cfg.tasks)[: cfg.limit]
+    saved = {(c.group, c.name): run._saved_answers(c, tasks, cfg, tmp_path) for c in cfg.candidates}
+    for (group, name), path in saved.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({t["id"]: f"{name}の答え{t['id']}" for t in tasks}, ensure_ascii=False))
+    cache = Cache(tmp_path / "judge_cache.jsonl")
+    for jobs in run._jobs(cfg, tasks, ["g"], run._load_answers(cfg, tasks, saved)):
+        for j in jobs:
+            key = judgment_key(j["task"], j["answer_a"], j["answer_b"], cfg.judge.model)
+            cache.put({"key": key, "verdict": "A" if j["answer_b"] else "4", "attempts": 1, "reply": "[[A]]"})
+    monkeypatch.setattr(run.serve_app, "start", lambda *a, **k: pytest.fail("a Serve app was started"))
+    results = run.evaluate(cfg, log=lambda m: None)
+    assert results["judge_calls"] == 0 and results["comparisons"][0]["first_slot_rate"] == 1.0
+    assert [s["mean"] for s in results["absolute"]] == [4.0, 4.0]

@@ -49,8 +49,21 @@ def test_load_counts_drops_and_names_unknown_shapes(tmp_path):
 
 def test_subsample_is_seeded_order_free_and_holds_out_dev():
     examples = [{"id": f"e{i:03d}", "messages": []} for i in range(100)]
-    train, dev = subsample_and_split(examples, 40, 0.1, seed=0)
-    assert len(train) == 36 and len(dev) == 4 and not {e["id"] for e in train} & {e["id"] for e in dev}
+    train, dev, skipped = subsample_and_split(examples, 40, 0.1, seed=0)
+    assert len(train) == 36 and len(dev) == 4 and skipped == 0
+    assert not {e["id"] for e in train} & {e["id"] for e in dev}
     again = subsample_and_split(list(reversed(examples)), 40, 0.1, seed=0)
-    assert again == (train, dev)
-    assert subsample_and_split(examples, 40, 0.1, seed=1) != (train, dev)
+    assert again == (train, dev, 0)
+    assert subsample_and_split(examples, 40, 0.1, seed=1) != (train, dev, 0)
+
+
+def test_examples_that_cannot_be_used_are_replaced_by_the_next():
+    """A condition with long examples still trains on n of them (the fair comparison), and says how many it skipped."""
+    examples = [{"id": f"e{i:03d}", "long": i % 2 == 0} for i in range(100)]
+    train, dev, skipped = subsample_and_split(examples, 20, 0.1, seed=0, prepare=lambda e: None if e["long"] else e)
+    assert len(train) + len(dev) == 20 and not any(e["long"] for e in train + dev)
+    assert 10 <= skipped <= 40  # about as many long ones as short ones were met on the way
+    few = subsample_and_split(examples, 80, 0.0, seed=0, prepare=lambda e: None if e["long"] else e)
+    assert len(few[0]) == 50 and few[2] == 50  # not enough usable: all 50 of them, every long one skipped
+
+

@@ -29,7 +29,7 @@ def expected_steps(cfg: TrainConfig, condition) -> int:
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.models[0])
     examples, _ = load_condition(condition)
-    train_rows, _ = subsample_and_split(examples, cfg.examples, cfg.dev_fraction, cfg.seed)
+    train_rows, _, _ = subsample_and_split(examples, cfg.examples, cfg.dev_fraction, cfg.seed)
     packs = pack([encode(r["messages"], tokenizer, cfg.max_length) for r in train_rows], cfg.max_length)
     return math.ceil(len(packs) / cfg.batch_size) * int(cfg.epochs)
 
