@@ -4,10 +4,12 @@ consistency. Also: every job script answers --help (fast)."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,10 +44,14 @@ def test_pipeline_submitted_to_a_ray_head(tmp_path, embedded_model):
     bin_dir = Path(sys.executable).parent
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # the job's `python` is this environment's
+    env["RAY_AUTH_MODE"] = "token"  # `ray start` turns token auth on; the CLI opts in (token: ~/.ray/auth_token)
     port, dashboard = _free_port(), _free_port()
+    temp = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's unix sockets live under it
+    # --block keeps this head in its own process group, so the test stops it (and only it) with one signal.
     head = subprocess.Popen(
         [bin_dir / "ray", "start", "--head", "--block", f"--port={port}", f"--dashboard-port={dashboard}",
-         "--num-cpus=8", "--object-store-memory=1000000000", "--include-dashboard=true", "--disable-usage-stats"],
+         "--num-cpus=8", "--object-store-memory=1000000000", "--include-dashboard=true", "--disable-usage-stats",
+         f"--temp-dir={temp}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     tasks = tmp_path / "tasks.jsonl"
@@ -55,6 +61,7 @@ def test_pipeline_submitted_to_a_ray_head(tmp_path, embedded_model):
     try:
         address = f"http://127.0.0.1:{dashboard}"
         for _ in range(120):  # the job server answers once the dashboard is up
+            assert head.poll() is None, "ray start --head exited"
             if subprocess.run([bin_dir / "ray", "job", "list", f"--address={address}"], env=env,
                               capture_output=True).returncode == 0:  # fmt: skip
                 break
@@ -72,6 +79,7 @@ def test_pipeline_submitted_to_a_ray_head(tmp_path, embedded_model):
             head.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
 
     # the job printed where its outputs are
     assert f"The data set card is {out / 'data' / 'README.md'}" in logs
