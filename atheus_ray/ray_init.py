@@ -24,6 +24,7 @@ def init_ray(cfg: RayConfig | None = None) -> dict:
             ray.init(address=address)
         else:
             ray.init(
+                address="local",  # a new cluster: never one a `ray start` left in /tmp/ray/ray_current_cluster
                 num_cpus=cfg.num_cpus or max(4, os.cpu_count() or 1),
                 object_store_memory=int(cfg.object_store_gb * 1024**3),
                 include_dashboard=False,

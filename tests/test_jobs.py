@@ -80,6 +80,9 @@ def test_pipeline_submitted_to_a_ray_head(tmp_path, embedded_model):
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
+        current = Path("/tmp/ray/ray_current_cluster")  # `ray start` names its head here, even with --temp-dir
+        if current.exists() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()
 
     # the job printed where its outputs are
     assert f"The data set card is {out / 'data' / 'README.md'}" in logs

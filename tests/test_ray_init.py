@@ -46,3 +46,24 @@ def test_joins_the_cluster_named_by_ray_address():
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_stale_cluster_file_does_not_stop_a_local_start(tmp_path):
+    """`ray start` names its head in /tmp/ray/ray_current_cluster, and a bare `ray.init()` joins whatever is named
+    there; after that head is gone the file stays. Run by hand, a job starts its own cluster regardless."""
+    current = "/tmp/ray/ray_current_cluster"
+    saved = open(current).read() if os.path.exists(current) else None
+    os.makedirs("/tmp/ray", exist_ok=True)
+    with open(current, "w") as f:
+        f.write("192.0.2.1:6999")  # a head that is not there
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    script = "from atheus_ray.ray_init import init_ray; print('STARTED', init_ray()['address'])"
+    try:
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180)
+    finally:
+        if saved is None:
+            os.remove(current)
+        else:
+            with open(current, "w") as f:
+                f.write(saved)
+    assert "STARTED local" in done.stdout, done.stderr[-2000:]
