@@ -281,7 +281,7 @@ class ServeConfig(Strict):
     port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP proxy.")
     auth_token_env: str | None = Field(
         None, description="Environment variable holding a bearer token every request must carry (None: no auth). "
-        "Read on the server and by our clients; never logged or written.",
+        "Read where the app is built (only its hash reaches the replicas) and by our clients; never logged or written.",
     )  # fmt: skip
     accelerator: Literal["cpu", "gpu"] = Field("cpu", description="cpu: one CPU bundle per replica; gpu: tp GPUs.")
     dtype: str = Field("float32", description="Weights dtype for vLLM: float32 on CPU, bfloat16 on GPU.")

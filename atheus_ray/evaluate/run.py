@@ -5,7 +5,8 @@ each group, and the report says which data wins per model.
 
 Serving: the candidates that still have tasks to answer, and the judge when `judge.source` names a local
 model, are hosted together by one Ray Serve app (atheus_ray.serve.app, OpenAI-compatible, routed by model id
-`GROUP/NAME` for candidates and `judge.model` for the judge), started here and removed at the end.
+`GROUP/NAME` for candidates and `judge.model` for the judge), started here and removed at the end; a rerun
+with every answer saved and every judgment cached starts none.
 Answers: sent to that app through `ray.data.llm`'s HTTP processor (atheus_ray.engine.generate), greedy by
 default, saved to `DIR/answers/` (task_id, candidate, group, model, answer), and reused by a rerun with the
 same model, tasks and sampling. Judging: atheus_ray.evaluate.judge (the local judge's replies constrained
