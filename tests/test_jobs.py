@@ -46,13 +46,17 @@ def test_pipeline_submitted_to_a_ray_head(tmp_path, embedded_model):
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # the job's `python` is this environment's
     env["RAY_AUTH_MODE"] = "token"  # `ray start` turns token auth on; the CLI opts in (token: ~/.ray/auth_token)
     port, dashboard = _free_port(), _free_port()
+    # every port of its own: the test session's local cluster already holds Ray's default agent ports
+    agent_ports = [f"--{name}={_free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                   "runtime-env-agent-port", "metrics-export-port", "ray-client-server-port")]  # fmt: skip
     temp = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's unix sockets live under it
     # --block keeps this head in its own process group, so the test stops it (and only it) with one signal.
+    head_log = open(tmp_path / "head.log", "wb")
     head = subprocess.Popen(
         [bin_dir / "ray", "start", "--head", "--block", f"--port={port}", f"--dashboard-port={dashboard}",
          "--num-cpus=8", "--object-store-memory=1000000000", "--include-dashboard=true", "--disable-usage-stats",
-         f"--temp-dir={temp}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+         f"--temp-dir={temp}", *agent_ports],
+        env=env, stdout=head_log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     tasks = tmp_path / "tasks.jsonl"
     sample = (REPO / "atheus_ray" / "data" / "eval_tasks_sample.jsonl").read_text(encoding="utf-8").splitlines()
@@ -61,7 +65,7 @@ def test_pipeline_submitted_to_a_ray_head(tmp_path, embedded_model):
     try:
         address = f"http://127.0.0.1:{dashboard}"
         for _ in range(120):  # the job server answers once the dashboard is up
-            assert head.poll() is None, "ray start --head exited"
+            assert head.poll() is None, (tmp_path / "head.log").read_text(errors="replace")[-3000:]
             if subprocess.run([bin_dir / "ray", "job", "list", f"--address={address}"], env=env,
                               capture_output=True).returncode == 0:  # fmt: skip
                 break
@@ -70,8 +74,12 @@ def test_pipeline_submitted_to_a_ray_head(tmp_path, embedded_model):
                   "python", "jobs/pipeline.py", "--config", "jobs/configs/pipeline.yaml", "--out", str(out),
                   "--set", f"eval.tasks=[{tasks}]", "--set", f"eval.serve.port={_free_port()}",
                   *(a for s in SMALLEST for a in ("--set", s))]  # fmt: skip
-        result = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=1800)
-        logs = result.stdout + result.stderr
+        for _ in range(12):  # the job server can answer before the head's agent is ready to take a job
+            result = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=1800)
+            logs = result.stdout + result.stderr
+            if "No available agent" not in logs:
+                break
+            time.sleep(5)
         assert result.returncode == 0 and "succeeded" in logs, logs[-4000:]
     finally:
         os.killpg(head.pid, signal.SIGTERM)
@@ -79,6 +87,7 @@ def test_pipeline_submitted_to_a_ray_head(tmp_path, embedded_model):
             head.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+        head_log.close()
         shutil.rmtree(temp, ignore_errors=True)
         current = Path("/tmp/ray/ray_current_cluster")  # `ray start` names its head here, even with --temp-dir
         if current.exists() and current.read_text().strip().endswith(f":{port}"):
