@@ -10,7 +10,7 @@ with every answer saved and every judgment cached starts none.
 Answers: sent to that app through `ray.data.llm`'s HTTP processor (atheus_ray.engine.generate), greedy by
 default, saved to `DIR/answers/` (task_id, candidate, group, model, answer), and reused by a rerun with the
 same model, tasks and sampling. Judging: atheus_ray.evaluate.judge (the local judge's replies constrained
-to end in one verdict mark when `judge.constrain`), with its cache in `DIR/judge_cache.jsonl`; every
+to one verdict mark and nothing else when `judge.constrain`), with its cache in `DIR/judge_cache.jsonl`; every
 judgment goes to `DIR/judgments/`. Absolute 1-5 scores per candidate (ELYZA-style, same judge) are the
 second view. Statistics: atheus_ray.evaluate.stats. Report: atheus_ray.evaluate.report.
 """
