@@ -11,7 +11,8 @@ one gloo worker. On GPU: bf16, and FSDP (full shard) across workers.
 
 **Resume.** Checkpoints (weights, optimizer, scheduler, RNG, step) go to `storage_path/<run>/` every
 `save_steps` steps. Rerunning the same command finds the run's latest checkpoint (Ray Train restores its
-checkpoint list from storage) and continues from that step, with the data order it had.
+checkpoint list from storage) and continues from that step, with the data order it had. A finished run's
+checkpoints are deleted once its model is exported; metrics.json then marks it done.
 
 Outputs under OUT/<condition>-<model>/: `model/` (weights, tokenizer and chat template: `vllm serve` or
 `LLM(model=...)` load it directly), `metrics.json` (losses, dev loss, real tokens/s, MFU on GPU, wall time,
@@ -117,6 +118,9 @@ def _fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg: TrainConfig
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(Path(folder) / EXPORT, target)
+    # The run is finished and its model exported (metrics.json marks it done): its checkpoints, weights and
+    # optimizer state at about 3x the model's size, were only there to resume it. Local or s3:// alike.
+    result.filesystem.delete_dir(result.path)
     history = json.loads((target / "log_history.json").read_text())
     _loss_chart(history, run_dir / "loss.png", name)
     metrics.update(run=name, fingerprint=fingerprint, wall_seconds=round(time.time() - start, 1), export=str(target))
@@ -149,72 +153,76 @@ def train_func(config: dict) -> None:
     model.config.use_cache = False  # a KV cache disables the packed-sequence mask (and is useless in training)
     train_rows = pack(config["train"], cfg.max_length) if cfg.packing else config["train"]
     dev_rows = pack(config["dev"], cfg.max_length) if cfg.packing else config["dev"]
-    workdir = tempfile.mkdtemp(prefix="atheus-sft-")
-    args = TrainingArguments(
-        output_dir=workdir,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        num_train_epochs=cfg.epochs,
-        learning_rate=cfg.lr,
-        lr_scheduler_type="cosine_with_min_lr",
-        lr_scheduler_kwargs={"min_lr": cfg.min_lr},
-        warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay,
-        adam_beta1=cfg.betas[0],
-        adam_beta2=cfg.betas[1],
-        max_grad_norm=cfg.max_grad_norm,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=1,
-        eval_strategy="steps" if dev_rows else "no",
-        eval_steps=cfg.save_steps,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        bf16=cfg.use_gpu,
-        use_cpu=not cfg.use_gpu,
-        fsdp="full_shard auto_wrap" if cfg.use_gpu and cfg.num_workers > 1 else "",
-        train_sampling_strategy="random" if cfg.packing else "group_by_length",
-        remove_unused_columns=False,
-        report_to="none",
-        disable_tqdm=True,
-    )
-    trainer = Trainer(
-        model=model, args=args, train_dataset=train_rows, eval_dataset=dev_rows or None,
-        data_collator=functools.partial(collate, pad_id=pad_id, packed=cfg.packing),
-        callbacks=[RayTrainReportCallback()],
-    )  # fmt: skip
-    trainer = prepare_trainer(trainer)
-    resume = None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        resume = str(Path(checkpoint.to_directory()) / RayTrainReportCallback.CHECKPOINT_NAME)
-    start_step = 0 if resume is None else json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
-    start = time.time()
-    output = trainer.train(resume_from_checkpoint=resume)
-    seconds = time.time() - start
-    metrics = {"train_loss": round(output.training_loss, 4), "global_step": trainer.state.global_step,
-               "resumed_from_step": start_step, "train_seconds": round(seconds, 1)}  # fmt: skip
-    if dev_rows:
-        metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
-    steps_per_epoch = max(1, trainer.state.max_steps / max(cfg.epochs, 1e-9))
-    real_tokens = sum(len(r["input_ids"]) for r in config["train"])  # every token is real; padding is added later
-    tokens_done = real_tokens * (trainer.state.global_step - start_step) / steps_per_epoch
-    metrics["real_tokens_per_second"] = round(tokens_done * cfg.num_workers / max(seconds, 1e-9), 1)
-    if cfg.use_gpu:
-        params = sum(p.numel() for p in model.parameters())
-        peak = cfg.gpu_peak_tflops * 1e12 * cfg.num_workers
-        metrics["mfu"] = round(6 * params * metrics["real_tokens_per_second"] / peak, 4)  # 6 FLOPs/param/token
-    with tempfile.TemporaryDirectory() as folder:
-        export = Path(folder) / EXPORT
-        trainer.save_model(str(export))  # every rank takes part (FSDP gathers the shards); rank 0 writes
-        checkpoint = None
-        if ray.train.get_context().get_world_rank() == 0:
-            tokenizer.save_pretrained(str(export))
-            (export / "log_history.json").write_text(json.dumps(trainer.state.log_history))
-            checkpoint = ray.train.Checkpoint.from_directory(folder)
-        ray.train.report(metrics, checkpoint=checkpoint)
+    # The Trainer writes its checkpoints to local scratch (the callback copies each to the run's storage);
+    # the scratch goes when the worker is done, failed or not.
+    with tempfile.TemporaryDirectory(prefix="atheus-sft-") as workdir:
+        args = TrainingArguments(
+            output_dir=workdir,
+            per_device_train_batch_size=cfg.batch_size,
+            per_device_eval_batch_size=cfg.batch_size,
+            gradient_accumulation_steps=cfg.grad_accum,
+            num_train_epochs=cfg.epochs,
+            learning_rate=cfg.lr,
+            lr_scheduler_type="cosine_with_min_lr",
+            lr_scheduler_kwargs={"min_lr": cfg.min_lr},
+            warmup_steps=cfg.warmup_ratio,
+            weight_decay=cfg.weight_decay,
+            adam_beta1=cfg.betas[0],
+            adam_beta2=cfg.betas[1],
+            max_grad_norm=cfg.max_grad_norm,
+            logging_steps=1,
+            save_strategy="steps",
+            save_steps=cfg.save_steps,
+            save_total_limit=1,
+            eval_strategy="steps" if dev_rows else "no",
+            eval_steps=cfg.save_steps,
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            bf16=cfg.use_gpu,
+            use_cpu=not cfg.use_gpu,
+            fsdp="full_shard auto_wrap" if cfg.use_gpu and cfg.num_workers > 1 else "",
+            train_sampling_strategy="random" if cfg.packing else "group_by_length",
+            remove_unused_columns=False,
+            report_to="none",
+            disable_tqdm=True,
+        )
+        trainer = Trainer(
+            model=model, args=args, train_dataset=train_rows, eval_dataset=dev_rows or None,
+            data_collator=functools.partial(collate, pad_id=pad_id, packed=cfg.packing),
+            callbacks=[RayTrainReportCallback()],
+        )  # fmt: skip
+        trainer = prepare_trainer(trainer)
+        resume = None
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint:
+            resume = str(Path(checkpoint.to_directory()) / RayTrainReportCallback.CHECKPOINT_NAME)
+        start_step = 0
+        if resume is not None:
+            start_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
+        start = time.time()
+        output = trainer.train(resume_from_checkpoint=resume)
+        seconds = time.time() - start
+        metrics = {"train_loss": round(output.training_loss, 4), "global_step": trainer.state.global_step,
+                   "resumed_from_step": start_step, "train_seconds": round(seconds, 1)}  # fmt: skip
+        if dev_rows:
+            metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
+        steps_per_epoch = max(1, trainer.state.max_steps / max(cfg.epochs, 1e-9))
+        real_tokens = sum(len(r["input_ids"]) for r in config["train"])  # every token is real; padding is added later
+        tokens_done = real_tokens * (trainer.state.global_step - start_step) / steps_per_epoch
+        metrics["real_tokens_per_second"] = round(tokens_done * cfg.num_workers / max(seconds, 1e-9), 1)
+        if cfg.use_gpu:
+            params = sum(p.numel() for p in model.parameters())
+            peak = cfg.gpu_peak_tflops * 1e12 * cfg.num_workers
+            metrics["mfu"] = round(6 * params * metrics["real_tokens_per_second"] / peak, 4)  # 6 FLOPs/param/token
+        with tempfile.TemporaryDirectory() as folder:
+            export = Path(folder) / EXPORT
+            trainer.save_model(str(export))  # every rank takes part (FSDP gathers the shards); rank 0 writes
+            checkpoint = None
+            if ray.train.get_context().get_world_rank() == 0:
+                tokenizer.save_pretrained(str(export))
+                (export / "log_history.json").write_text(json.dumps(trainer.state.log_history))
+                checkpoint = ray.train.Checkpoint.from_directory(folder)
+            ray.train.report(metrics, checkpoint=checkpoint)
 
 
 def _loss_chart(history: list[dict], path: Path, title: str) -> None:

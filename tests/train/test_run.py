@@ -67,6 +67,7 @@ def test_trains_every_condition_lowers_the_loss_and_exports_for_vllm(ray_local, 
         condition = next(c for c in cfg.conditions if c.name == run["condition"])
         assert run["global_step"] == expected_steps(cfg, condition)
         assert (Path(cfg.out) / run["run"] / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert list((Path(cfg.out) / "checkpoints").iterdir()) == []  # finished: model kept, checkpoints gone
     again = train(cfg, log=lambda m: None)  # the same command again reuses the finished runs
     assert all(r["resumed"] for r in again["runs"])
 
@@ -84,10 +85,19 @@ def test_a_killed_run_resumes_at_its_checkpoint(ray_local, tiny_model, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "atheus_ray.cli", "train", "--config", str(path)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     storage = tmp_path / "out" / "checkpoints"
+
+    def registered() -> bool:  # a checkpoint Ray Train has recorded, not a folder still being uploaded
+        for snapshot in storage.glob("*/checkpoint_manager_snapshot.json"):
+            try:
+                return json.loads(snapshot.read_text())["latest_checkpoint_result"] is not None
+            except (ValueError, KeyError):  # being written
+                return False
+        return False
+
     deadline = time.time() + 600
-    while not list(storage.glob("*/checkpoint_*")) and proc.poll() is None and time.time() < deadline:
+    while not registered() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.5)
-    assert list(storage.glob("*/checkpoint_*")), "no checkpoint was written"
+    assert registered(), "no checkpoint was written"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
 
@@ -95,3 +105,4 @@ def test_a_killed_run_resumes_at_its_checkpoint(ray_local, tiny_model, tmp_path)
     [run] = train(cfg, log=lambda m: None)["runs"]
     assert run["resumed_from_step"] >= 3 and run["resumed_from_step"] % 3 == 0  # a checkpoint step, not 0
     assert run["global_step"] == expected_steps(cfg, cfg.conditions[0])  # the same end as an unbroken run
+    assert not storage.exists() or list(storage.iterdir()) == []  # finished: the checkpoints that resumed it are gone
