@@ -153,11 +153,14 @@ def train_func(config: dict) -> None:
     model.config.use_cache = False  # a KV cache disables the packed-sequence mask (and is useless in training)
     train_rows = pack(config["train"], cfg.max_length) if cfg.packing else config["train"]
     dev_rows = pack(config["dev"], cfg.max_length) if cfg.packing else config["dev"]
-    # The Trainer writes its checkpoints to local scratch (the callback copies each to the run's storage);
-    # the scratch goes when the worker is done, failed or not.
-    with tempfile.TemporaryDirectory(prefix="atheus-sft-") as workdir:
+    # The Trainer writes its checkpoints to local scratch (the callback copies each to the run's storage). The
+    # scratch is named after the run, so a rerun clears what a killed worker left, and it goes when the worker ends.
+    context = ray.train.get_context()
+    workdir = Path(tempfile.gettempdir()) / f"atheus-sft-{context.get_experiment_name()}-{context.get_world_rank()}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    try:
         args = TrainingArguments(
-            output_dir=workdir,
+            output_dir=str(workdir),
             per_device_train_batch_size=cfg.batch_size,
             per_device_eval_batch_size=cfg.batch_size,
             gradient_accumulation_steps=cfg.grad_accum,
@@ -195,7 +198,8 @@ def train_func(config: dict) -> None:
         resume = None
         checkpoint = ray.train.get_checkpoint()
         if checkpoint:
-            resume = str(Path(checkpoint.to_directory()) / RayTrainReportCallback.CHECKPOINT_NAME)
+            resume_dir = checkpoint.to_directory(str(workdir / "resume"))  # in the scratch, not /tmp's root
+            resume = str(Path(resume_dir) / RayTrainReportCallback.CHECKPOINT_NAME)
         start_step = 0
         if resume is not None:
             start_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
@@ -223,6 +227,8 @@ def train_func(config: dict) -> None:
                 (export / "log_history.json").write_text(json.dumps(trainer.state.log_history))
                 checkpoint = ray.train.Checkpoint.from_directory(folder)
             ray.train.report(metrics, checkpoint=checkpoint)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _loss_chart(history: list[dict], path: Path, title: str) -> None:

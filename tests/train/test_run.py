@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -100,9 +101,13 @@ def test_a_killed_run_resumes_at_its_checkpoint(ray_local, tiny_model, tmp_path)
     assert registered(), "no checkpoint was written"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
+    [run_dir] = [p.parent for p in storage.glob("*/checkpoint_manager_snapshot.json")]
+    scratch = Path(tempfile.gettempdir()) / f"atheus-sft-{run_dir.name}-0"  # the killed worker's, left behind
+    assert scratch.exists()
 
     cfg = load_config(TrainConfig, path)
     [run] = train(cfg, log=lambda m: None)["runs"]
     assert run["resumed_from_step"] >= 3 and run["resumed_from_step"] % 3 == 0  # a checkpoint step, not 0
     assert run["global_step"] == expected_steps(cfg, cfg.conditions[0])  # the same end as an unbroken run
-    assert not storage.exists() or list(storage.iterdir()) == []  # finished: the checkpoints that resumed it are gone
+    assert list(storage.iterdir()) == []  # finished: the checkpoints that resumed it are gone
+    assert not scratch.exists()  # and so is the scratch the killed worker left
