@@ -1,9 +1,18 @@
-"""Shared fixtures: one local Ray cluster per test session, the embedded model, and an offline environment.
+"""Shared fixtures: one local Ray cluster per test session, a `ray start --head` cluster per test that asks for
+one, the embedded model, a tiny trainable model, and an offline environment.
 
 Tests marked `slow` start real vLLM engines (tens of seconds each on a 2-core CPU).
 """
 
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
@@ -37,7 +46,6 @@ def embedded_model() -> str:
     return str(models.prepare_embedded())
 
 
-
 @pytest.fixture(scope="session")
 def tiny_model(embedded_model, tmp_path_factory) -> str:
     """A tiny random Llama with the embedded model's tokenizer: trains in seconds on CPU, loads in vLLM."""
@@ -55,3 +63,63 @@ def tiny_model(embedded_model, tmp_path_factory) -> str:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_port():
+    """A function that returns a TCP port free on 127.0.0.1 now."""
+    return _free_port
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """A `ray start --head` cluster of the test's own (8 logical CPUs, job server), as users start one.
+
+    Every port and the temp dir are its own: the session's local cluster holds Ray's default ports. `ray start`
+    turns token auth on (token in ~/.ray/auth_token), so `env` opts the CLI and drivers in. Yields `address`
+    (GCS), `dashboard` (job server URL), `env` and `log` (the head's output); stops the head afterwards.
+    """
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # a job's `python` is this environment's
+    env["RAY_AUTH_MODE"] = "token"
+    port, dashboard = _free_port(), _free_port()
+    ports = [f"--{name}={_free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+             "runtime-env-agent-port", "metrics-export-port", "ray-client-server-port")]  # fmt: skip
+    temp = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's unix sockets live under it
+    log = tmp_path / "head.log"
+    with open(log, "wb") as out:
+        # --block keeps the head in its own process group, so one signal stops it (and only it)
+        head = subprocess.Popen(
+            [bin_dir / "ray", "start", "--head", "--block", f"--port={port}", f"--dashboard-port={dashboard}",
+             "--num-cpus=8", "--object-store-memory=1000000000", "--include-dashboard=true",
+             "--disable-usage-stats", f"--temp-dir={temp}", *ports],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{dashboard}"
+    try:
+        for _ in range(120):  # the job server answers once the dashboard is up
+            assert head.poll() is None, log.read_text(errors="replace")[-3000:]
+            if subprocess.run([bin_dir / "ray", "job", "list", f"--address={url}"], env=env,
+                              capture_output=True).returncode == 0:  # fmt: skip
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(f"the head's job server did not answer in 120 s: {log.read_text(errors='replace')[-3000:]}")
+        yield {"address": f"127.0.0.1:{port}", "dashboard": url, "env": env, "log": log}
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+        current = Path("/tmp/ray/ray_current_cluster")  # `ray start` names its head here, even with --temp-dir
+        if current.exists() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()

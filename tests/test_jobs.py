@@ -3,13 +3,8 @@ config (embedded model, a handful of seeds and tasks), then every expected outpu
 consistency. Also: every job script answers --help (fast)."""
 
 import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,12 +21,6 @@ def test_job_scripts_run(job):
     assert result.returncode == 0 and "--config" in result.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 SMALLEST = [  # the local pipeline config, cut to the least that still flows through every phase
     "synth.seeds.limit=11", "synth.self_instruct.requests=6", "synth.evol.rounds=0", "synth.respond.max_tokens=96",
     "train.examples=4", "train.dev_fraction=0.25", "train.max_length=256",
@@ -40,58 +29,23 @@ SMALLEST = [  # the local pipeline config, cut to the least that still flows thr
 
 
 @pytest.mark.slow
-def test_pipeline_submitted_to_a_ray_head(tmp_path, embedded_model):
-    bin_dir = Path(sys.executable).parent
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # the job's `python` is this environment's
-    env["RAY_AUTH_MODE"] = "token"  # `ray start` turns token auth on; the CLI opts in (token: ~/.ray/auth_token)
-    port, dashboard = _free_port(), _free_port()
-    # every port of its own: the test session's local cluster already holds Ray's default agent ports
-    agent_ports = [f"--{name}={_free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                   "runtime-env-agent-port", "metrics-export-port", "ray-client-server-port")]  # fmt: skip
-    temp = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's unix sockets live under it
-    # --block keeps this head in its own process group, so the test stops it (and only it) with one signal.
-    head_log = open(tmp_path / "head.log", "wb")
-    head = subprocess.Popen(
-        [bin_dir / "ray", "start", "--head", "--block", f"--port={port}", f"--dashboard-port={dashboard}",
-         "--num-cpus=8", "--object-store-memory=1000000000", "--include-dashboard=true", "--disable-usage-stats",
-         f"--temp-dir={temp}", *agent_ports],
-        env=env, stdout=head_log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+def test_pipeline_submitted_to_a_ray_head(tmp_path, embedded_model, ray_head, free_port):
     tasks = tmp_path / "tasks.jsonl"
     sample = (REPO / "atheus_ray" / "data" / "eval_tasks_sample.jsonl").read_text(encoding="utf-8").splitlines()
     tasks.write_text("\n".join(sample[:4]) + "\n", encoding="utf-8")
     out = tmp_path / "run"
-    try:
-        address = f"http://127.0.0.1:{dashboard}"
-        for _ in range(120):  # the job server answers once the dashboard is up
-            assert head.poll() is None, (tmp_path / "head.log").read_text(errors="replace")[-3000:]
-            if subprocess.run([bin_dir / "ray", "job", "list", f"--address={address}"], env=env,
-                              capture_output=True).returncode == 0:  # fmt: skip
-                break
-            time.sleep(1)
-        submit = [bin_dir / "ray", "job", "submit", f"--address={address}", "--working-dir", str(REPO), "--",
-                  "python", "jobs/pipeline.py", "--config", "jobs/configs/pipeline.yaml", "--out", str(out),
-                  "--set", f"eval.tasks=[{tasks}]", "--set", f"eval.serve.port={_free_port()}",
-                  *(a for s in SMALLEST for a in ("--set", s))]  # fmt: skip
-        for _ in range(12):  # the job server can answer before the head's agent is ready to take a job
-            result = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=1800)
-            logs = result.stdout + result.stderr
-            if "No available agent" not in logs:
-                break
-            time.sleep(5)
-        assert result.returncode == 0 and "succeeded" in logs, logs[-4000:]
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-        head_log.close()
-        shutil.rmtree(temp, ignore_errors=True)
-        current = Path("/tmp/ray/ray_current_cluster")  # `ray start` names its head here, even with --temp-dir
-        if current.exists() and current.read_text().strip().endswith(f":{port}"):
-            current.unlink()
+    submit = [Path(sys.executable).parent / "ray", "job", "submit", f"--address={ray_head['dashboard']}",
+              "--working-dir", str(REPO), "--",
+              "python", "jobs/pipeline.py", "--config", "jobs/configs/pipeline.yaml", "--out", str(out),
+              "--set", f"eval.tasks=[{tasks}]", "--set", f"eval.serve.port={free_port()}",
+              *(a for s in SMALLEST for a in ("--set", s))]  # fmt: skip
+    for _ in range(12):  # the job server can answer before the head's agent is ready to take a job
+        result = subprocess.run(submit, env=ray_head["env"], capture_output=True, text=True, timeout=1800)
+        logs = result.stdout + result.stderr
+        if "No available agent" not in logs:
+            break
+        time.sleep(5)
+    assert result.returncode == 0 and "succeeded" in logs, logs[-4000:]
 
     # the job printed where its outputs are
     assert f"The data set card is {out / 'data' / 'README.md'}" in logs
@@ -107,6 +61,7 @@ def test_pipeline_submitted_to_a_ray_head(tmp_path, embedded_model):
     assert sorted(r["condition"] for r in runs) == ["atheus", "open"]
     for r in runs:
         assert (Path(r["export"]) / "config.json").exists() and r["train_loss"] > 0
+    assert list((out / "sft" / "checkpoints").iterdir()) == []  # finished runs keep their models, not checkpoints
     # the evaluation: 4 tasks x 2 candidates answered; every judgment accounted for; report and chart
     answers = pq.read_table(out / "eval" / "answers").to_pylist()
     assert len(answers) == 8 and {a["candidate"] for a in answers} == {"open", "atheus"}
