@@ -195,13 +195,11 @@ def train_func(config: dict) -> None:
             callbacks=[RayTrainReportCallback()],
         )  # fmt: skip
         trainer = prepare_trainer(trainer)
-        resume = None
+        resume, start_step = None, 0
         checkpoint = ray.train.get_checkpoint()
         if checkpoint:
             resume_dir = checkpoint.to_directory(str(workdir / "resume"))  # in the scratch, not /tmp's root
             resume = str(Path(resume_dir) / RayTrainReportCallback.CHECKPOINT_NAME)
-        start_step = 0
-        if resume is not None:
             start_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
         start = time.time()
         output = trainer.train(resume_from_checkpoint=resume)
@@ -222,7 +220,7 @@ def train_func(config: dict) -> None:
             export = Path(folder) / EXPORT
             trainer.save_model(str(export))  # every rank takes part (FSDP gathers the shards); rank 0 writes
             checkpoint = None
-            if ray.train.get_context().get_world_rank() == 0:
+            if context.get_world_rank() == 0:
                 tokenizer.save_pretrained(str(export))
                 (export / "log_history.json").write_text(json.dumps(trainer.state.log_history))
                 checkpoint = ray.train.Checkpoint.from_directory(folder)

@@ -65,5 +65,3 @@ def test_examples_that_cannot_be_used_are_replaced_by_the_next():
     assert 10 <= skipped <= 40  # about as many long ones as short ones were met on the way
     few = subsample_and_split(examples, 80, 0.0, seed=0, prepare=lambda e: None if e["long"] else e)
     assert len(few[0]) == 50 and few[2] == 50  # not enough usable: all 50 of them, every long one skipped
-
-
