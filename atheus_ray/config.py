@@ -63,6 +63,16 @@ class EngineConfig(Strict):
     enforce_eager: bool = Field(
         True, description="Skip torch.compile and CUDA graphs: starts ~60 s faster on CPU; set false on GPU."
     )
+    resources: dict[str, float] = Field(
+        {}, description="Custom Ray resources each vLLM bundle (one per GPU; on CPU the one CPU bundle) asks for, "
+        "e.g. {gen: 1}: pins replicas to the worker group that advertises them. On GPU a replica's tensor x "
+        "pipeline bundles are always STRICT_PACKed onto one node.",
+    )
+
+    def output_settings(self) -> dict:
+        """The settings that change what the engine answers (for resume fingerprints): not where or how fast
+        it runs (parallelism, replicas, batch size, memory share, placement, retries)."""
+        return self.model_dump(include={"kind", "base_url", "seed"})
 
 
 class RayConfig(Strict):
@@ -258,7 +268,24 @@ class TrainConfig(Strict):
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay.")
     betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW betas.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    save_steps: int = Field(50, ge=1, description="Checkpoint every this many optimizer steps.")
+    save_steps: int = Field(
+        50, ge=1, description="Checkpoint every this many optimizer steps; must not exceed the run's planned steps "
+        "(else no checkpoint is written before the end, and a crash restarts from step 0).",
+    )
+    activation_checkpointing: bool = Field(
+        False, description="Recompute each decoder layer's activations in the backward pass instead of keeping "
+        "them (FSDP's activation checkpointing on GPU; gradient checkpointing otherwise): ~30% slower steps, "
+        "a fraction of the activation memory. The memory planner says when it is needed.",
+    )
+    gpu_memory_gb: float | None = Field(
+        None, gt=0, description="Memory of one training GPU in GB for the memory plan (GPU only). None: read by a "
+        "one-GPU Ray task on a node the workers would use, before training starts.",
+    )
+    resources_per_worker: dict[str, float] = Field(
+        {}, description="Custom Ray resources each Ray Train worker asks for besides its GPU (or CPU), e.g. "
+        "{train: 1}: pins workers to the worker group that advertises them. On GPU all workers are STRICT_PACKed "
+        "onto one node (FSDP over NVLink, never TCP).",
+    )
     seed: int = Field(0, description="Seed of subsampling, the dev split, shuffling and initialisation.")
     num_workers: int = Field(1, ge=1, description="Ray Train workers (one per GPU on a cluster).")
     use_gpu: bool = Field(False, description="Train on GPUs: bf16 and FSDP across workers; false: fp32 on CPU, gloo.")
@@ -295,6 +322,14 @@ class ServeConfig(Strict):
     target_ongoing_requests: int = Field(16, ge=1, description="Autoscaling target: requests in flight per replica.")
     max_ongoing_requests: int = Field(64, ge=1, description="Requests one replica accepts at once (more wait).")
     ingress_cpus: float = Field(0.1, ge=0, description="CPUs the HTTP ingress replica reserves.")
+    ingress_resources: dict[str, float] = Field(
+        {}, description="Custom Ray resources the ingress replica asks for, e.g. {ingress: 1}: pins it to a small "
+        "CPU group, so GPU pods can scale to zero (cluster/rayservice.yaml).",
+    )
+    resources: dict[str, float] = Field(
+        {}, description="Custom Ray resources each model replica's bundle (one per GPU) asks for, e.g. {gen: 1}: "
+        "pins replicas to a worker group. A replica's tensor-parallel bundles are STRICT_PACKed onto one node.",
+    )
 
 
 class ServeAppConfig(Strict):
@@ -348,6 +383,10 @@ class EvalConfig(Strict):
         default_factory=ServeConfig, description="How Ray Serve hosts the candidates (and a local judge).",
     )  # fmt: skip
     concurrency: int = Field(8, ge=1, description="Answer requests in flight per candidate.")
+    max_error_share: float = Field(
+        0.1, ge=0, le=1, description="Most share of a candidate's answers that may be errors (an HTTP error such "
+        "as a prompt too long for the model: recorded, counted, left out of judging) before the run fails.",
+    )
     ray: RayConfig = Field(default_factory=RayConfig, description="Which Ray cluster to use.")
     judge: JudgeConfig = Field(default_factory=JudgeConfig, description="The pairwise judge.")
     resamples: int = Field(2000, ge=100, description="Bootstrap resamples for the confidence intervals.")

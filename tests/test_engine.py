@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from atheus_ray.config import EngineConfig, ModelConfig, SamplingConfig, SynthConfig, load_config
-from atheus_ray.engine import generate, openai_payload, openai_text, sampling_params
+from atheus_ray.engine import error_reason, generate, openai_error, openai_payload, openai_text, sampling_params
 
 SECRET = "sk-test-not-a-real-key-1234"
 TASKS = ["梅雨の時期に洗濯物を早く乾かす工夫を五つ挙げてください。", "消費税の軽減税率の仕組みを中学生向けに説明して。",
@@ -29,6 +29,12 @@ class FakeOpenAI(BaseHTTPRequestHandler):
             first = conversation not in self.seen
             self.seen[conversation] = self.seen.get(conversation, 0) + 1
             self.log.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        prompt = body["messages"][-1]["content"]
+        if "TOO_LONG" in prompt:  # vLLM's server, a prompt over max_model_len
+            return self._send(400, {"object": "error", "code": 400, "message": "This model's maximum context "
+                                    "length is 4096 tokens. However, your request has 9000 input tokens."})  # fmt: skip
+        if "BAD_FIELD" in prompt:  # OpenAI's shape of a request error
+            return self._send(400, {"error": {"message": "Unrecognized request argument", "code": 400}})
         if first:
             return self._send(429, {"error": {"message": "rate limited"}})
         return self._send(200, {"choices": [{"message": {"content": self._answer(body)}}],
@@ -101,6 +107,39 @@ def test_generate_over_http_retries_429_and_keeps_order(ray_local, fake_openai):
     assert {entry["auth"] for entry in FakeOpenAI.log} == {f"Bearer {SECRET}"}
     assert {entry["path"] for entry in FakeOpenAI.log} == {"/v1/chat/completions"}
     assert SECRET not in json.dumps(outputs)
+
+
+def test_error_bodies_become_errors_with_their_reason():
+    """A 400 body is an error naming its reason (too long → prompt_too_long), never an empty answer."""
+    vllm = {"object": "error", "code": 400, "message": "This model's maximum context length is 4096 tokens."}
+    assert openai_error(vllm).startswith("prompt_too_long: http 400: This model's maximum context length")
+    assert openai_error({"error": {"message": "Unrecognized request argument", "code": 400}}) == (
+        "http_400: Unrecognized request argument")
+    assert openai_error({"choices": [{"message": {"content": "はい"}}]}) is None
+    assert error_reason({"error": "http_400: bad"}) == ("http_400", "bad") and error_reason({"error": None}) is None
+
+
+def test_repetition_penalty_goes_where_the_endpoint_takes_it():
+    request = {"messages": [{"role": "user", "content": "x"}],
+               "sampling_params": sampling_params(SamplingConfig(repetition_penalty=1.1))}  # fmt: skip
+    assert openai_payload(request, "served")["repetition_penalty"] == 1.1  # vLLM's server, Serve
+    assert "repetition_penalty" not in openai_payload(request, "gpt-4o-mini", repetition_penalty=False)
+
+
+def test_generate_over_http_records_4xx_as_errors_and_keeps_going(ray_local, fake_openai):
+    """One request too long and one bad request among good ones: each gets its error (no retry, no crash),
+    the others their answers."""
+    def ask(key, text):
+        return {"key": key, "messages": [{"role": "user", "content": text}],
+                "sampling_params": sampling_params(SamplingConfig(max_tokens=16))}  # fmt: skip
+
+    requests = [ask("a", "質問A"), ask("long", "TOO_LONG " * 3), ask("bad", "BAD_FIELD"), ask("b", "質問B")]
+    outputs = generate(requests, ModelConfig(source="fake-model"), openai_engine(fake_openai))
+    by_key = {o["key"]: o for o in outputs}
+    assert by_key["a"]["error"] is None and by_key["a"]["text"].startswith("はい") and by_key["b"]["text"]
+    assert error_reason(by_key["long"])[0] == "prompt_too_long" and by_key["long"]["text"] == ""
+    assert by_key["bad"]["error"] == "http_400: Unrecognized request argument"
+    assert FakeOpenAI.seen[json.dumps(requests[1]["messages"], ensure_ascii=False)] == 1  # a 400 is not retried
 
 
 def test_synth_runs_end_to_end_on_an_openai_endpoint(ray_local, fake_openai, tmp_path):

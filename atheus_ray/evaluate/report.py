@@ -10,8 +10,8 @@ import html
 import json
 from pathlib import Path
 
-COLUMNS = ("model", "x", "y", "wins", "ties", "losses", "invalid", "win_rate", "ci95", "sign_test_p",
-           "position_consistency", "first_slot_rate")  # fmt: skip
+COLUMNS = ("model", "x", "y", "wins", "ties", "losses", "invalid", "errors", "answer_errors", "win_rate", "ci95",
+           "sign_test_p", "position_consistency", "first_slot_rate")  # fmt: skip
 
 
 def _cell(value) -> str:
@@ -35,7 +35,8 @@ def write_report(out: Path, results: dict) -> dict[str, Path]:
     _chart(results, paths["chart"])
     intro = (f"Pairwise judgments by `{results['judge_model']}` on {results['tasks']} tasks, each pair in both "
              "orders. Win rate: X's wins + half its ties over readable judgments; CI: 95% cluster bootstrap over "
-             "tasks; p: exact sign test over tasks.")  # fmt: skip
+             "tasks; p: exact sign test over tasks; answer_errors: tasks left out because an answer was an error "
+             "(an HTTP error, e.g. a prompt too long for the model).")  # fmt: skip
     table = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     table += ["| " + " | ".join(r) + " |" for r in rows(results)]
     scores = ["| model | candidate | mean score (1-5) | ci95 | scored | invalid |", "|---|---|---|---|---|---|"]

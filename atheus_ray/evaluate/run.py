@@ -37,7 +37,7 @@ NO_KEY = "ATHEUS_NO_KEY"  # an environment variable nobody sets: requests to an 
 
 def _saved_answers(candidate, tasks: list[dict], cfg: EvalConfig, out: Path) -> Path:
     """Where a candidate's answers are kept, by a hash of its model, the tasks and the sampling."""
-    key = hashlib.sha256(json.dumps([candidate.model, cfg.serve.max_model_len, cfg.answer.model_dump(),
+    key = hashlib.sha256(json.dumps(["v2", candidate.model, cfg.serve.max_model_len, cfg.answer.model_dump(),
                                      [t["input"] for t in tasks]], ensure_ascii=False).encode()).hexdigest()[:16]  # fmt: skip
     return out / ".answers" / f"{key}.json"
 
@@ -49,12 +49,20 @@ def _answer(candidate, tasks: list[dict], cfg: EvalConfig, url: str, saved: Path
     engine = EngineConfig(kind="openai", base_url=url, api_key_env=cfg.serve.auth_token_env or NO_KEY,
                           concurrency=1, batch_size=max(1, cfg.concurrency))  # fmt: skip
     outputs = generate(requests, ModelConfig(source=f"{candidate.group}/{candidate.name}"), engine)
+    name = f"{candidate.group}/{candidate.name}"
+    errors = {t["id"]: o["error"] for t, o in zip(tasks, outputs) if o["error"]}
     if not any(o["tokens_out"] for o in outputs):
-        raise RuntimeError(f"candidate {candidate.group}/{candidate.name} answered no task (see the Serve logs)")
+        first = next(iter(errors.values()), "no tokens")
+        raise RuntimeError(f"candidate {name} answered no task (first error: {first}; see the Serve logs)")
+    if len(errors) > cfg.max_error_share * len(tasks):
+        first = next(iter(errors.items()))
+        raise RuntimeError(f"candidate {name}: {len(errors)} of {len(tasks)} answers are errors, more than "
+                           f"max_error_share {cfg.max_error_share:g} (task {first[0]}: {first[1]})")  # fmt: skip
+    answers = {t["id"]: o["text"].strip() for t, o in zip(tasks, outputs) if not o["error"]}
     saved.parent.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps({t["id"]: o["text"].strip() for t, o in zip(tasks, outputs)}, ensure_ascii=False),
-                     encoding="utf-8")  # fmt: skip
-    log(f"[answers] {candidate.group}/{candidate.name}: {sum(o['tokens_out'] for o in outputs)} tokens")
+    saved.write_text(json.dumps({"answers": answers, "errors": errors}, ensure_ascii=False), encoding="utf-8")
+    log(f"[answers] {name}: {sum(o['tokens_out'] for o in outputs)} tokens"
+        + (f", {len(errors)} error(s), left out of judging (first: {next(iter(errors.values()))})" if errors else ""))  # fmt: skip
 
 
 def evaluate(cfg: EvalConfig, log=print) -> dict:
@@ -96,12 +104,12 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
 
 
 def _load_answers(cfg: EvalConfig, tasks: list[dict], saved: dict) -> dict:
-    """{(group, candidate, task id): answer} from the saved answers."""
+    """{(group, candidate, task id): answer} from the saved answers; an answer that was an error is None."""
     answers = {}
     for candidate in cfg.candidates:
-        found = json.loads(saved[candidate.group, candidate.name].read_text(encoding="utf-8"))
+        found = json.loads(saved[candidate.group, candidate.name].read_text(encoding="utf-8"))["answers"]
         for task in tasks:
-            answers[candidate.group, candidate.name, task["id"]] = found[task["id"]]
+            answers[candidate.group, candidate.name, task["id"]] = found.get(task["id"])
     return answers
 
 
@@ -112,21 +120,27 @@ def _jobs(cfg: EvalConfig, tasks: list[dict], groups: list[str], answers: dict) 
         jobs = []
         for task in tasks:
             ax, ay = answers[group, cfg.x, task["id"]], answers[group, cfg.y, task["id"]]
+            if ax is None or ay is None:  # an answer that was an error is not judged (counted in answer_errors)
+                continue
             for order, (a, b) in (("XY", (ax, ay)), ("YX", (ay, ax))):
                 jobs.append({"task": task, "answer_a": a, "answer_b": b, "order": order, "group": group,
                              "len_x": len(ax), "len_y": len(ay)})  # fmt: skip
         batches.append(jobs)
     for candidate in cfg.candidates:  # the second view: ELYZA-style 1-5 scores, one answer at a time
         batches.append([{"task": t, "answer_a": answers[candidate.group, candidate.name, t["id"]], "answer_b": None,
-                         "order": "score", "group": candidate.group, "candidate": candidate.name} for t in tasks])  # fmt: skip
+                         "order": "score", "group": candidate.group, "candidate": candidate.name} for t in tasks
+                        if answers[candidate.group, candidate.name, t["id"]] is not None])  # fmt: skip
     return batches
 
 
 def _judge_and_report(cfg: EvalConfig, tasks, groups, saved, cache, out: Path, url: str | None, start: float,
                       log) -> dict:  # fmt: skip
     answers = _load_answers(cfg, tasks, saved)
+    errors = {(c.group, c.name): json.loads(saved[c.group, c.name].read_text(encoding="utf-8"))["errors"]
+              for c in cfg.candidates}  # fmt: skip
     answer_rows = [{"task_id": t["id"], "group": c.group, "candidate": c.name, "model": c.model,
-                    "answer": answers[c.group, c.name, t["id"]]} for c in cfg.candidates for t in tasks]  # fmt: skip
+                    "answer": answers[c.group, c.name, t["id"]], "error": errors[c.group, c.name].get(t["id"])}
+                   for c in cfg.candidates for t in tasks]  # fmt: skip
     write_rows(sorted(answer_rows, key=lambda r: (r["group"], r["candidate"], r["task_id"])), out / "answers")
 
     local = cfg.judge.source is not None
@@ -140,9 +154,12 @@ def _judge_and_report(cfg: EvalConfig, tasks, groups, saved, cache, out: Path, u
         judgments = judge.judge(jobs)
         all_judgments += judgments
         stats = summarize(judgments, cfg.resamples, cfg.seed)
-        comparisons.append({"model": group, "x": cfg.x, "y": cfg.y, **stats})
+        unanswered = sum(answers[group, cfg.x, t["id"]] is None or answers[group, cfg.y, t["id"]] is None
+                         for t in tasks)  # fmt: skip
+        comparisons.append({"model": group, "x": cfg.x, "y": cfg.y, **stats, "answer_errors": unanswered})
         log(f"[judge] {group}: {cfg.x} vs {cfg.y}: win rate {stats['win_rate']} CI {stats['ci95']} "
-            f"({stats['wins']}/{stats['ties']}/{stats['losses']}, invalid {stats['invalid']}, errors {stats['errors']})")  # fmt: skip
+            f"({stats['wins']}/{stats['ties']}/{stats['losses']}, invalid {stats['invalid']}, errors {stats['errors']}, "
+            f"answer errors {unanswered})")  # fmt: skip
     for candidate, jobs in zip(cfg.candidates, batches[len(groups):]):
         judgments = judge.judge(jobs)
         all_judgments += judgments

@@ -73,10 +73,10 @@ def read_pairs(source: str) -> list[dict]:
 
 def fingerprint(rows: list[dict], cfg: ScreenConfig, model: ModelConfig, engine: EngineConfig,
                 eval_prompts: list[tuple[str, str]]) -> str:  # fmt: skip
-    """What the screening output depends on: the input pairs, the screening config, the tagger and its prompt,
-    and the evaluation prompts' text."""
+    """What the screening output depends on: the input pairs, the screening config, the tagger (model and the
+    engine settings that change its answers, not its placement or speed) and its prompt, the evaluation prompts."""
     h = hashlib.sha256()
-    for part in (cfg.model_dump(), model.model_dump(), engine.model_dump(), eval_prompts):
+    for part in (cfg.model_dump(), model.model_dump(), engine.output_settings(), eval_prompts):
         h.update(json.dumps(part, sort_keys=True, ensure_ascii=False).encode())
     h.update(read_prompt(tagger.PROMPT)[1].encode())
     for row in sorted(rows, key=lambda r: r["id"]):

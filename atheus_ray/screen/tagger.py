@@ -9,7 +9,8 @@ Writes: `quality` (input quality 1-5), `quality_reason` (one short sentence), `d
         `safety_category` (`none` for safe rows), `score` (response quality 1-10), `tagger_model`,
         `tagger_prompt_version`.
 Rejects: a row whose output does not parse gets `reject_reason = "tag_parse_error"` and the parser's message
-        in `detail`; the run goes on.
+        in `detail`; one that got no answer (`prompt_too_long`, `http_<status>`: atheus_ray.engine.generate)
+        gets that reason; the run goes on.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import unicodedata
 from pathlib import Path
 
 from atheus_ray.config import SamplingConfig
-from atheus_ray.engine import sampling_params
+from atheus_ray.engine import error_reason, sampling_params
 from atheus_ray.rows import read_prompt
 
 PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "screen" / "tag.md"
@@ -133,6 +134,10 @@ def with_tags(rows: list[dict], outputs: list[dict], categories: list[str], mode
     version = read_prompt(PROMPT)[1]
     tagged, rejected = [], []
     for row, output in zip(rows, outputs):
+        failed = error_reason(output)
+        if failed:  # no answer at all (a prompt too long for the tagger, an endpoint error)
+            rejected.append({**row, "reject_reason": failed[0], "detail": failed[1]})
+            continue
         try:
             tags = parse_tags(output["text"], categories)
         except TagParseError as e:

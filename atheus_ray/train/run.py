@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import shutil
 import time
@@ -31,10 +32,16 @@ from pathlib import Path
 from atheus_ray import models
 from atheus_ray.config import ConfigError, TrainConfig
 from atheus_ray.ray_init import init_ray
+from atheus_ray.train import memory
 from atheus_ray.train.data import load_condition, subsample_and_split
+from atheus_ray.train.pack import pack
 from atheus_ray.train.tokens import encode, ensure_chat_template
 
 EXPORT = "export"
+MIN_STEPS_TO_CHECKPOINT = 10  # a run this long must write a checkpoint before its end (train.save_steps)
+# Settings that do not change a trained model: where things go, how often it checkpoints, placement, memory
+NOT_IN_FINGERPRINT = {"out", "storage_path", "ray", "models", "conditions", "save_steps", "gpu_peak_tflops",
+                      "activation_checkpointing", "gpu_memory_gb", "resources_per_worker"}  # fmt: skip
 
 
 def run_name(condition: str, model_source: str) -> str:
@@ -58,10 +65,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
     where = init_ray(cfg.ray)
     log(f"ray: {where['address']} ({where['cpus']:g} CPUs, {where['gpus']:g} GPUs); {n} examples per condition")
     runs = []
+    gpu_gb = (cfg.gpu_memory_gb or _probe_gpu_gb(cfg)) if cfg.use_gpu else None
     for source in cfg.models:
         path = models.resolve(source)
         tokenizer = AutoTokenizer.from_pretrained(path)
         fallback = ensure_chat_template(tokenizer)
+        plan = _memory_plan(cfg, path, source, gpu_gb)
+        log(f"[{models.display_name(source)}] memory plan: {plan.describe()}" + (f" of {gpu_gb:.1f} GB" if gpu_gb else ""))
         for condition in cfg.conditions:
             examples, dropped = data[condition.name]
             train_rows, dev_rows, too_long = subsample_and_split(
@@ -69,8 +79,16 @@ def train(cfg: TrainConfig, log=print) -> dict:
             encoded = {"train": train_rows, "dev": dev_rows}
             name = run_name(condition.name, source)
             fingerprint = _fingerprint(cfg, path, encoded)
-            log(f"[{name}] {len(encoded['train'])} train / {len(encoded['dev'])} dev examples"
+            if not encoded["train"]:
+                raise ConfigError(f"train.max_length: every example of condition {condition.name!r} is longer than "
+                                  f"{cfg.max_length} tokens for {models.display_name(source)}")  # fmt: skip
+            steps = planned_steps(cfg, encoded["train"])
+            log(f"[{name}] {len(encoded['train'])} train / {len(encoded['dev'])} dev examples, {steps} optimizer steps"
                 + (f"; skipped {too_long} longer than {cfg.max_length} tokens" if too_long else ""))  # fmt: skip
+            if steps >= MIN_STEPS_TO_CHECKPOINT and cfg.save_steps >= steps:
+                raise ConfigError(f"train.save_steps: {cfg.save_steps}, but {name} has {steps} optimizer steps: it "
+                                  f"would write no checkpoint before its end, and a crash would restart it from step "
+                                  f"0; set save_steps to at most {steps - 1} (e.g. {max(1, steps // 4)})")  # fmt: skip
             runs.append(_fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg, storage, out / name, log)
                         | {"condition": condition.name, "model": source, "license": condition.license,
                            "dropped": dict(dropped), "too_long": too_long})  # fmt: skip
@@ -81,10 +99,44 @@ def train(cfg: TrainConfig, log=print) -> dict:
     return summary
 
 
+def planned_steps(cfg: TrainConfig, train_rows: list[dict]) -> int:
+    """Optimizer steps of a run, as the Trainer will count them: sequences (packed or not) split over the
+    workers into micro-batches, `grad_accum` micro-batches a step, `epochs` times."""
+    sequences = len(pack(train_rows, cfg.max_length)) if cfg.packing else len(train_rows)
+    micro_batches = math.ceil(sequences / cfg.num_workers / cfg.batch_size)
+    return max(1, math.ceil(cfg.epochs * max(1, micro_batches // cfg.grad_accum)))
+
+
+def _memory_plan(cfg: TrainConfig, path: str, source: str, gpu_gb: float | None) -> memory.Plan:
+    """The per-GPU memory estimate of training `path` (atheus_ray.train.memory); on GPU, MemoryPlanError when it
+    does not fit `gpu_gb`. Raised here, on the driver, before any worker starts."""
+    from transformers import AutoConfig
+
+    shape = memory.ModelShape.from_config(AutoConfig.from_pretrained(path))
+    workers = cfg.num_workers if cfg.use_gpu else 1
+    if gpu_gb is None:
+        return memory.estimate(shape, cfg.batch_size, cfg.max_length, workers, cfg.activation_checkpointing)
+    return memory.check(shape, cfg.batch_size, cfg.max_length, workers, cfg.activation_checkpointing, gpu_gb,
+                        models.display_name(source))  # fmt: skip
+
+
+def _probe_gpu_gb(cfg: TrainConfig) -> float:
+    """Memory of one GPU the training workers would get, read by a one-GPU Ray task with the same resources."""
+    import ray
+
+    @ray.remote(num_gpus=1, resources=cfg.resources_per_worker or None)
+    def total_memory() -> float:
+        import torch
+
+        return torch.cuda.get_device_properties(0).total_memory / memory.GB
+
+    return ray.get(total_memory.remote())
+
+
 def _fingerprint(cfg: TrainConfig, path: str, encoded: dict) -> str:
-    """What a run's result depends on: the training settings, the model, the tokenized examples."""
-    h = hashlib.sha256(json.dumps(cfg.model_dump(exclude={"out", "storage_path", "ray", "models", "conditions"}),
-                                  sort_keys=True).encode())  # fmt: skip
+    """What a run's result depends on: the training settings (less NOT_IN_FINGERPRINT), the model, the tokenized
+    examples."""
+    h = hashlib.sha256(json.dumps(cfg.model_dump(exclude=NOT_IN_FINGERPRINT), sort_keys=True).encode())
     h.update(path.encode())
     h.update(json.dumps(encoded).encode())
     return h.hexdigest()[:12]
@@ -102,10 +154,14 @@ def _fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg: TrainConfig
     start = time.time()
     config = {"model_path": path, "chat_template": tokenizer.chat_template if fallback else None,
               "train": encoded["train"], "dev": encoded["dev"], "cfg": cfg.model_dump()}  # fmt: skip
+    device = {"GPU": 1} if cfg.use_gpu else {"CPU": 1}
     trainer = TorchTrainer(
         train_func,
         train_loop_config=config,
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu),
+        # STRICT_PACK on GPU: every FSDP worker on one node (NVLink), never spread over pods (TCP)
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                     resources_per_worker={**device, **cfg.resources_per_worker},
+                                     placement_strategy="STRICT_PACK" if cfg.use_gpu else "PACK"),  # fmt: skip
         # the fingerprint in the name: the same command resumes this run; a changed one starts a new run
         run_config=RunConfig(name=f"{name}-{fingerprint}", storage_path=storage,
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),  # fmt: skip
@@ -113,18 +169,22 @@ def _fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg: TrainConfig
     result = trainer.fit()
     metrics = dict(result.metrics)
     run_dir.mkdir(parents=True, exist_ok=True)
+    target = run_dir / "model"
     with result.checkpoint.as_directory() as folder:
-        target = run_dir / "model"
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(Path(folder) / EXPORT, target)
-    # The run is finished and its model exported (metrics.json marks it done): its checkpoints, weights and
-    # optimizer state at about 3x the model's size, were only there to resume it. Local or s3:// alike.
-    result.filesystem.delete_dir(result.path)
+        tmp = run_dir / ".model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(Path(folder) / EXPORT, tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
     history = json.loads((target / "log_history.json").read_text())
     _loss_chart(history, run_dir / "loss.png", name)
     metrics.update(run=name, fingerprint=fingerprint, wall_seconds=round(time.time() - start, 1), export=str(target))
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    tmp = done.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2))
+    tmp.replace(done)  # the run is done from here on; a crash before this resumes from the final checkpoint
+    # Finished and exported: its checkpoints, weights and optimizer state at about 3x the model's size, were only
+    # there to resume it. Local or s3:// alike. A crash here leaves them to the next `ray` cleanup, harmless.
+    result.filesystem.delete_dir(result.path)
     log(f"[{name}] loss {metrics.get('train_loss')}, dev loss {metrics.get('eval_loss')}, "
         f"{metrics.get('real_tokens_per_second')} real tokens/s; model in {target}")  # fmt: skip
     return {**metrics, "resumed": False}
@@ -135,6 +195,7 @@ def train_func(config: dict) -> None:
     import functools
     import tempfile
 
+    import pyarrow.fs
     import ray.train
     import torch
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
@@ -158,6 +219,15 @@ def train_func(config: dict) -> None:
     context = ray.train.get_context()
     workdir = Path(tempfile.gettempdir()) / f"atheus-sft-{context.get_experiment_name()}-{context.get_world_rank()}"
     shutil.rmtree(workdir, ignore_errors=True)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:  # the final checkpoint (the export) holds train_metrics.json: the run had finished
+        final = f"{checkpoint.path}/{EXPORT}/train_metrics.json"
+        if checkpoint.filesystem.get_file_info(final).type != pyarrow.fs.FileType.NotFound:
+            with checkpoint.filesystem.open_input_stream(final) as f:
+                metrics = json.loads(f.read())
+            ray.train.report(metrics, checkpoint=checkpoint if context.get_world_rank() == 0 else None)
+            return
+    fsdp = cfg.use_gpu and cfg.num_workers > 1
     try:
         args = TrainingArguments(
             output_dir=str(workdir),
@@ -183,7 +253,11 @@ def train_func(config: dict) -> None:
             data_seed=cfg.seed,
             bf16=cfg.use_gpu,
             use_cpu=not cfg.use_gpu,
-            fsdp="full_shard auto_wrap" if cfg.use_gpu and cfg.num_workers > 1 else "",
+            # FSDP2 full shard, each decoder layer its own unit (transformers' default wrap policy)
+            fsdp=True if fsdp else None,
+            fsdp_config={"version": 2, "reshard_after_forward": True,
+                         "activation_checkpointing": cfg.activation_checkpointing} if fsdp else None,  # fmt: skip
+            gradient_checkpointing=cfg.activation_checkpointing and not fsdp,
             train_sampling_strategy="random" if cfg.packing else "group_by_length",
             remove_unused_columns=False,
             report_to="none",
@@ -196,7 +270,6 @@ def train_func(config: dict) -> None:
         )  # fmt: skip
         trainer = prepare_trainer(trainer)
         resume, start_step = None, 0
-        checkpoint = ray.train.get_checkpoint()
         if checkpoint:
             resume_dir = checkpoint.to_directory(str(workdir / "resume"))  # in the scratch, not /tmp's root
             resume = str(Path(resume_dir) / RayTrainReportCallback.CHECKPOINT_NAME)
@@ -210,8 +283,9 @@ def train_func(config: dict) -> None:
             metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
         steps_per_epoch = max(1, trainer.state.max_steps / max(cfg.epochs, 1e-9))
         real_tokens = sum(len(r["input_ids"]) for r in config["train"])  # every token is real; padding is added later
+        # all workers together: steps_per_epoch already counts every worker's share of the examples
         tokens_done = real_tokens * (trainer.state.global_step - start_step) / steps_per_epoch
-        metrics["real_tokens_per_second"] = round(tokens_done * cfg.num_workers / max(seconds, 1e-9), 1)
+        metrics["real_tokens_per_second"] = round(tokens_done / max(seconds, 1e-9), 1)
         if cfg.use_gpu:
             params = sum(p.numel() for p in model.parameters())
             peak = cfg.gpu_peak_tflops * 1e12 * cfg.num_workers
@@ -223,6 +297,7 @@ def train_func(config: dict) -> None:
             if context.get_world_rank() == 0:
                 tokenizer.save_pretrained(str(export))
                 (export / "log_history.json").write_text(json.dumps(trainer.state.log_history))
+                (export / "train_metrics.json").write_text(json.dumps(metrics))  # marks the final checkpoint
                 checkpoint = ray.train.Checkpoint.from_directory(folder)
             ray.train.report(metrics, checkpoint=checkpoint)
     finally:

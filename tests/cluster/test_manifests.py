@@ -216,6 +216,25 @@ def gpus(container: dict) -> int:
     return int(container.get("resources", {}).get("limits", {}).get("nvidia.com/gpu", 0))
 
 
+def group_resources(group: dict) -> dict[str, float]:
+    """The Ray resources one pod of a head or worker group advertises: CPU (num-cpus, else the container's CPU
+    limit), GPU (the nvidia.com/gpu limit) and the custom ones of rayStartParams.resources, which KubeRay takes
+    as a JSON map inside a quoted string ('"{\\"gen\\": 4}"')."""
+    (container,) = group["template"]["spec"]["containers"]
+    params = group.get("rayStartParams", {})
+    cpu = params.get("num-cpus", str(container.get("resources", {}).get("limits", {}).get("cpu", "0")))
+    found = {"CPU": float(cpu), "GPU": float(gpus(container))}
+    if "resources" in params:
+        text = params["resources"]
+        assert text.startswith('"') and text.endswith('"'), f"{group.get('groupName')}: resources must be quoted"
+        found.update(json.loads(text[1:-1].replace('\\"', '"')))
+    return found
+
+
+def container_env(container: dict) -> dict[str, str]:
+    return {v["name"]: v.get("value") for v in container.get("env", [])}
+
+
 def launcher() -> dict:
     return yaml.safe_load((CLUSTER / "launcher-aws.yaml").read_text())
 
@@ -274,21 +293,44 @@ def test_rayjob_runs_an_existing_script_with_an_existing_config(name):
     assert (REPO / config).is_file(), f"{label}: {config} does not exist"
 
 
+def rayjob_problems(label: str, spec: dict) -> list[str]:
+    """What KubeRay (1.4 to 1.7, the versions cluster/README.md supports) would refuse or do wrong with a RayJob
+    spec that selects a running RayCluster (clusterSelector):
+    - backoffLimit: 1.6+ rejects the spec (ValidationFailed, kuberay PR #4527); 1.4-1.5 delete the selected
+      RayCluster on the first retry (issue #4516), killing every other job on it;
+    - rayClusterSpec: one or the other, never both;
+    - shutdownAfterJobFinishes, ttlSecondsAfterFinished: they delete a cluster the RayJob created, and this one
+      created none (1.6+ rejects shutdownAfterJobFinishes with clusterSelector)."""
+    if "clusterSelector" not in spec:
+        return []
+    return [f"{label}: {field} must not be set with clusterSelector"
+            for field in ("backoffLimit", "rayClusterSpec", "shutdownAfterJobFinishes", "ttlSecondsAfterFinished")
+            if field in spec]  # fmt: skip
+
+
+def test_rayjob_rules_catch_backoff_limit_with_cluster_selector():
+    """The rules report a RayJob that sets backoffLimit (or a cluster-lifetime field) next to clusterSelector,
+    and none of this repository's RayJobs does."""
+    label, job = of_kind("RayJob")[0]
+    assert rayjob_problems(label, job["spec"]) == []
+    bad = {**job["spec"], "backoffLimit": 1, "shutdownAfterJobFinishes": True}
+    assert rayjob_problems(label, bad) == [f"{label}: backoffLimit must not be set with clusterSelector",
+                                           f"{label}: shutdownAfterJobFinishes must not be set with clusterSelector"]  # fmt: skip
+    for label, job in of_kind("RayJob"):
+        assert rayjob_problems(label, job["spec"]) == []
+
+
 def test_rayjobs_run_on_the_raycluster():
-    """Every RayJob selects the RayCluster of cluster/raycluster.yaml (clusterSelector), so it leaves out the
-    fields that delete a cluster the RayJob created; it has a deadline, a retry limit, a submission mode and
-    a runtime env Ray accepts, whose working_dir is the repository in the image."""
+    """Every RayJob selects the RayCluster of cluster/raycluster.yaml (clusterSelector); it has a deadline, a
+    submission mode and a runtime env Ray accepts, whose working_dir is the repository in the image."""
     from ray.runtime_env import RuntimeEnv
 
     (_, cluster), = of_kind("RayCluster")
     for label, job in of_kind("RayJob"):
         spec = job["spec"]
         assert spec.get("clusterSelector") == {"ray.io/cluster": cluster["metadata"]["name"]}, label
-        for field in ("rayClusterSpec", "shutdownAfterJobFinishes", "ttlSecondsAfterFinished"):
-            assert field not in spec, f"{label}: {field} does not belong with clusterSelector"
         assert spec.get("submissionMode") in ("K8sJobMode", "HTTPMode"), label
         assert isinstance(spec.get("activeDeadlineSeconds"), int) and spec["activeDeadlineSeconds"] > 0, label
-        assert isinstance(spec.get("backoffLimit"), int) and spec["backoffLimit"] >= 0, label
         env = yaml.safe_load(spec["runtimeEnvYAML"])
         RuntimeEnv(**env)  # raises on a field or URI Ray does not accept
         assert env["working_dir"] == f"local://{IMAGE_REPO_DIR}", label
@@ -312,8 +354,9 @@ def test_rayservice_serves_the_atheus_app():
 
 
 def test_heads_run_no_work_and_gpu_groups_start_at_zero():
-    """In every RayCluster spec: autoscaling on, the head has num-cpus "0" and no GPU, every worker group asks
-    for GPUs and starts at 0 pods; rayStartParams values are strings (a Kubernetes map of strings)."""
+    """In every RayCluster spec: autoscaling on, the head has num-cpus "0" and no GPU, every GPU worker group
+    starts at 0 pods, and a group without GPUs (the RayService's ingress pod) is small; rayStartParams values
+    are strings (a Kubernetes map of strings)."""
     specs = ray_cluster_specs()
     assert specs
     for label, spec in specs:
@@ -326,9 +369,12 @@ def test_heads_run_no_work_and_gpu_groups_start_at_zero():
             assert all(isinstance(v, str) for v in group["rayStartParams"].values()), f"{label}: {group}"
         for group in spec["workerGroupSpecs"]:
             where = f"{label} {group['groupName']}"
-            assert group["minReplicas"] == 0 and group.get("replicas", 0) == 0, f"{where}: must start at 0"
             assert group["maxReplicas"] >= 1, where
-            assert all(gpus(c) > 0 for c in group["template"]["spec"]["containers"]), f"{where}: no GPU limit"
+            if all(gpus(c) > 0 for c in group["template"]["spec"]["containers"]):
+                assert group["minReplicas"] == 0 and group.get("replicas", 0) == 0, f"{where}: must start at 0"
+            else:
+                assert group_resources(group)["CPU"] <= 4 and group["maxReplicas"] == 1, f"{where}: a CPU group is small"
+        assert any(gpus(c) > 0 for g in spec["workerGroupSpecs"] for c in g["template"]["spec"]["containers"]), label
 
 
 def test_every_pod_mounts_the_shared_volume_and_shm():
@@ -347,8 +393,8 @@ def test_every_pod_mounts_the_shared_volume_and_shm():
 
 def test_secrets_come_from_secret_key_refs():
     """An env var whose name looks secret (KEY, TOKEN, SECRET, PASSWORD) comes from a secretKeyRef, never a
-    value; the cluster's pods get OPENAI_API_KEY (and an optional HF_TOKEN), the RayService's pods get
-    ATHEUS_SERVE_TOKEN, each from the Secret the README tells how to create."""
+    value; the cluster's head gets OPENAI_API_KEY (its GPU pods do not), every cluster pod an optional
+    HF_TOKEN, the RayService's pods ATHEUS_SERVE_TOKEN, each from the Secret the README tells how to create."""
     for where, template in pod_templates():
         for container in template["spec"]["containers"]:
             for var in container.get("env", []):
@@ -362,7 +408,11 @@ def test_secrets_come_from_secret_key_refs():
     for where, template in pod_templates():
         found = refs(template)
         if where.startswith("raycluster.yaml"):
-            assert found["OPENAI_API_KEY"] == {"name": "openai-api-key", "key": "OPENAI_API_KEY"}, where
+            # the judge runs in the evaluation's driver, on the head: the key is there and nowhere else
+            if where.endswith(" head"):
+                assert found["OPENAI_API_KEY"] == {"name": "openai-api-key", "key": "OPENAI_API_KEY"}, where
+            else:
+                assert "OPENAI_API_KEY" not in found, f"{where}: the OpenAI key belongs on the head only"
             assert found["HF_TOKEN"] == {"name": "hf-token", "key": "HF_TOKEN", "optional": True}, where
         if where.startswith("rayservice.yaml"):
             assert found["ATHEUS_SERVE_TOKEN"] == {"name": "atheus-serve-token", "key": "ATHEUS_SERVE_TOKEN"}, where
@@ -423,3 +473,124 @@ def test_launcher_head_runs_no_work_and_gpu_nodes_start_at_zero():
     assert gpu_types, "no node type with GPUs"
     for name, node_type in gpu_types.items():
         assert node_type.get("min_workers") == 0, f"{name}: min_workers must be 0"
+
+
+# --- what the cluster configs ask of the manifests ---------------------------------------------------------
+CLUSTER_CONFIGS = REPO / "jobs" / "configs" / "cluster"
+RAY_BUILTIN = {"CPU", "GPU", "memory", "object_store_memory"}
+
+
+def _cluster_config(name: str) -> dict:
+    return yaml.safe_load((CLUSTER_CONFIGS / name).read_text())
+
+
+def demands() -> list[tuple[str, dict[str, float], str]]:
+    """(what, resources one node must hold at once, which manifest) for every placement the cluster configs ask
+    for: a vLLM replica's STRICT_PACKed bundles (tp x pp GPUs with engine.resources each), all SFT workers
+    STRICT_PACKed together, an evaluation candidate's replica, the RayService's replicas and its ingress."""
+    found = []
+    for name in ("synth.yaml", "screen.yaml"):
+        engine = _cluster_config(name)["engine"]
+        n = engine.get("tensor_parallel_size", 1) * engine.get("pipeline_parallel_size", 1)
+        found.append((f"{name} engine replica", {"GPU": n, **{k: v * n for k, v in engine.get("resources", {}).items()}},
+                      "raycluster.yaml"))  # fmt: skip
+    sft = _cluster_config("sft.yaml")
+    w = sft["num_workers"]
+    found.append(("sft.yaml workers", {"GPU": w, **{k: v * w for k, v in sft.get("resources_per_worker", {}).items()}},
+                  "raycluster.yaml"))  # fmt: skip
+    found.append(("eval.yaml candidate", {"GPU": 1, **_cluster_config("eval.yaml")["serve"].get("resources", {})},
+                  "raycluster.yaml"))  # fmt: skip
+    serve = _cluster_config("serve.yaml")
+    tp = max(m.get("tensor_parallel_size", 1) for m in serve["models"])
+    found.append(("serve.yaml replica", {"GPU": tp, **{k: v * tp for k, v in serve["serve"].get("resources", {}).items()}},
+                  "rayservice.yaml"))  # fmt: skip
+    found.append(("serve.yaml ingress", {"CPU": serve["serve"]["ingress_cpus"], **serve["serve"].get("ingress_resources", {})},
+                  "rayservice.yaml"))  # fmt: skip
+    return found
+
+
+def placement_problems(demand: dict[str, float], groups: dict[str, dict[str, float]], what: str) -> list[str]:
+    """Empty when some group's one node holds all of `demand` and every custom resource in it is advertised by
+    that group only where it is meant to pin work (a resource no group advertises never schedules)."""
+    custom = set(demand) - RAY_BUILTIN
+    if not custom:
+        return [f"{what}: asks for no custom resource, so nothing pins it to its worker group"]
+    fits = [name for name, have in groups.items() if all(have.get(k, 0) >= v for k, v in demand.items())]
+    return [] if fits else [f"{what}: no worker group holds {demand} on one node (groups: {groups})"]
+
+
+def _groups(manifest: str) -> dict[str, dict[str, float]]:
+    (spec,) = [s for label, s in ray_cluster_specs() if label.startswith(f"{manifest}#")]
+    return {g["groupName"]: group_resources(g) for g in spec["workerGroupSpecs"]}
+
+
+@pytest.mark.parametrize("what,demand,manifest", demands(), ids=[d[0] for d in demands()])
+def test_every_placement_the_configs_ask_for_fits_one_node_of_its_group(what, demand, manifest):
+    """Work is pinned to its node pool by custom resources (engine.resources, train.resources_per_worker,
+    serve.resources, serve.ingress_resources), and the pinned group holds a whole replica (or all SFT
+    workers) on one pod: FSDP never spans generation pods, a tensor-parallel replica never splits."""
+    problems = placement_problems(demand, _groups(manifest), what)
+    assert not problems, "\n".join(problems)
+    if manifest == "raycluster.yaml":  # the launcher's node types offer the same
+        types = {n: t["resources"] for n, t in launcher()["available_node_types"].items() if n != "head"}
+        problems = placement_problems(demand, types, f"launcher-aws.yaml: {what}")
+        assert not problems, "\n".join(problems)
+
+
+def test_placement_rules_catch_unpinned_and_unplaceable_work():
+    """The rule reports work that asks for no custom resource, and work no single pod can hold."""
+    groups = {"gpu-gen": {"CPU": 40, "GPU": 4, "gen": 4}, "gpu-train": {"CPU": 88, "GPU": 8, "train": 8}}
+    assert placement_problems({"GPU": 8, "train": 8}, groups, "sft") == []
+    assert placement_problems({"GPU": 8}, groups, "sft") == ["sft: asks for no custom resource, so nothing pins it "
+                                                            "to its worker group"]  # fmt: skip
+    assert placement_problems({"GPU": 16, "train": 16}, groups, "sft")[0].startswith("sft: no worker group holds")
+    assert placement_problems({"GPU": 2, "gen": 2, "train": 1}, groups, "mixed")[0].startswith("mixed: no worker")
+
+
+def test_the_rayservice_can_scale_its_gpu_pods_to_zero():
+    """The RayService's models scale to zero (min_replicas 0) and its ingress has a CPU pod that is always up
+    to live on (the head runs no work): otherwise the ingress would hold a GPU pod up forever."""
+    serve = _cluster_config("serve.yaml")["serve"]
+    assert serve["min_replicas"] == 0
+    (spec,) = [s for label, s in ray_cluster_specs() if label.startswith("rayservice.yaml#")]
+    holders = [g for g in spec["workerGroupSpecs"] if group_resources(g)["GPU"] == 0 and g["minReplicas"] >= 1
+               and group_resources(g)["CPU"] >= serve["ingress_cpus"]
+               and all(group_resources(g).get(k, 0) >= v for k, v in serve["ingress_resources"].items())]  # fmt: skip
+    assert holders, "no always-up CPU group can hold the ingress"
+    gpu_groups = [g for g in spec["workerGroupSpecs"] if group_resources(g)["GPU"] > 0]
+    assert gpu_groups and not any(set(serve["ingress_resources"]) & set(group_resources(g)) for g in gpu_groups)
+
+
+def test_pods_keep_models_on_the_shared_volume_and_request_their_disk():
+    """Every pod sets HF_HOME on the shared volume (a 48 GB model downloaded once, not into each container), and
+    every container requests and limits ephemeral-storage; the training group's TMPDIR (the Trainer's local
+    checkpoints) is a mounted emptyDir within that request."""
+    for where, template in pod_templates():
+        for container in template["spec"]["containers"]:
+            env = container_env(container)
+            assert env.get("HF_HOME", "").startswith(SHARED_PATH + "/"), f"{where}: HF_HOME on {SHARED_PATH}"
+            for kind in ("requests", "limits"):
+                assert "ephemeral-storage" in container["resources"][kind], f"{where}: ephemeral-storage {kind}"
+            if where.endswith("gpu-train"):
+                mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+                assert env.get("TMPDIR") in mounts, f"{where}: TMPDIR must be a mounted volume"
+                volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+                assert "emptyDir" in volumes[mounts[env["TMPDIR"]]], where
+    assert "-e HF_HOME=/mnt/shared/hf-cache" in " ".join(launcher()["docker"]["run_options"])
+
+
+def test_launcher_nodes_get_credentials_and_a_current_gpu_image():
+    """Every node type names its IAM instance profile (Ray attaches its default to the head only: a worker
+    without one cannot fetch its secrets, fails setup and is relaunched forever) and an ImageId (without one Ray
+    picks an Ubuntu 18.04 / CUDA 11.2 DLAMI whose driver cannot run the cu128 image)."""
+    from ray.autoscaler._private.aws.config import DEFAULT_AMI
+
+    config = launcher()
+    for name, node_type in config["available_node_types"].items():
+        node = node_type["node_config"]
+        assert node.get("IamInstanceProfile", {}).get("Name") or node.get("IamInstanceProfile", {}).get("Arn"), name
+        image = node.get("ImageId", "")
+        assert image.lower() not in ("", "latest_dlami") and image not in DEFAULT_AMI.values(), f"{name}: {image!r}"
+        if node_type["resources"].get("GPU"):
+            assert image.startswith("resolve:ssm:/aws/service/deeplearning/ami/x86_64/") and "18.04" not in image
+            assert node["IamInstanceProfile"] != config["available_node_types"]["head"]["node_config"]["IamInstanceProfile"]

@@ -5,6 +5,7 @@ the report and its numbers."""
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -35,11 +36,17 @@ class FirstSlotJudge(BaseHTTPRequestHandler):
 
 @pytest.mark.slow
 def test_eval_answers_judges_and_reports(ray_local, tiny_model, tmp_path):
+    # the 24 sample tasks and one whose prompt is longer than the served models' context: Serve answers it with
+    # a 400, which is recorded as an answer error, counted, and kept out of judging
+    tasks = tmp_path / "tasks.jsonl"
+    long = {"input": "次の文章を要約してください。" + "梅雨の晴れ間には布団を干しましょう。" * 120, "output": "要約", "eval_aspect": ""}
+    tasks.write_text(Path(SAMPLE).read_text(encoding="utf-8") + json.dumps(long, ensure_ascii=False) + "\n",
+                     encoding="utf-8")  # fmt: skip
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FirstSlotJudge)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         cfg = load_config(EvalConfig, "jobs/configs/eval.yaml", [
-            f"out={tmp_path}", f"tasks=[{SAMPLE}]", "limit=null", "answer.max_tokens=16", "serve.max_model_len=1024",
+            f"out={tmp_path}", f"tasks=[{tasks}]", "limit=null", "answer.max_tokens=16", "serve.max_model_len=1024",
             f"candidates=[{{name: open, group: tiny, model: {tiny_model}}}, {{name: atheus, group: tiny, model: {tiny_model}}}]",
             f"judge.base_url=http://127.0.0.1:{httpd.server_address[1]}/v1", "judge.model=fake-judge",
             "judge.source=null", "judge.constrain=false",
@@ -58,10 +65,12 @@ def test_eval_answers_judges_and_reports(ray_local, tiny_model, tmp_path):
     assert sum("reused from an earlier run" in m for m in logs) == 2  # and no candidate answered twice
     assert not any("[serve]" in m for m in logs)  # nothing left to answer, remote judge: no Serve app started
     [c] = results["comparisons"]
-    assert (c["wins"], c["ties"], c["losses"], c["invalid"]) == (24, 0, 24, 0)
+    assert (c["wins"], c["ties"], c["losses"], c["invalid"], c["answer_errors"]) == (24, 0, 24, 0, 1)
     assert c["win_rate"] == 0.5 and c["first_slot_rate"] == 1.0 and c["position_consistency"] == 0.0
     answers = pq.read_table(tmp_path / "answers").to_pylist()
-    assert len(answers) == 48 and {a["candidate"] for a in answers} == {"open", "atheus"}
+    assert len(answers) == 50 and {a["candidate"] for a in answers} == {"open", "atheus"}
+    errors = [a for a in answers if a["error"]]
+    assert len(errors) == 2 and all(a["answer"] is None and a["error"].startswith("prompt_too_long") for a in errors)
     assert [(a["candidate"], a["mean"], a["scored"]) for a in results["absolute"]] == [("open", 3.0, 24), ("atheus", 3.0, 24)]
     saved = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert saved["comparisons"] == results["comparisons"]
@@ -79,7 +88,8 @@ def test_a_finished_run_with_a_local_judge_starts_nothing(ray_local, tmp_path, m
     saved = {(c.group, c.name): run._saved_answers(c, tasks, cfg, tmp_path) for c in cfg.candidates}
     for (group, name), path in saved.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({t["id"]: f"{name}の答え{t['id']}" for t in tasks}, ensure_ascii=False))
+        answers = {t["id"]: f"{name}の答え{t['id']}" for t in tasks}
+        path.write_text(json.dumps({"answers": answers, "errors": {}}, ensure_ascii=False))
     cache = Cache(tmp_path / "judge_cache.jsonl")
     for jobs in run._jobs(cfg, tasks, ["g"], run._load_answers(cfg, tasks, saved)):
         for j in jobs:

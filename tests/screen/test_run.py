@@ -145,10 +145,17 @@ def test_read_pairs_accepts_output_or_response_and_names_bad_rows(tmp_path):
 def test_screen_with_the_real_vllm_tagger(ray_local, embedded_model, tmp_path):
     cfg = load_config(ScreenConfig, None, ["heuristics.min_ja_ratio_output=0", "selection.min_quality=1",
                                            "selection.min_score=1", "selection.keep_unsafe=true"])  # fmt: skip
-    summary = screen_run.screen(pairs(), tmp_path, cfg, ModelConfig(max_model_len=4096),
+    # one answer far longer than the tagger's context (7,000 characters, more than 4,096 tokens): rejected as
+    # prompt_too_long before any engine sees it; the stage goes on
+    long = {**pairs()[0], "id": "long", "instruction": "梅雨の過ごし方を詳しく書いてください。",
+            "response": "梅雨の晴れ間には布団を干し、湿気の多い日は除湿機を使いましょう。" * 230}  # fmt: skip
+    summary = screen_run.screen([*pairs(), long], tmp_path, cfg, ModelConfig(max_model_len=4096),
                                 EngineConfig(batch_size=16), log=lambda m: None)  # fmt: skip
     tagging = next(s for s in summary["stages"] if s["stage"] == "tagging")
-    assert tagging["tokens_out"] > 0 and tagging["kept"] + tagging["rejected"] == 7  # one refusal dropped before
+    assert tagging["tokens_out"] > 0 and tagging["kept"] + tagging["rejected"] == 8  # one refusal dropped before
+    assert tagging["rejected_by_reason"].get("prompt_too_long") == 1
+    [too_long] = [r for r in pq.read_table(tmp_path / "rejected" / "tagging").to_pylist() if r["id"] == "long"]
+    assert too_long["reject_reason"] == "prompt_too_long" and "max_model_len 4096" in too_long["detail"]
     final = pq.read_table(tmp_path / "final").to_pylist()
     assert len(final) == summary["rows_out"] > 0
     for row in final:

@@ -67,10 +67,11 @@ def test_request_carries_the_schema_and_the_pair():
 
 
 def test_with_tags_counts_parse_errors_without_losing_rows():
-    rows = [{"id": f"r{i}", "instruction": "x", "input": None, "response": "y"} for i in range(3)]
-    outputs = [{"text": text()}, {"text": "壊れた出力"}, {"text": text(response_quality=3)}]
+    rows = [{"id": f"r{i}", "instruction": "x", "input": None, "response": "y"} for i in range(4)]
+    outputs = [{"text": text()}, {"text": "壊れた出力"}, {"text": text(response_quality=3)},
+               {"text": "", "error": "prompt_too_long: 5000 prompt tokens, model.max_model_len 4096"}]  # fmt: skip
     tagged, rejected = with_tags(rows, outputs, CATEGORIES, "judge")
     assert [r["id"] for r in tagged] == ["r0", "r2"] and [r["score"] for r in tagged] == [8, 3]
     assert tagged[0]["tagger_model"] == "judge" and tagged[0]["tagger_prompt_version"]
-    assert [(r["id"], r["reject_reason"]) for r in rejected] == [("r1", "tag_parse_error")]
+    assert [(r["id"], r["reject_reason"]) for r in rejected] == [("r1", "tag_parse_error"), ("r3", "prompt_too_long")]
     assert "no JSON object" in rejected[0]["detail"]

@@ -46,12 +46,13 @@ def out(text):
 
 def test_make_children_lineage_and_rejections():
     cfg = EvolConfig()
-    pool = [PARENT, {**PARENT, "id": "p2"}, {**PARENT, "id": "p3"}, {**PARENT, "id": "p4"}]
+    pool = [PARENT, {**PARENT, "id": "p2"}, {**PARENT, "id": "p3"}, {**PARENT, "id": "p4"}, {**PARENT, "id": "p5"}]
     requests = evol.evolve_requests(pool, 1, cfg)
     evolved = "取引先へのお礼のメールを、200字以内で、次回の打ち合わせ日程の提案を含めて書いてください。"
     outputs = [out(json.dumps({"instruction": evolved, "input": ""}, ensure_ascii=False)), out(""),
                out(json.dumps({"instruction": "Write it", "input": ""})),
-               out(json.dumps({"instruction": PARENT["instruction"], "input": ""}, ensure_ascii=False))]  # fmt: skip
+               out(json.dumps({"instruction": PARENT["instruction"], "input": ""}, ensure_ascii=False)),
+               {**out(""), "error": "http_400: Unrecognized request argument"}]  # fmt: skip
     pool[3]["id"] = content_id(PARENT["instruction"], None)  # the 4th parent's child is identical to it
     requests[3]["parent"] = pool[3]
     children, rejected = evol.make_children(requests, outputs, 1, cfg, "m")
@@ -61,7 +62,7 @@ def test_make_children_lineage_and_rejections():
     assert (child["parent_id"], child["round"], child["seed_ids"]) == ("p1", 1, ["fluency-001"])
     assert child["origin"] == evol.origin(requests[0]["op"])
     assert child["perspective"] == "fluency" and child["domain"] == "business_manners"
-    assert sorted(r["reject_reason"] for r in rejected) == ["low_ja_ratio", "no_change", "parse_error"]
+    assert sorted(r["reject_reason"] for r in rejected) == ["http_400", "low_ja_ratio", "no_change", "parse_error"]
 
 
 @pytest.mark.parametrize("answer,verdict,reason", [

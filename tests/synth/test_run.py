@@ -106,6 +106,11 @@ def test_fingerprint_follows_config_seeds_and_prompts(tmp_path, monkeypatch):
     base = run.fingerprint(cfg, seeds)
     assert run.fingerprint(small_config(tmp_path / "elsewhere"), seeds) == base  # `out` does not count
     assert run.fingerprint(cfg.model_copy(update={"seed": 1}), seeds) != base
+    # where and how fast the engine runs changes no row: finished stages survive a change of parallelism
+    placement = {"concurrency": 4, "batch_size": 3, "tensor_parallel_size": 2, "gpu_memory_utilization": 0.9,
+                 "accelerator": "gpu", "resources": {"gen": 1}, "enforce_eager": False}  # fmt: skip
+    assert run.fingerprint(cfg.model_copy(update={"engine": cfg.engine.model_copy(update=placement)}), seeds) == base
+    assert run.fingerprint(cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"seed": 7})}), seeds) != base
     assert run.fingerprint(cfg, seeds[:-1]) != base
     prompts = tmp_path / "prompts"
     prompts.mkdir()

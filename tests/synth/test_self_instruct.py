@@ -70,7 +70,7 @@ def fake_output(*tasks):
 
 def test_select_filters_dedups_and_keeps_lineage(seeds):
     taxonomy = load_taxonomy()
-    cfg = SelfInstructConfig(requests=2)
+    cfg = SelfInstructConfig(requests=3)
     requests = build_requests(seeds, taxonomy, cfg, 1, [], seed=0)
     copied_seed = seeds[0].instruction
     outputs = [
@@ -79,6 +79,7 @@ def test_select_filters_dedups_and_keeps_lineage(seeds):
                     ("農業の担い手不足について、原因と対策を三つずつ挙げてください。", ""),
                     (copied_seed, seeds[0].input or "")),
         {"text": "ごめんなさい", "tokens_in": 5, "tokens_out": 3},
+        {"text": "", "tokens_in": 0, "tokens_out": 0, "error": "prompt_too_long: 9000 prompt tokens"},  # no answer
     ]  # fmt: skip
     kept, rejected = select(requests, outputs, cfg, seeds, [], "TestModel", 1)
     assert [r["instruction"] for r in kept] == ["農業の担い手不足について、原因と対策を三つずつ挙げてください。"]
@@ -88,7 +89,8 @@ def test_select_filters_dedups_and_keeps_lineage(seeds):
     assert row["seed_ids"] == requests[0]["seed_ids"] and row["perspective"] == requests[0]["perspective"]
     assert len(row["prompt_version"]) == 12
     reasons = sorted(r["reject_reason"] for r in rejected)
-    assert reasons == ["duplicate_text", "needs_modality", "not_novel", "parse_error"]
+    assert reasons == ["duplicate_text", "needs_modality", "not_novel", "parse_error", "prompt_too_long"]
+    assert next(r for r in rejected if r["reject_reason"] == "prompt_too_long")["detail"] == "9000 prompt tokens"
     not_novel = next(r for r in rejected if r["reject_reason"] == "not_novel")
     assert f"seed:{seeds[0].id}" in not_novel["detail"]
     ids = [r["id"] for r in kept + rejected]
