@@ -158,10 +158,8 @@ def _config(cls_name: str, args):
     """The command's config: --config file, then --set overrides, then --out."""
     from atheus_ray import config
 
-    cfg = config.load_config(getattr(config, cls_name), args.config, args.overrides)
-    if args.out:
-        cfg.out = args.out
-    return cfg
+    out = [f"out={json.dumps(args.out)}"] if args.out else []  # a JSON string is a YAML string: validated as --set
+    return config.load_config(getattr(config, cls_name), args.config, [*args.overrides, *out])
 
 
 def _screen(args) -> int:

@@ -7,15 +7,29 @@ wrong types and missing files raise `ConfigError` with a message that names the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the file and key."""
+
+
+def _a_folder(value: str) -> str:
+    """Outputs go to a folder: local, or a shared file system every node mounts (NFS, EFS, a PVC). An object-store
+    URI is refused rather than turned into a local folder named `s3:` (which `Path(...).resolve()` does)."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value) and not value.startswith("file://"):
+        raise ValueError("object storage is not supported for outputs yet: use a folder every node can read and "
+                         "write (a shared file system such as /mnt/shared); train.storage_path (checkpoints) may be "
+                         "s3:// or gs://")  # fmt: skip
+    return value.removeprefix("file://")
+
+
+Folder = Annotated[str, AfterValidator(_a_folder)]
 
 
 class Strict(BaseModel):
@@ -209,7 +223,7 @@ class ScreenJobConfig(Strict):
         None, description="Pairs to screen: a Parquet/JSONL file or folder with instruction/input/output (or "
         "response) columns, or hf:owner/name[:split]. Usually given as --in.",
     )
-    out: str = Field("outputs/screen", description="Output folder (final/, rejected/, sft/, README.md).")
+    out: Folder = Field("outputs/screen", description="Output folder (final/, rejected/, sft/, README.md).")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The tagger model.")
     engine: EngineConfig = Field(default_factory=EngineConfig, description="How the tagger runs.")
     ray: RayConfig = Field(default_factory=RayConfig, description="Which Ray cluster to use.")
@@ -217,7 +231,7 @@ class ScreenJobConfig(Strict):
 
 
 class SynthConfig(Strict):
-    out: str = Field("outputs/local", description="Output folder (local path; Parquet tables go in subfolders).")
+    out: Folder = Field("outputs/local", description="Output folder (a local or shared-file-system path; Parquet tables go in subfolders).")
     seed: int = Field(0, description="Seed of every random choice (seeds shown, domains), so reruns match.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The generator model.")
     engine: EngineConfig = Field(default_factory=EngineConfig, description="How vLLM runs on Ray.")
@@ -241,7 +255,7 @@ class ConditionConfig(Strict):
 
 
 class TrainConfig(Strict):
-    out: str = Field("outputs/sft", description="Output folder: one subfolder per condition x model.")
+    out: Folder = Field("outputs/sft", description="Output folder: one subfolder per condition x model.")
     storage_path: str | None = Field(
         None, description="Where Ray Train keeps checkpoints (local dir, NFS or s3://...); default OUT/checkpoints.",
     )
@@ -367,7 +381,7 @@ class JudgeConfig(Strict):
 
 
 class EvalConfig(Strict):
-    out: str = Field("outputs/eval", description="Output folder: answers/, judgments/, results.json, report.*.")
+    out: Folder = Field("outputs/eval", description="Output folder: answers/, judgments/, results.json, report.*.")
     tasks: list[str] = Field(
         ["atheus_ray/data/eval_tasks_sample.jsonl"], min_length=1,
         description="Tasks in the ELYZA-tasks-100 format: files, or hf:elyza/ELYZA-tasks-100:test.",
@@ -397,7 +411,7 @@ class PipelineConfig(Strict):
     """`atheus pipeline`: every phase, wired together. A section may be given as the path of its own YAML file
     (`synth: jobs/configs/synth.yaml`); `--set train.epochs=1` then overrides a key inside it."""
 
-    out: str = Field("outputs/pipeline", description="Output folder: data/ (data set), sft/ (models), eval/ (report).")
+    out: Folder = Field("outputs/pipeline", description="Output folder: data/ (data set), sft/ (models), eval/ (report).")
     synthetic: str = Field(
         "atheus", description="The training condition that trains on the data set this run makes: its `paths` "
         "become OUT/data/sft/train.jsonl.",

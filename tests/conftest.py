@@ -1,9 +1,11 @@
 """Shared fixtures: one local Ray cluster per test session, a `ray start --head` cluster per test that asks for
-one, the embedded model, a tiny trainable model, and an offline environment.
+one (alone, or with worker nodes that advertise the manifests' custom resources), an S3-compatible server,
+the embedded model, a tiny trainable model, and an offline environment.
 
 Tests marked `slow` start real vLLM engines (tens of seconds each on a 2-core CPU).
 """
 
+import json
 import os
 import shutil
 import signal
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -77,49 +80,126 @@ def free_port():
     return _free_port
 
 
-@pytest.fixture
-def ray_head(tmp_path):
-    """A `ray start --head` cluster of the test's own (8 logical CPUs, job server), as users start one.
+def _agent_ports() -> list[str]:
+    """Ports of a node's own agents: the session's local cluster holds Ray's defaults."""
+    return [f"--{name}={_free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+            "runtime-env-agent-port", "metrics-export-port")]  # fmt: skip
 
-    Every port and the temp dir are its own: the session's local cluster holds Ray's default ports. `ray start`
-    turns token auth on (token in ~/.ray/auth_token), so `env` opts the CLI and drivers in. Yields `address`
-    (GCS), `dashboard` (job server URL), `env` and `log` (the head's output); stops the head afterwards.
-    """
+
+def _stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextmanager
+def _ray_cluster(tmp_path: Path, head_cpus: int, workers: list[dict], extra_env: dict | None = None):
+    """`ray start --head` (then `ray start --address` for each of `workers`: {name, cpus, resources}), as users
+    start one. Every port and the temp dir are its own; `ray start` turns token auth on (token in
+    ~/.ray/auth_token), so `env` opts the CLI and drivers in. Yields `address` (GCS), `dashboard` (job server
+    URL), `env`, `log` (the head's output) and `nodes` ({name: log}); stops every node afterwards."""
     bin_dir = Path(sys.executable).parent
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | (extra_env or {})
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # a job's `python` is this environment's
     env["RAY_AUTH_MODE"] = "token"
     port, dashboard = _free_port(), _free_port()
-    ports = [f"--{name}={_free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-             "runtime-env-agent-port", "metrics-export-port", "ray-client-server-port")]  # fmt: skip
     temp = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's unix sockets live under it
     log = tmp_path / "head.log"
-    with open(log, "wb") as out:
-        # --block keeps the head in its own process group, so one signal stops it (and only it)
-        head = subprocess.Popen(
-            [bin_dir / "ray", "start", "--head", "--block", f"--port={port}", f"--dashboard-port={dashboard}",
-             "--num-cpus=8", "--object-store-memory=1000000000", "--include-dashboard=true",
-             "--disable-usage-stats", f"--temp-dir={temp}", *ports],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{dashboard}"
+    processes, logs, temps = [], {}, [temp]
     try:
+        with open(log, "wb") as out:
+            # --block keeps each node in its own process group, so one signal stops it (and only it)
+            processes.append(subprocess.Popen(
+                [bin_dir / "ray", "start", "--head", "--block", f"--port={port}", f"--dashboard-port={dashboard}",
+                 f"--num-cpus={head_cpus}", "--object-store-memory=1000000000", "--include-dashboard=true",
+                 "--disable-usage-stats", f"--temp-dir={temp}", f"--ray-client-server-port={_free_port()}",
+                 *_agent_ports()],
+                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            ))  # fmt: skip
+        url = f"http://127.0.0.1:{dashboard}"
         for _ in range(120):  # the job server answers once the dashboard is up
-            assert head.poll() is None, log.read_text(errors="replace")[-3000:]
+            assert processes[0].poll() is None, log.read_text(errors="replace")[-3000:]
             if subprocess.run([bin_dir / "ray", "job", "list", f"--address={url}"], env=env,
                               capture_output=True).returncode == 0:  # fmt: skip
                 break
             time.sleep(1)
         else:
             pytest.fail(f"the head's job server did not answer in 120 s: {log.read_text(errors='replace')[-3000:]}")
-        yield {"address": f"127.0.0.1:{port}", "dashboard": url, "env": env, "log": log}
+        for worker in workers:  # each with a temp dir of its own, as on its own machine: nodes sharing one
+            # would unpack a job's working_dir into the same folder, one under the other's feet
+            temps.append(tempfile.mkdtemp(prefix=f"r{worker['name'][0]}", dir="/tmp"))
+            logs[worker["name"]] = tmp_path / f"{worker['name']}.log"
+            with open(logs[worker["name"]], "wb") as out:
+                processes.append(subprocess.Popen(
+                    [bin_dir / "ray", "start", "--block", f"--address=127.0.0.1:{port}", f"--num-cpus={worker['cpus']}",
+                     f"--resources={json.dumps(worker['resources'])}", "--object-store-memory=500000000",
+                     "--disable-usage-stats", f"--temp-dir={temps[-1]}", *_agent_ports()],
+                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                ))  # fmt: skip
+        want = 1 + len(workers)
+        for _ in range(120):
+            done = subprocess.run([bin_dir / "ray", "list", "nodes", f"--address={url}", "--format=json"], env=env,
+                                  capture_output=True, text=True)  # fmt: skip
+            if done.returncode == 0 and sum(n["state"] == "ALIVE" for n in json.loads(done.stdout)) == want:
+                break
+            assert all(p.poll() is None for p in processes), {n: p.read_text(errors="replace")[-2000:] for n, p in logs.items()}
+            time.sleep(1)
+        else:
+            pytest.fail(f"{want} nodes did not come up in 120 s")
+        yield {"address": f"127.0.0.1:{port}", "dashboard": url, "env": env, "log": log, "nodes": logs}
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-        shutil.rmtree(temp, ignore_errors=True)
+        for process in reversed(processes):
+            _stop(process)
+        for folder in temps:
+            shutil.rmtree(folder, ignore_errors=True)
         current = Path("/tmp/ray/ray_current_cluster")  # `ray start` names its head here, even with --temp-dir
         if current.exists() and current.read_text().strip().endswith(f":{port}"):
             current.unlink()
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """A `ray start --head` cluster of the test's own: one node, 8 logical CPUs, a job server (see _ray_cluster)."""
+    with _ray_cluster(tmp_path, head_cpus=8, workers=[]) as cluster:
+        yield cluster
+
+
+# The local stand-in for cluster/raycluster.yaml: a head that runs no work, and two worker nodes that advertise
+# the custom resources of its worker groups (`gen` for vLLM, Serve replicas; `train` for Ray Train workers).
+WORKER_NODES = [{"name": "gen", "cpus": 6, "resources": {"gen": 4}},
+                {"name": "train", "cpus": 2, "resources": {"train": 1}}]  # fmt: skip
+
+
+@pytest.fixture
+def s3_server(free_port):
+    """A real S3-compatible server (moto's server mode) on 127.0.0.1 with a bucket `atheus-test`; yields the
+    standard AWS environment variables that point pyarrow, Ray Train and boto3 at it."""
+    port = free_port()
+    server = subprocess.Popen([Path(sys.executable).parent / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
+    try:
+        for _ in range(60):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="testing",
+                              aws_secret_access_key="testing", region_name="us-east-1")  # fmt: skip
+        client.create_bucket(Bucket="atheus-test")
+        yield {"env": env, "client": client, "bucket": "atheus-test"}
+    finally:
+        _stop(server)
+
+
+@pytest.fixture
+def ray_cluster(tmp_path, s3_server):
+    """A head with no CPUs and the two WORKER_NODES, every node with the S3 server's environment."""
+    with _ray_cluster(tmp_path, head_cpus=0, workers=WORKER_NODES, extra_env=s3_server["env"]) as cluster:
+        yield cluster | {"s3": s3_server}

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 
 def atheus(*args, **kw):
@@ -27,6 +28,16 @@ def test_missing_config_exits_2_naming_the_file(tmp_path):
     done = atheus("pipeline", "--config", str(tmp_path / "absent.yaml"))
     assert done.returncode == 2
     assert f"config file not found: {tmp_path / 'absent.yaml'}" in done.stderr
+
+
+def test_an_object_store_out_exits_2_and_writes_nothing(tmp_path):
+    """`out: s3://...` used to become a local folder named `s3:` (Path.resolve); it is refused, naming the key."""
+    synth = str(Path("jobs/configs/synth.yaml").resolve())
+    done = atheus("synth", "--config", synth, "--out", "s3://bucket/run", cwd=tmp_path)
+    assert done.returncode == 2 and "out: Value error, object storage is not supported for outputs" in done.stderr
+    done = atheus("synth", "--config", synth, "--set", "out=gs://bucket/run", cwd=tmp_path)
+    assert done.returncode == 2 and "(got 'gs://bucket/run')" in done.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unknown_override_exits_2_naming_the_key():

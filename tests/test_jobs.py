@@ -1,8 +1,14 @@
-"""The jobs as users submit them: `ray start --head`, then `ray job submit` of the whole pipeline on the smallest
-config (embedded model, a handful of seeds and tasks), then every expected output is checked for existence and
-consistency. Also: every job script answers --help (fast)."""
+"""The jobs as users submit them, on the local stand-in for the manifests' cluster: a head that runs no work and
+two worker nodes advertising `gen` and `train` (tests/conftest.py), every node pointed at a real S3-compatible
+server on 127.0.0.1. The whole pipeline on the smallest config (embedded model, a handful of seeds and tasks)
+is submitted with `ray job submit`, stopped with `ray job stop` after its first finished stage, submitted
+again, and must finish: every output checked for existence and consistency, no duplicate id, every LLM stage,
+Serve replica and Ray Train worker on the node its custom resource pins it to, SFT checkpoints on S3 (and
+gone once the models are exported), nothing written to a local `s3:` folder. Also: every job script answers
+--help (fast)."""
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -26,42 +32,91 @@ SMALLEST = [  # the local pipeline config, cut to the least that still flows thr
     "train.examples=4", "train.dev_fraction=0.25", "train.max_length=256",
     "eval.answer.max_tokens=24", "eval.judge.max_tokens=48", "eval.resamples=200",
 ]  # fmt: skip
+PINNED = [  # the cluster configs' placement, on the local nodes: work goes where its resource is
+    "synth.engine.resources={gen: 1}", "eval.serve.resources={gen: 1}", "train.resources_per_worker={train: 1}",
+    "train.storage_path=s3://atheus-test/checkpoints",
+]
+
+
+def ray_cli(cluster: dict, *args: str, timeout: int = 1800, check: bool = True) -> subprocess.CompletedProcess:
+    command = [Path(sys.executable).parent / "ray", *args]
+    for _ in range(12):  # the job server can answer before the head's agent is ready to take a job
+        done = subprocess.run(command, env=cluster["env"], capture_output=True, text=True, timeout=timeout)
+        if "No available agent" not in done.stdout + done.stderr:
+            break
+        time.sleep(5)
+    assert not check or done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    return done
+
+
+def node_of_actors(cluster: dict) -> dict[str, set[str]]:
+    """{actor class name: names of the nodes it ran on} for every actor the cluster has seen placed (one the
+    stopped job left waiting for resources never got a node, and is left out)."""
+    address = f"--address={cluster['dashboard']}"
+    nodes = json.loads(ray_cli(cluster, "list", "nodes", address, "--format=json", "--detail").stdout)
+    name_of = {n["node_id"]: next((r for r in ("gen", "train") if r in n["resources_total"]), "head") for n in nodes}
+    actors = json.loads(ray_cli(cluster, "list", "actors", address, "--format=json", "--detail", "--limit=10000").stdout)
+    found: dict[str, set[str]] = {}
+    for actor in actors:
+        if actor.get("node_id"):
+            found.setdefault(actor["class_name"], set()).add(name_of.get(actor["node_id"], actor["node_id"]))
+    return found
 
 
 @pytest.mark.slow
-def test_pipeline_submitted_to_a_ray_head(tmp_path, embedded_model, ray_head, free_port):
+def test_pipeline_on_a_multi_node_cluster_stopped_and_resubmitted(tmp_path, embedded_model, ray_cluster, free_port):
     tasks = tmp_path / "tasks.jsonl"
     sample = (REPO / "atheus_ray" / "data" / "eval_tasks_sample.jsonl").read_text(encoding="utf-8").splitlines()
     tasks.write_text("\n".join(sample[:4]) + "\n", encoding="utf-8")
     out = tmp_path / "run"
-    submit = [Path(sys.executable).parent / "ray", "job", "submit", f"--address={ray_head['dashboard']}",
-              "--working-dir", str(REPO), "--",
-              "python", "jobs/pipeline.py", "--config", "jobs/configs/pipeline.yaml", "--out", str(out),
-              "--set", f"eval.tasks=[{tasks}]", "--set", f"eval.serve.port={free_port()}",
-              *(a for s in SMALLEST for a in ("--set", s))]  # fmt: skip
-    for _ in range(12):  # the job server can answer before the head's agent is ready to take a job
-        result = subprocess.run(submit, env=ray_head["env"], capture_output=True, text=True, timeout=1800)
-        logs = result.stdout + result.stderr
-        if "No available agent" not in logs:
-            break
-        time.sleep(5)
-    assert result.returncode == 0 and "succeeded" in logs, logs[-4000:]
+    dashboard = f"--address={ray_cluster['dashboard']}"
+    entrypoint = ["python", "jobs/pipeline.py", "--config", "jobs/configs/pipeline.yaml", "--out", str(out),
+                  "--set", f"eval.tasks=[{tasks}]", "--set", f"eval.serve.port={free_port()}",
+                  *(a for s in SMALLEST + PINNED for a in ("--set", s))]  # fmt: skip
+
+    # 1. submitted, then stopped once its first stage is done (the stage's state is written last)
+    ray_cli(ray_cluster, "job", "submit", dashboard, "--submission-id=atheus-first", "--no-wait", "--working-dir",
+            str(REPO), "--", *entrypoint)  # fmt: skip
+    first_stage = out / "data" / ".stages" / "self_instruct_1" / "done.json"
+    deadline = time.time() + 900
+    while not first_stage.exists() and time.time() < deadline:
+        status = ray_cli(ray_cluster, "job", "status", dashboard, "atheus-first", check=False)
+        assert not re.search(r"\b(failed|stopped|succeeded)\b", status.stdout + status.stderr, re.IGNORECASE), (
+            ray_cli(ray_cluster, "job", "logs", dashboard, "atheus-first").stdout[-4000:])  # fmt: skip
+        time.sleep(2)
+    assert first_stage.exists(), "the first stage did not finish in 15 minutes"
+    ray_cli(ray_cluster, "job", "stop", dashboard, "atheus-first")  # waits until it has stopped
+    assert "was stopped" in ray_cli(ray_cluster, "job", "status", dashboard, "atheus-first").stdout
+
+    # 2. the same command again: it reuses the finished stage and runs to the end
+    result = ray_cli(ray_cluster, "job", "submit", dashboard, "--submission-id=atheus-again", "--working-dir",
+                     str(REPO), "--", *entrypoint)  # fmt: skip
+    logs = result.stdout + result.stderr
+    assert "succeeded" in logs, logs[-4000:]
+    assert "[self_instruct_1] done in an earlier run" in logs
 
     # the job printed where its outputs are
     assert f"The data set card is {out / 'data' / 'README.md'}" in logs
     assert str(out / "eval" / "report.md") in logs
-    # the data set: Parquet rows = the card's count = the SFT file's lines
+    # the data set: Parquet rows = the card's count = the SFT file's lines; no id twice in any table
     final = pq.read_table(out / "data" / "final").to_pylist()
     sft_lines = (out / "data" / "sft" / "train.jsonl").read_text(encoding="utf-8").splitlines()
     summary = json.loads((out / "pipeline.json").read_text(encoding="utf-8"))
     assert len(final) == len(sft_lines) == summary["data"]["screen"]["rows_out"] >= 4
     assert f"{len(final)}" in (out / "data" / "README.md").read_text(encoding="utf-8")
-    # two trained models, exported for vLLM
+    for table in ("generated", "responses", "final"):
+        ids = pq.read_table(out / "data" / table, columns=["id"]).column("id").to_pylist()
+        assert len(ids) == len(set(ids)), table
+    # two trained models, exported for vLLM; their checkpoints were on S3 and are gone now
     runs = json.loads((out / "sft" / "train.json").read_text(encoding="utf-8"))["runs"]
     assert sorted(r["condition"] for r in runs) == ["atheus", "open"]
     for r in runs:
         assert (Path(r["export"]) / "config.json").exists() and r["train_loss"] > 0
-    assert list((out / "sft" / "checkpoints").iterdir()) == []  # finished runs keep their models, not checkpoints
+    s3 = ray_cluster["s3"]
+    keys = [o["Key"] for o in s3["client"].list_objects_v2(Bucket=s3["bucket"]).get("Contents", [])]
+    assert keys and all(k.startswith("checkpoints/") for k in keys)  # Ray Train's run state, on S3
+    assert not any("checkpoint_" in k for k in keys), keys  # finished runs keep their models, not checkpoints
+    assert not (out / "sft" / "checkpoints").exists() and not list(REPO.glob("s3:*")) and not list(tmp_path.rglob("s3:"))
     # the evaluation: 4 tasks x 2 candidates answered; every judgment accounted for; report and chart
     answers = pq.read_table(out / "eval" / "answers").to_pylist()
     assert len(answers) == 8 and {a["candidate"] for a in answers} == {"open", "atheus"}
@@ -71,3 +126,12 @@ def test_pipeline_submitted_to_a_ray_head(tmp_path, embedded_model, ray_head, fr
     assert len(pq.read_table(out / "eval" / "judgments")) == 8 + 8  # pairwise in both orders, plus 1-5 scores
     assert (out / "eval" / "win_rates.png").read_bytes()[:4] == b"\x89PNG"
     assert results["candidates"][0]["model"].startswith(str(out / "sft"))
+
+    # placement: every vLLM engine (Ray Data and Serve) on the `gen` node, every Ray Train worker on `train`
+    placed = node_of_actors(ray_cluster)
+    engines = {k: v for k, v in placed.items() if "vLLMEngineStageUDF" in k}
+    replicas = {k: v for k, v in placed.items() if k.startswith("ServeReplica:atheus:") and "OpenAiIngress" not in k}
+    trainers = {k: v for k, v in placed.items() if k == "RayTrainWorker"}
+    assert engines and replicas and trainers, sorted(placed)
+    assert all(v == {"gen"} for v in (*engines.values(), *replicas.values())), (engines, replicas)
+    assert trainers == {"RayTrainWorker": {"train"}}, trainers

@@ -90,6 +90,41 @@ def _post(url: str, body, token: str | None = None) -> tuple[int, dict]:
 
 
 @pytest.mark.slow
+def test_the_url_names_an_address_every_node_reaches(monkeypatch):
+    """0.0.0.0 → the head's IP (the one proxy is there); loopback is refused on a cluster whose nodes have other
+    IPs (their Ray Data workers would get connection refused), and fine when every node shares the machine."""
+    from atheus_ray.serve import app
+
+    def cluster(*ips):
+        nodes = [{"Alive": True, "NodeManagerAddress": ip, "Resources": {"CPU": 4.0}} for ip in ips]
+        nodes[0]["Resources"]["node:__internal_head__"] = 1.0
+        monkeypatch.setattr(app.ray, "nodes", lambda: nodes + [{"Alive": False, "NodeManagerAddress": "10.0.0.99",
+                                                               "Resources": {}}])  # fmt: skip
+
+    cluster("10.0.0.1", "10.0.0.2", "10.0.0.3")
+    assert app.reachable_host("0.0.0.0") == "10.0.0.1"
+    assert app.reachable_host("10.0.0.1") == "10.0.0.1"
+    with pytest.raises(ConfigError, match=r"serve.host: 127.0.0.1 .* nodes at 10.0.0.2, 10.0.0.3 .* 0.0.0.0"):
+        app.reachable_host("127.0.0.1")
+    cluster("10.0.0.1", "10.0.0.1")  # a local multi-node cluster: one machine
+    assert app.reachable_host("127.0.0.1") == "127.0.0.1"
+
+
+def test_placement_pins_bundles_and_packs_tensor_parallel_replicas():
+    """Serve and Ray Data: custom resources in every bundle; a replica's GPUs STRICT_PACKed on one node."""
+    from atheus_ray.config import EngineConfig
+    from atheus_ray.engine import placement
+    from atheus_ray.serve.app import llm_config
+
+    assert placement(EngineConfig(resources={"gen": 1})) == {"bundles": [{"CPU": 1, "gen": 1}]}
+    gpu = placement(EngineConfig(accelerator="gpu", tensor_parallel_size=2, resources={"gen": 1}))
+    assert gpu == {"bundles": [{"GPU": 1, "CPU": 1, "gen": 1}] * 2, "strategy": "STRICT_PACK"}
+    served = llm_config(ServedModelConfig(name="m", source="some/model", tensor_parallel_size=2),
+                        ServeConfig(accelerator="gpu", resources={"gen": 1}))  # fmt: skip
+    assert served.placement_group_config["strategy"] == "STRICT_PACK"
+    assert served.placement_group_config["bundles"] == [{"GPU": 1, "gen": 1}] * 2
+
+
 def test_real_deployment_answers_and_rejects(ray_local, tiny_model, monkeypatch):
     """Two models (the same tiny Llama twice) behind one app on CPU, with auth: routed by `model`."""
     from atheus_ray.serve import app

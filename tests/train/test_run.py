@@ -111,3 +111,32 @@ def test_a_killed_run_resumes_at_its_checkpoint(ray_local, tiny_model, tmp_path)
     assert run["global_step"] == expected_steps(cfg, cfg.conditions[0])  # the same end as an unbroken run
     assert list(storage.iterdir()) == []  # finished: the checkpoints that resumed it are gone
     assert not scratch.exists()  # and so is the scratch the killed worker left
+
+
+def test_a_driver_that_dies_after_the_final_checkpoint_finishes_without_training_again(
+    ray_local, tiny_model, tmp_path, monkeypatch
+):
+    """The driver dies after Ray Train recorded the final checkpoint (the export) and before metrics.json: the
+    rerun finds that checkpoint, trains no step again, and records the same run (it used to look for a trainer
+    checkpoint inside the export and crash)."""
+    from atheus_ray.train import run as train_run
+
+    path = config_file(tmp_path, tiny_model, models=[tiny_model], epochs=2,
+                       conditions=[{"name": "open", "paths": [write_condition(tmp_path, "open", 12)]}])  # fmt: skip
+    cfg = load_config(TrainConfig, path)
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt("the driver dies here")
+
+    monkeypatch.setattr(train_run, "_loss_chart", die)  # after the export is copied, before metrics.json
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, log=lambda m: None)
+    run_dir = Path(cfg.out) / train_run.run_name("open", tiny_model)
+    first = json.loads((run_dir / "model" / "train_metrics.json").read_text())
+    assert not (run_dir / "metrics.json").exists()
+    monkeypatch.undo()
+
+    [run] = train(cfg, log=lambda m: None)["runs"]
+    assert (run["global_step"], run["train_seconds"], run["train_loss"]) == (
+        first["global_step"], first["train_seconds"], first["train_loss"])  # the same run, reported again
+    assert (run_dir / "metrics.json").exists() and list((Path(cfg.out) / "checkpoints").iterdir()) == []
