@@ -231,7 +231,9 @@ class ScreenJobConfig(Strict):
 
 
 class SynthConfig(Strict):
-    out: Folder = Field("outputs/local", description="Output folder (a local or shared-file-system path; Parquet tables go in subfolders).")
+    out: Folder = Field(
+        "outputs/local", description="Output folder (local or on a shared file system); Parquet tables in subfolders."
+    )
     seed: int = Field(0, description="Seed of every random choice (seeds shown, domains), so reruns match.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The generator model.")
     engine: EngineConfig = Field(default_factory=EngineConfig, description="How vLLM runs on Ray.")

@@ -142,7 +142,11 @@ def _ray_cluster(tmp_path: Path, head_cpus: int, workers: list[dict], extra_env:
         for _ in range(120):
             done = subprocess.run([bin_dir / "ray", "list", "nodes", f"--address={url}", "--format=json"], env=env,
                                   capture_output=True, text=True)  # fmt: skip
-            if done.returncode == 0 and sum(n["state"] == "ALIVE" for n in json.loads(done.stdout)) == want:
+            try:  # before the head has registered, it prints "No resource in the cluster" instead of JSON
+                alive = sum(n["state"] == "ALIVE" for n in json.loads(done.stdout)) if done.returncode == 0 else 0
+            except ValueError:
+                alive = 0
+            if alive == want:
                 break
             assert all(p.poll() is None for p in processes), {n: p.read_text(errors="replace")[-2000:] for n, p in logs.items()}
             time.sleep(1)

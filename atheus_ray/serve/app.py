@@ -190,9 +190,9 @@ def app_builder(args: dict):
 def start(served: list[ServedModelConfig], cfg: ServeConfig, log=print) -> str:
     """Deploy the app on the connected Ray cluster (blocks until every model is up); return its base URL …/v1,
     at an address every node can reach: Ray Data's HTTP actors that call it run on any worker node, and Serve
-    would run HTTP proxies on the head and on nodes with replicas only, so `127.0.0.1` is refused on the others.
-    The app gets one proxy, on the head; with `host` 0.0.0.0 the URL names the head node's IP; a loopback `host` on a cluster whose nodes have other
-    IPs is a ConfigError (nothing else could reach it)."""
+    would run HTTP proxies on the head and on nodes with replicas only, so `127.0.0.1` is refused on the
+    others. The app gets one proxy, on the head; with `host` 0.0.0.0 the URL names the head node's IP; a
+    loopback `host` on a cluster whose nodes have other IPs is a ConfigError (nothing else could reach it)."""
     began = time.time()
     url = f"http://{reachable_host(cfg.host)}:{cfg.port}/v1"  # checked before anything is deployed
     # one proxy, on the head: the URL names it, and nodes sharing a machine (a local cluster) do not fight for

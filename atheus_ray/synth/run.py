@@ -13,9 +13,10 @@ order in which Ray returns rows. Outputs under DIR:
 
 **Resume.** Each stage (`self_instruct_<r>`, `evol_<r>`, `responses`) ends by saving the state of the run
 under `DIR/.stages/<stage>/` and a `done.json` with the run's fingerprint (a hash of the config, minus `out`,
-`ray` and the engine settings that change where and how fast it runs, of the seeds and of the prompt files). Rerunning the same command skips every stage already done with the same
-fingerprint, so a crash or Ctrl-C costs at most the stage that was running, never a row or a duplicate id.
-Changing the config reruns from the first stage.
+`ray` and the engine settings that change where and how fast it runs, of the seeds and of the prompt files).
+Rerunning the same command skips every stage already done with the same fingerprint, so a crash or Ctrl-C
+costs at most the stage that was running, never a row or a duplicate id. Changing the config reruns from the
+first stage.
 """
 
 from __future__ import annotations

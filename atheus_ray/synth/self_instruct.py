@@ -8,8 +8,9 @@ Reads:  seeds (atheus_ray.seeds.Seed), the taxonomy, and the rows kept by earlie
 Writes: rows of the contract with origin `self_instruct`, round 0, parent_id None, `seed_ids` = the seeds
         shown, `domain`, `perspective`, `generator_model`, `prompt_version`, `instruction`, `input`.
 Rejects (`reject_reason`): `prompt_too_long` or `http_<status>` (no answer: atheus_ray.engine.generate),
-        `parse_error`, `duplicate_text` (the same text again; its id is derived from the first's), the filters of atheus_ray.synth.filters, and `not_novel` (character ROUGE-L above
-        `novelty_threshold` with a seed or an already kept row; `detail` names which).
+        `parse_error`, `duplicate_text` (the same text again; its id is derived from the first's), the filters
+        of atheus_ray.synth.filters, and `not_novel` (character ROUGE-L above `novelty_threshold` with a seed
+        or an already kept row; `detail` names which).
 """
 
 from __future__ import annotations

@@ -71,7 +71,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
         tokenizer = AutoTokenizer.from_pretrained(path)
         fallback = ensure_chat_template(tokenizer)
         plan = _memory_plan(cfg, path, source, gpu_gb)
-        log(f"[{models.display_name(source)}] memory plan: {plan.describe()}" + (f" of {gpu_gb:.1f} GB" if gpu_gb else ""))
+        of_gpu = f" of the GPU's {gpu_gb:.1f} GB" if gpu_gb else " (CPU: not checked)"
+        log(f"[{models.display_name(source)}] memory plan: {plan.describe()}{of_gpu}")
         for condition in cfg.conditions:
             examples, dropped = data[condition.name]
             train_rows, dev_rows, too_long = subsample_and_split(
@@ -150,6 +151,7 @@ def _fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg: TrainConfig
     done = run_dir / "metrics.json"
     if done.exists() and json.loads(done.read_text()).get("fingerprint") == fingerprint:
         log(f"[{name}] trained in an earlier run: reusing {run_dir / 'model'}")
+        _delete_checkpoints(storage, f"{name}-{fingerprint}")  # left by a driver that died before deleting them
         return {**json.loads(done.read_text()), "resumed": True}
     start = time.time()
     config = {"model_path": path, "chat_template": tokenizer.chat_template if fallback else None,
@@ -183,7 +185,7 @@ def _fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg: TrainConfig
     tmp.write_text(json.dumps(metrics, indent=2))
     tmp.replace(done)  # the run is done from here on; a crash before this resumes from the final checkpoint
     # Finished and exported: its checkpoints, weights and optimizer state at about 3x the model's size, were only
-    # there to resume it. Local or s3:// alike. A crash here leaves them to the next `ray` cleanup, harmless.
+    # there to resume it. Local or s3:// alike; a crash before this is mended by the next run's reuse above.
     result.filesystem.delete_dir(result.path)
     log(f"[{name}] loss {metrics.get('train_loss')}, dev loss {metrics.get('eval_loss')}, "
         f"{metrics.get('real_tokens_per_second')} real tokens/s; model in {target}")  # fmt: skip
@@ -302,6 +304,19 @@ def train_func(config: dict) -> None:
             ray.train.report(metrics, checkpoint=checkpoint)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _delete_checkpoints(storage: str, experiment: str) -> None:
+    """Delete a run's folder under `storage_path` (local, NFS or an object store) if it is there."""
+    import pyarrow.fs
+
+    if "://" in storage:
+        fs, root = pyarrow.fs.FileSystem.from_uri(storage)
+    else:
+        fs, root = pyarrow.fs.LocalFileSystem(), str(Path(storage).resolve())
+    folder = f"{root.rstrip('/')}/{experiment}"
+    if fs.get_file_info(folder).type != pyarrow.fs.FileType.NotFound:
+        fs.delete_dir(folder)
 
 
 def _loss_chart(history: list[dict], path: Path, title: str) -> None:

@@ -140,3 +140,9 @@ def test_a_driver_that_dies_after_the_final_checkpoint_finishes_without_training
     assert (run["global_step"], run["train_seconds"], run["train_loss"]) == (
         first["global_step"], first["train_seconds"], first["train_loss"])  # the same run, reported again
     assert (run_dir / "metrics.json").exists() and list((Path(cfg.out) / "checkpoints").iterdir()) == []
+
+    # dying after metrics.json but before the checkpoints were deleted: the next run reuses it and deletes them
+    leftover = Path(cfg.out) / "checkpoints" / f"{run['run']}-{run['fingerprint']}" / "checkpoint_000001"
+    leftover.mkdir(parents=True)
+    [again] = train(cfg, log=lambda m: None)["runs"]
+    assert again["resumed"] and not leftover.parent.exists()
