@@ -17,6 +17,21 @@ from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
 
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(text: str | None) -> str | None:
+    """The first lone UTF-16 surrogate in `text` (as `\\udXXX`), or None. JSON from a model may escape one
+    (`"\\udd0f"`), which json.loads accepts but no UTF-8 encoder, Parquet writer or hash can take."""
+    found = LONE_SURROGATE.search(text or "")
+    return found.group().encode("unicode_escape").decode() if found else None
+
+
+def printable(text: str) -> str:
+    """`text` with lone surrogates replaced by U+FFFD, so that a rejected row can still be written."""
+    return LONE_SURROGATE.sub("\ufffd", text)
+
+
 def rouge_l(a: str, b: str) -> float:
     """Character-level ROUGE-L F-measure of two strings (0 when either is empty)."""
     if not a or not b:

@@ -23,6 +23,7 @@ from pathlib import Path
 from atheus_ray.config import SamplingConfig
 from atheus_ray.engine import error_reason, sampling_params
 from atheus_ray.rows import read_prompt
+from atheus_ray.text import lone_surrogate
 
 PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "screen" / "tag.md"
 SAFETY_CATEGORIES = ("none", "violence", "crime", "self_harm", "sexual", "hate_discrimination", "privacy",
@@ -116,6 +117,9 @@ def _choice(data: dict, key: str, allowed: list[str] | tuple[str, ...]) -> str:
 def parse_tags(text: str, categories: list[str]) -> dict:
     """The screening columns from one tagger output; raises TagParseError saying what was wrong."""
     data = _json_object(text)
+    bad = next((lone_surrogate(v) for v in data.values() if isinstance(v, str) and lone_surrogate(v)), None)
+    if bad:
+        raise TagParseError(f"lone surrogate {bad} in the JSON (no text can carry it)")
     safety = _choice(data, "safety", ("safe", "unsafe"))
     safety_category = _choice(data, "safety_category", SAFETY_CATEGORIES)
     return {

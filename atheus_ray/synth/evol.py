@@ -32,7 +32,7 @@ from atheus_ray.rows import content_id, read_prompt
 from atheus_ray.synth.filters import instruction_problem
 from atheus_ray.synth.respond import answer_request
 from atheus_ray.synth.self_instruct import task_from_json
-from atheus_ray.text import is_refusal
+from atheus_ray.text import is_refusal, lone_surrogate, printable
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 JUDGE_PROMPT = PROMPTS / "evol_judge.md"
@@ -109,6 +109,13 @@ def make_children(requests: list[dict], outputs: list[dict], round_: int, cfg: E
         except ValueError as e:
             rejected.append({**base, "id": content_id("parse_error", request["key"]), "instruction": output["text"],
                              "input": None, "reject_reason": "parse_error", "detail": str(e)})  # fmt: skip
+            continue
+        bad = lone_surrogate(instruction) or lone_surrogate(input_text)
+        if bad:  # the model's JSON escaped half a character: no text to hash, store or train on
+            instruction, input_text = printable(instruction), input_text and printable(input_text)
+            rejected.append({**base, "id": content_id("invalid_text", request["key"]), "instruction": instruction,
+                             "input": input_text, "reject_reason": "invalid_text",
+                             "detail": f"lone surrogate {bad} in the model's JSON"})  # fmt: skip
             continue
         child = {**base, "id": content_id(instruction, input_text), "instruction": instruction, "input": input_text}
         if child["id"] == parent["id"]:

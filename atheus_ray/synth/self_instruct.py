@@ -8,9 +8,9 @@ Reads:  seeds (atheus_ray.seeds.Seed), the taxonomy, and the rows kept by earlie
 Writes: rows of the contract with origin `self_instruct`, round 0, parent_id None, `seed_ids` = the seeds
         shown, `domain`, `perspective`, `generator_model`, `prompt_version`, `instruction`, `input`.
 Rejects (`reject_reason`): `prompt_too_long` or `http_<status>` (no answer: atheus_ray.engine.generate),
-        `parse_error`, `duplicate_text` (the same text again; its id is derived from the first's), the filters
-        of atheus_ray.synth.filters, and `not_novel` (character ROUGE-L above `novelty_threshold` with a seed
-        or an already kept row; `detail` names which).
+        `parse_error`, `invalid_text` (a lone surrogate escaped in the JSON), `duplicate_text` (the same text
+        again; its id is derived from the first's), the filters of atheus_ray.synth.filters, and `not_novel`
+        (character ROUGE-L above `novelty_threshold` with a seed or an already kept row; `detail` names which).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from atheus_ray.engine import error_reason, sampling_params
 from atheus_ray.rows import content_id, read_prompt, task_text
 from atheus_ray.seeds import Seed, Taxonomy
 from atheus_ray.synth.filters import instruction_problem
-from atheus_ray.text import NearDupIndex
+from atheus_ray.text import NearDupIndex, lone_surrogate, printable
 
 PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "self_instruct.md"
 TASKS_SCHEMA = {
@@ -158,6 +158,13 @@ def select(requests: list[dict], outputs: list[dict], cfg: SelfInstructConfig, s
                              "reject_reason": "parse_error", "detail": str(e)})  # fmt: skip
             continue
         for instruction, input_text in tasks:
+            bad = lone_surrogate(instruction) or lone_surrogate(input_text)
+            if bad:  # the model's JSON escaped half a character: no text to hash, store or train on
+                instruction, input_text = printable(instruction), input_text and printable(input_text)
+                rejected.append({**base, "id": content_id("invalid_text", instruction, input_text, str(round_)),
+                                 "instruction": instruction, "input": input_text, "reject_reason": "invalid_text",
+                                 "detail": f"lone surrogate {bad} in the model's JSON"})  # fmt: skip
+                continue
             row = {**base, "id": content_id(instruction, input_text), "instruction": instruction, "input": input_text}
             if row["id"] in seen:  # the same text again: its own id would collide with the first
                 rejected.append({**row, "id": content_id(row["id"], "duplicate", str(len(rejected))),

@@ -75,3 +75,8 @@ def test_with_tags_counts_parse_errors_without_losing_rows():
     assert tagged[0]["tagger_model"] == "judge" and tagged[0]["tagger_prompt_version"]
     assert [(r["id"], r["reject_reason"]) for r in rejected] == [("r1", "tag_parse_error"), ("r3", "prompt_too_long")]
     assert "no JSON object" in rejected[0]["detail"]
+
+
+def test_a_lone_surrogate_in_the_tags_is_a_parse_error():
+    with pytest.raises(TagParseError, match="lone surrogate"):
+        parse_tags(text().replace("明確な指示", "明確\\udc00な指示"), CATEGORIES)

@@ -84,3 +84,11 @@ def test_check_requests_answer_and_judge():
     assert judge["sampling_params"]["structured_outputs"] == {"choice": ["同じ", "異なる"]}
     assert PARENT["instruction"] in judge["messages"][0]["content"] and "新しい指示です" in judge["messages"][0]["content"]
     assert requests[0]["sampling_params"]["structured_outputs"] is None
+
+
+def test_a_lone_surrogate_in_an_evolution_is_rejected():
+    cfg = EvolConfig()
+    requests = evol.evolve_requests([PARENT], 1, cfg)
+    children, rejected = evol.make_children(requests, [out('{"instruction": "お礼の\\ud800メールを書いて", "input": ""}')],
+                                            1, cfg, "m")  # fmt: skip
+    assert children == [] and [r["reject_reason"] for r in rejected] == ["invalid_text"]

