@@ -8,8 +8,10 @@ model, are hosted together by one Ray Serve app (atheus_ray.serve.app, OpenAI-co
 `GROUP/NAME` for candidates and `judge.model` for the judge), started here and removed at the end; a rerun
 with every answer saved and every judgment cached starts none.
 Answers: sent to that app through `ray.data.llm`'s HTTP processor (atheus_ray.engine.generate), greedy by
-default, saved to `DIR/answers/` (task_id, candidate, group, model, answer), and reused by a rerun with the
-same model, tasks and sampling. Judging: atheus_ray.evaluate.judge (the local judge's replies constrained
+default, saved to `DIR/answers/` (task_id, candidate, group, model, answer, error), and reused by a rerun with
+the same model, tasks and sampling. An answer the endpoint refused (a 400, e.g. a prompt too long) has `error`
+set and no `answer`; it is counted (`answer_errors`) and not judged, and more than `max_error_share` of them
+fails the run. Judging: atheus_ray.evaluate.judge (the local judge's replies constrained
 to one verdict mark and nothing else when `judge.constrain`), with its cache in `DIR/judge_cache.jsonl`; every
 judgment goes to `DIR/judgments/`. Absolute 1-5 scores per candidate (ELYZA-style, same judge) are the
 second view. Statistics: atheus_ray.evaluate.stats. Report: atheus_ray.evaluate.report.
