@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import functools
 import json
 import os
 import re
@@ -118,11 +119,17 @@ def error_reason(output: dict) -> tuple[str, str] | None:
     return reason, detail
 
 
-def _too_long(requests: list[dict], model: ModelConfig) -> dict[str, dict]:
-    """Outputs for the requests whose chat prompt has max_model_len tokens or more (no room to answer)."""
+@functools.lru_cache(maxsize=4)
+def _tokenizer(path: str):
+    """The model's tokenizer, loaded once per process: every LLM pass of a phase checks its prompts with it."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(models.resolve(model.source))
+    return AutoTokenizer.from_pretrained(path)
+
+
+def _too_long(requests: list[dict], model: ModelConfig) -> dict[str, dict]:
+    """Outputs for the requests whose chat prompt has max_model_len tokens or more (no room to answer)."""
+    tokenizer = _tokenizer(models.resolve(model.source))
     found = {}
     for request in requests:
         ids = tokenizer.apply_chat_template(request["messages"], add_generation_prompt=True, tokenize=True)

@@ -51,6 +51,7 @@ def measure(name: str, micro_batch: int, length: int, checkpointing: bool, steps
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     model = build(name).cuda()  # fp32 master weights, as accelerate keeps them under bf16 mixed precision
+    shape = ModelShape.from_config(model.config)  # what the plan reads, from the same config
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
@@ -83,9 +84,6 @@ def measure(name: str, micro_batch: int, length: int, checkpointing: bool, steps
         del model, optimizer
         gc.collect()
         torch.cuda.empty_cache()
-    shape = ModelShape(hidden=SHAPES[name]["hidden_size"], intermediate=SHAPES[name]["intermediate_size"],
-                       layers=SHAPES[name]["num_hidden_layers"], vocab=VOCAB, heads=SHAPES[name]["num_attention_heads"],
-                       kv_heads=SHAPES[name]["num_attention_heads"], head_dim=SHAPES[name]["head_dim"], tied=False)  # fmt: skip
     plan = estimate(shape, micro_batch, length, 1, checkpointing)
     result.update(plan_total_gb=plan.total_gb, plan_activations_and_logits_gb=round(plan.activations_gb + plan.logits_gb, 2),
                   gpu=torch.cuda.get_device_name(0))  # fmt: skip
