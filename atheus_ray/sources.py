@@ -1,5 +1,6 @@
-"""Reading records from files and data sets: JSONL, CSV and Parquet files, folders of them, and Hugging Face
-data sets written `hf:owner/name` or `hf:owner/name:split`.
+"""Reading records from files and data sets: JSONL, CSV and Parquet files, folders of them (local, or on an
+object store as `s3://bucket/key`, `gs://...`: no globs there), and Hugging Face data sets written
+`hf:owner/name` or `hf:owner/name:split`.
 
 `records(source, problems)` yields `(where, record)` pairs, where `where` is `file:line` (JSONL, CSV) or
 `file:row N` (Parquet, Hugging Face), so every later message can name the line or row. Unreadable parts
@@ -16,6 +17,8 @@ import io
 import json
 from pathlib import Path
 from typing import Iterator
+
+from atheus_ray.storage import Location, is_object_store
 
 FORMATS = (".jsonl", ".csv", ".parquet")
 MAX_LINE_BYTES = 1 << 20  # a record is a few KB; a 1 MiB line is a broken file, not a record
@@ -39,6 +42,9 @@ def expand_paths(patterns: list[str]) -> list[str]:
         if pattern.startswith("hf:"):
             sources.append(pattern)
             continue
+        if is_object_store(pattern):
+            sources += _object_store_sources(pattern)
+            continue
         found = sorted(glob.glob(pattern))
         if not found:
             raise FileNotFoundError(f"no file matches {pattern}")
@@ -51,6 +57,18 @@ def expand_paths(patterns: list[str]) -> list[str]:
             else:
                 sources.append(str(path))
     return sources
+
+
+def _object_store_sources(uri: str) -> list[str]:
+    where = Location(uri)
+    if where.is_dir():
+        inside = [str(f) for f in where.files() if f.name.endswith(FORMATS)]
+        if not inside:
+            raise FileNotFoundError(f"{uri}: folder has no {', '.join(FORMATS)} files")
+        return inside
+    if not where.exists():
+        raise FileNotFoundError(f"no file at {uri}")
+    return [uri]
 
 
 def records(source: str, problems: list[str]) -> Iterator[tuple[str, object]]:
@@ -66,7 +84,8 @@ def records(source: str, problems: list[str]) -> Iterator[tuple[str, object]]:
         import pyarrow.parquet as pq
 
         try:
-            rows = pq.read_table(path).to_pylist()
+            where = Location(source)
+            rows = pq.read_table(where.path, filesystem=where.fs).to_pylist()
         except Exception as e:
             problems.append(f"{source}: (file): not a readable Parquet file: {e}")
             return
@@ -74,7 +93,7 @@ def records(source: str, problems: list[str]) -> Iterator[tuple[str, object]]:
             yield f"{source}:row {n}", row
         return
     before = len(problems)
-    lines = text_lines(path, problems)
+    lines = text_lines(source, problems)
     if path.suffix == ".jsonl":
         for lineno, line in lines:
             if not line.strip():
@@ -98,10 +117,10 @@ def records(source: str, problems: list[str]) -> Iterator[tuple[str, object]]:
         yield where, {k: v for k, v in row.items() if v not in (None, "")}
 
 
-def text_lines(path: Path, problems: list[str]) -> list[tuple[int, str]]:
+def text_lines(path: str, problems: list[str]) -> list[tuple[int, str]]:
     """(line number, text) of a UTF-8 text file; CRLF accepted; BOM, bad bytes and huge lines are problems."""
     out = []
-    with open(path, "rb") as f:
+    with Location(path).open_lines() as f:
         for lineno, raw in enumerate(f, 1):
             if len(raw) > MAX_LINE_BYTES:
                 problems.append(f"{path}:{lineno}: (line): {len(raw):,} bytes, over the {MAX_LINE_BYTES:,}-byte limit")

@@ -12,16 +12,16 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Callable
 
+from atheus_ray.storage import Location
 from atheus_ray.tables import REJECTED_COLUMNS, read_rows, write_rows
 
 
 class Stages:
     """Runs stages in order, reusing each one already done with the same fingerprint (see module docstring)."""
 
-    def __init__(self, out: Path, fingerprint: str, log: Callable[[str], None], on_first_compute: Callable[[], None],
+    def __init__(self, out: Location, fingerprint: str, log: Callable[[str], None], on_first_compute: Callable[[], None],
                  rejected_columns: tuple[str, ...] = REJECTED_COLUMNS):  # fmt: skip
         self.out, self.fingerprint, self.log, self.rejected_columns = out, fingerprint, log, rejected_columns
         self.resuming, self.on_first_compute, self.computed = True, on_first_compute, False

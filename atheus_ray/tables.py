@@ -1,21 +1,19 @@
 """Reading and writing Parquet tables safely.
 
-A table is a folder of Parquet files (`DIR/<table>/`). `write_rows` writes into a temporary sibling and
-only then swaps it into place, so a crash mid-write never leaves a half-written table where a complete one
-stood, and a rerun never sees a partial one. The contract's columns get fixed Arrow types, so a table whose
+A table is a folder holding one Parquet file (`DIR/<table>/part-0.parquet`), on a local disk, a shared file
+system or an object store (atheus_ray.storage). `write_rows` replaces that file at once (a rename on a disk,
+one upload on an object store), so a crash mid-write never leaves a half-written table where a complete one
+stood, and a rerun never sees a partial one; other files in the folder (an older layout) go after. The contract's columns get fixed Arrow types, so a table whose
 `parent_id` is all null has the same schema as every other table and tables concatenate.
 """
 
 from __future__ import annotations
 
-import shutil
-import uuid
-from pathlib import Path
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from atheus_ray.rows import LINEAGE_COLUMNS
+from atheus_ray.storage import Location
 
 # Fixed types of the row contract's columns (atheus_ray.rows) and of the columns every stage shares.
 CONTRACT_TYPES = {
@@ -52,6 +50,7 @@ CONTRACT_TYPES = {
     "reject_reason": pa.string(),
     "detail": pa.string(),
 }
+PART = "part-0.parquet"
 REJECTED_COLUMNS = (*LINEAGE_COLUMNS, "category", "instruction", "input", "response", "stage", "reject_reason",
                     "detail")  # fmt: skip
 
@@ -70,27 +69,19 @@ def to_table(rows: list[dict], columns: tuple[str, ...] | None = None) -> pa.Tab
     return conform(pa.Table.from_pylist(rows))
 
 
-def write_rows(rows: list[dict], path: str | Path, columns: tuple[str, ...] | None = None) -> Path:
-    """Write rows as the Parquet folder `path` (one file), replacing an old folder only once the new is complete."""
-    path = Path(path).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.mkdir()
-        pq.write_table(to_table(rows, columns), tmp / "part-0.parquet")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return path
+def write_rows(rows: list[dict], path: str | Location, columns: tuple[str, ...] | None = None) -> Location:
+    """Write rows as the Parquet folder `path` (one file), replacing an old table only once the new is complete."""
+    folder = Location(path)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(to_table(rows, columns), buffer)
+    part = (folder / PART).write_bytes(buffer.getvalue().to_pybytes())
+    for stale in folder.files():
+        if stale != part and not stale.name.startswith((".", "_")):
+            stale.delete()
+    return folder
 
 
-def read_rows(path: str | Path) -> list[dict]:
+def read_rows(path: str | Location) -> list[dict]:
     """All rows of a Parquet file or folder, as dicts."""
-    return pq.read_table(path).to_pylist()
+    where = Location(path)
+    return pq.read_table(where.path, filesystem=where.fs).to_pylist()

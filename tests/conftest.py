@@ -99,7 +99,8 @@ def _ray_cluster(tmp_path: Path, head_cpus: int, workers: list[dict], extra_env:
     """`ray start --head` (then `ray start --address` for each of `workers`: {name, cpus, resources}), as users
     start one. Every port and the temp dir are its own; `ray start` turns token auth on (token in
     ~/.ray/auth_token), so `env` opts the CLI and drivers in. Yields `address` (GCS), `dashboard` (job server
-    URL), `env`, `log` (the head's output) and `nodes` ({name: log}); stops every node afterwards."""
+    URL), `env`, `log` (the head's output), `nodes` ({name: log}) and `temp_dirs` (each node's, where a job's
+    working_dir is unpacked); stops every node afterwards."""
     bin_dir = Path(sys.executable).parent
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | (extra_env or {})
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # a job's `python` is this environment's
@@ -152,7 +153,8 @@ def _ray_cluster(tmp_path: Path, head_cpus: int, workers: list[dict], extra_env:
             time.sleep(1)
         else:
             pytest.fail(f"{want} nodes did not come up in 120 s")
-        yield {"address": f"127.0.0.1:{port}", "dashboard": url, "env": env, "log": log, "nodes": logs}
+        yield {"address": f"127.0.0.1:{port}", "dashboard": url, "env": env, "log": log, "nodes": logs,
+               "temp_dirs": temps}  # fmt: skip
     finally:
         for process in reversed(processes):
             _stop(process)
@@ -204,6 +206,8 @@ def s3_server(free_port):
 
 @pytest.fixture
 def ray_cluster(tmp_path, s3_server):
-    """A head with no CPUs and the two WORKER_NODES, every node with the S3 server's environment."""
-    with _ray_cluster(tmp_path, head_cpus=0, workers=WORKER_NODES, extra_env=s3_server["env"]) as cluster:
-        yield cluster | {"s3": s3_server}
+    """A head with no CPUs and the two WORKER_NODES, every node with the S3 server's environment and the test's
+    own Hugging Face hub cache (`hf_hub`: where Ray Serve LLM puts the models it downloads from S3)."""
+    env = s3_server["env"] | {"HF_HUB_CACHE": str(tmp_path / "hf-hub")}
+    with _ray_cluster(tmp_path, head_cpus=0, workers=WORKER_NODES, extra_env=env) as cluster:
+        yield cluster | {"s3": s3_server, "hf_hub": tmp_path / "hf-hub"}

@@ -30,13 +30,14 @@ def test_missing_config_exits_2_naming_the_file(tmp_path):
     assert f"config file not found: {tmp_path / 'absent.yaml'}" in done.stderr
 
 
-def test_an_object_store_out_exits_2_and_writes_nothing(tmp_path):
-    """`out: s3://...` used to become a local folder named `s3:` (Path.resolve); it is refused, naming the key."""
+def test_an_unsupported_uri_out_exits_2_and_writes_nothing(tmp_path):
+    """`out: ftp://...` would become a local folder named `ftp:` (Path.resolve); it is refused, naming the key.
+    (s3:// and gs:// are written through pyarrow.fs: tests/test_storage.py, tests/test_jobs.py.)"""
     synth = str(Path("jobs/configs/synth.yaml").resolve())
-    done = atheus("synth", "--config", synth, "--out", "s3://bucket/run", cwd=tmp_path)
-    assert done.returncode == 2 and "out: Value error, object storage is not supported for outputs" in done.stderr
-    done = atheus("synth", "--config", synth, "--set", "out=gs://bucket/run", cwd=tmp_path)
-    assert done.returncode == 2 and "(got 'gs://bucket/run')" in done.stderr
+    done = atheus("synth", "--config", synth, "--out", "ftp://host/run", cwd=tmp_path)
+    assert done.returncode == 2 and "out: Value error, ftp:// is not a supported place for outputs" in done.stderr
+    done = atheus("synth", "--config", synth, "--set", "out=s3://", cwd=tmp_path)
+    assert done.returncode == 2 and "needs a bucket" in done.stderr and "(got 's3://')" in done.stderr
     assert list(tmp_path.iterdir()) == []
 
 

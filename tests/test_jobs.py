@@ -1,10 +1,11 @@
 """The jobs as users submit them, on the local stand-in for the manifests' cluster: a head that runs no work and
 two worker nodes advertising `gen` and `train` (tests/conftest.py), every node pointed at a real S3-compatible
 server on 127.0.0.1. The whole pipeline on the smallest config (embedded model, a handful of seeds and tasks)
-is submitted with `ray job submit`, stopped with `ray job stop` after its first finished stage, submitted
-again, and must finish: every output checked for existence and consistency, no duplicate id, every LLM stage,
-Serve replica and Ray Train worker on the node its custom resource pins it to, SFT checkpoints on S3 (and
-gone once the models are exported), nothing written to a local `s3:` folder. Also: every job script answers
+writes to `out: s3://atheus-test/run`. It is submitted with `ray job submit`, stopped with `ray job stop` after
+its first finished stage, submitted again, and must finish: every table read back from S3 with pyarrow and
+checked for consistency, no duplicate id, the trained models served from S3, every LLM stage, Serve replica
+and Ray Train worker on the node its custom resource pins it to, SFT checkpoints (OUT/sft/checkpoints, on S3)
+gone once the models are exported, nothing written to a local `s3:` folder. Also: every job script answers
 --help (fast)."""
 
 import json
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.fs
 import pyarrow.parquet as pq
 import pytest
 
@@ -34,7 +36,6 @@ SMALLEST = [  # the local pipeline config, cut to the least that still flows thr
 ]  # fmt: skip
 PINNED = [  # the cluster configs' placement, on the local nodes: work goes where its resource is
     "synth.engine.resources={gen: 1}", "eval.serve.resources={gen: 1}", "train.resources_per_worker={train: 1}",
-    "train.storage_path=s3://atheus-test/checkpoints",
 ]
 
 
@@ -68,23 +69,43 @@ def test_pipeline_on_a_multi_node_cluster_stopped_and_resubmitted(tmp_path, embe
     tasks = tmp_path / "tasks.jsonl"
     sample = (REPO / "atheus_ray" / "data" / "eval_tasks_sample.jsonl").read_text(encoding="utf-8").splitlines()
     tasks.write_text("\n".join(sample[:4]) + "\n", encoding="utf-8")
-    out = tmp_path / "run"
+    s3 = ray_cluster["s3"]
+    store = pyarrow.fs.S3FileSystem(endpoint_override=s3["env"]["AWS_ENDPOINT_URL"], access_key="testing",
+                                    secret_key="testing", region="us-east-1")  # fmt: skip
+    out = "s3://atheus-test/run"
+
+    def key(uri: str) -> str:
+        return uri.removeprefix("s3://")
+
+    def exists(uri: str) -> bool:
+        return store.get_file_info(key(uri)).type != pyarrow.fs.FileType.NotFound
+
+    def data(uri: str) -> bytes:
+        with store.open_input_stream(key(uri)) as f:
+            return f.read()
+
+    def text(uri: str) -> str:
+        return data(uri).decode("utf-8")
+
+    def table(uri: str, **kwargs):
+        return pq.read_table(key(uri), filesystem=store, **kwargs)
+
     dashboard = f"--address={ray_cluster['dashboard']}"
-    entrypoint = ["python", "jobs/pipeline.py", "--config", "jobs/configs/pipeline.yaml", "--out", str(out),
+    entrypoint = ["python", "jobs/pipeline.py", "--config", "jobs/configs/pipeline.yaml", "--out", out,
                   "--set", f"eval.tasks=[{tasks}]", "--set", f"eval.serve.port={free_port()}",
                   *(a for s in SMALLEST + PINNED for a in ("--set", s))]  # fmt: skip
 
     # 1. submitted, then stopped once its first stage is done (the stage's state is written last)
     ray_cli(ray_cluster, "job", "submit", dashboard, "--submission-id=atheus-first", "--no-wait", "--working-dir",
             str(REPO), "--", *entrypoint)  # fmt: skip
-    first_stage = out / "data" / ".stages" / "self_instruct_1" / "done.json"
+    first_stage = f"{out}/data/.stages/self_instruct_1/done.json"
     deadline = time.time() + 900
-    while not first_stage.exists() and time.time() < deadline:
+    while not exists(first_stage) and time.time() < deadline:
         status = ray_cli(ray_cluster, "job", "status", dashboard, "atheus-first", check=False)
         assert not re.search(r"\b(failed|stopped|succeeded)\b", status.stdout + status.stderr, re.IGNORECASE), (
             ray_cli(ray_cluster, "job", "logs", dashboard, "atheus-first").stdout[-4000:])  # fmt: skip
         time.sleep(2)
-    assert first_stage.exists(), "the first stage did not finish in 15 minutes"
+    assert exists(first_stage), "the first stage did not finish in 15 minutes"
     ray_cli(ray_cluster, "job", "stop", dashboard, "atheus-first")  # waits until it has stopped
     assert "was stopped" in ray_cli(ray_cluster, "job", "status", dashboard, "atheus-first").stdout
 
@@ -96,36 +117,43 @@ def test_pipeline_on_a_multi_node_cluster_stopped_and_resubmitted(tmp_path, embe
     assert "[self_instruct_1] done in an earlier run" in logs
 
     # the job printed where its outputs are
-    assert f"The data set card is {out / 'data' / 'README.md'}" in logs
-    assert str(out / "eval" / "report.md") in logs
+    assert f"The data set card is {out}/data/README.md" in logs
+    assert f"{out}/eval/report.md" in logs
     # the data set: Parquet rows = the card's count = the SFT file's lines; no id twice in any table
-    final = pq.read_table(out / "data" / "final").to_pylist()
-    sft_lines = (out / "data" / "sft" / "train.jsonl").read_text(encoding="utf-8").splitlines()
-    summary = json.loads((out / "pipeline.json").read_text(encoding="utf-8"))
+    final = table(f"{out}/data/final").to_pylist()
+    sft_lines = text(f"{out}/data/sft/train.jsonl").splitlines()
+    summary = json.loads(text(f"{out}/pipeline.json"))
     assert len(final) == len(sft_lines) == summary["data"]["screen"]["rows_out"] >= 4
-    assert f"{len(final)}" in (out / "data" / "README.md").read_text(encoding="utf-8")
-    for table in ("generated", "responses", "final"):
-        ids = pq.read_table(out / "data" / table, columns=["id"]).column("id").to_pylist()
-        assert len(ids) == len(set(ids)), table
-    # two trained models, exported for vLLM; their checkpoints were on S3 and are gone now
-    runs = json.loads((out / "sft" / "train.json").read_text(encoding="utf-8"))["runs"]
+    assert f"{len(final)}" in text(f"{out}/data/README.md")
+    assert data(f"{out}/data/charts/funnel.png")[:4] == b"\x89PNG" and exists(f"{out}/data/screen.json")
+    for name in ("generated", "responses", "final"):
+        ids = table(f"{out}/data/{name}", columns=["id"]).column("id").to_pylist()
+        assert len(ids) == len(set(ids)), name
+    assert "reject_reason" in table(f"{out}/data/rejected/heuristics").column_names
+    # two trained models, exported for vLLM to S3; their checkpoints were on S3 too and are gone now
+    runs = json.loads(text(f"{out}/sft/train.json"))["runs"]
     assert sorted(r["condition"] for r in runs) == ["atheus", "open"]
     for r in runs:
-        assert (Path(r["export"]) / "config.json").exists() and r["train_loss"] > 0
-    s3 = ray_cluster["s3"]
+        assert r["export"].startswith(f"{out}/sft/") and exists(f"{r['export']}/config.json") and r["train_loss"] > 0
+        assert exists(f"{r['export']}/model.safetensors") and exists(f"{out}/sft/{r['run']}/loss.png")
     keys = [o["Key"] for o in s3["client"].list_objects_v2(Bucket=s3["bucket"]).get("Contents", [])]
-    assert keys and all(k.startswith("checkpoints/") for k in keys)  # Ray Train's run state, on S3
+    assert any(k.startswith("run/sft/checkpoints/") for k in keys)  # Ray Train's run state, on S3
     assert not any("checkpoint_" in k for k in keys), keys  # finished runs keep their models, not checkpoints
-    assert not (out / "sft" / "checkpoints").exists() and not list(REPO.glob("s3:*")) and not list(tmp_path.rglob("s3:"))
+    local = [REPO, tmp_path, *map(Path, ray_cluster["temp_dirs"])]  # where a job's working_dir is unpacked
+    assert not [p for folder in local for p in folder.rglob("s3:*")]
     # the evaluation: 4 tasks x 2 candidates answered; every judgment accounted for; report and chart
-    answers = pq.read_table(out / "eval" / "answers").to_pylist()
+    answers = table(f"{out}/eval/answers").to_pylist()
     assert len(answers) == 8 and {a["candidate"] for a in answers} == {"open", "atheus"}
-    results = json.loads((out / "eval" / "results.json").read_text(encoding="utf-8"))
+    results = json.loads(text(f"{out}/eval/results.json"))
     [c] = results["comparisons"]
     assert c["wins"] + c["ties"] + c["losses"] + c["invalid"] + c["errors"] == 8 and c["errors"] == 0
-    assert len(pq.read_table(out / "eval" / "judgments")) == 8 + 8  # pairwise in both orders, plus 1-5 scores
-    assert (out / "eval" / "win_rates.png").read_bytes()[:4] == b"\x89PNG"
-    assert results["candidates"][0]["model"].startswith(str(out / "sft"))
+    assert len(table(f"{out}/eval/judgments")) == 8 + 8  # pairwise in both orders, plus 1-5 scores
+    assert data(f"{out}/eval/win_rates.png")[:4] == b"\x89PNG"
+    # served from S3: Ray Serve LLM downloaded each export onto the `gen` node, filed under its run's fingerprint
+    assert results["candidates"][0]["model"].startswith(f"{out}/sft/")
+    for r in runs:
+        snapshot = ray_cluster["hf_hub"] / f"models--SmolLM2-135M-Instruct--{r['condition']}" / "snapshots"
+        assert (snapshot / r["fingerprint"] / "model.safetensors").exists(), list(ray_cluster["hf_hub"].rglob("*"))
 
     # placement: every vLLM engine (Ray Data and Serve) on the `gen` node, every Ray Train worker on `train`
     placed = node_of_actors(ray_cluster)

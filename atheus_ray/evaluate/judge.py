@@ -12,8 +12,10 @@ errors and timeouts, honouring Retry-After), at most `concurrency` requests in f
 fails is recorded as `error` and not cached, so a rerun tries it again. The API key is read from the
 environment variable `api_key_env` and never logged or written.
 
-Cache: every readable judgment is appended to a JSONL file keyed by a hash of (task, answer A, answer B,
-judge model, prompt version); a rerun answers from it and makes no new call for them.
+Cache: readable judgments, keyed by a hash of (task, answer A, answer B, judge model, prompt version), are
+written as JSONL parts into a cache folder (a local disk or an object store: nothing appends), one part per
+`FLUSH_EVERY` judgments and one at the end of each batch; a rerun answers from them and makes no new call for
+them. A crash costs at most the judgments not yet in a part.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import hashlib
 import json
 import os
 import re
+import uuid
 from pathlib import Path
 
 from atheus_ray.rows import read_prompt
+from atheus_ray.storage import Location
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts" / "eval"
 PROMPT, SCORE_PROMPT = PROMPTS / "pairwise.md", PROMPTS / "score.md"
@@ -57,13 +61,18 @@ def judgment_key(task: dict, answer_a: str, answer_b: str | None, judge_model: s
 
 
 class Cache:
-    """Append-only JSONL of judgments by key; a torn last line (a crash mid-write) is skipped."""
+    """Judgments by key, kept in a folder of JSONL parts (see the module docstring); an unreadable line is skipped."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    FLUSH_EVERY = 64
+
+    def __init__(self, folder: str | Location):
+        self.folder = Location(folder)
         self.records: dict[str, dict] = {}
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
+        self.pending: list[dict] = []
+        for part in self.folder.files():
+            if not part.name.endswith(".jsonl"):
+                continue
+            for line in part.read_text().splitlines():
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:
@@ -71,12 +80,17 @@ class Cache:
                 self.records[record["key"]] = record
 
     def put(self, record: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
         self.records[record["key"]] = record
+        self.pending.append(record)
+        if len(self.pending) >= self.FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the judgments not yet written as one new part."""
+        if self.pending:
+            lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.pending)
+            (self.folder / f"part-{uuid.uuid4().hex[:12]}.jsonl").write_text(lines)
+            self.pending = []
 
 
 class Judge:
@@ -109,6 +123,7 @@ class Judge:
         try:
             done = await asyncio.gather(*(self._one(client, limit, key, job) for key, job in unique.items()))
         finally:
+            self.cache.flush()
             await client.close()
         found = dict(zip(unique, done))
         return [{**{k: v for k, v in job.items() if k != "task"}, "task_id": job["task"]["id"], "key": key,

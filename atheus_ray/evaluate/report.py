@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import html
 import json
-from pathlib import Path
+
+from atheus_ray.storage import Location, save_figure
 
 COLUMNS = ("model", "x", "y", "wins", "ties", "losses", "invalid", "errors", "answer_errors", "win_rate", "ci95",
            "sign_test_p", "position_consistency", "first_slot_rate")  # fmt: skip
@@ -26,12 +27,11 @@ def rows(results: dict) -> list[list[str]]:
     return [[_cell(c.get(k)) for k in COLUMNS] for c in results["comparisons"]]
 
 
-def write_report(out: Path, results: dict) -> dict[str, Path]:
+def write_report(out: Location, results: dict) -> dict[str, Location]:
     """Write results.json, report.md, report.html and win_rates.png into `out`; return their paths."""
-    out.mkdir(parents=True, exist_ok=True)
     paths = {"results": out / "results.json", "markdown": out / "report.md", "html": out / "report.html",
              "chart": out / "win_rates.png"}  # fmt: skip
-    paths["results"].write_text(json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8")
+    paths["results"].write_text(json.dumps(results, ensure_ascii=False, indent=2))
     _chart(results, paths["chart"])
     intro = (f"Pairwise judgments by `{results['judge_model']}` on {results['tasks']} tasks, each pair in both "
              "orders. Win rate: X's wins + half its ties over readable judgments; CI: 95% cluster bootstrap over "
@@ -44,17 +44,17 @@ def write_report(out: Path, results: dict) -> dict[str, Path]:
                f"{a['invalid']} |" for a in results.get("absolute", [])]  # fmt: skip
     paths["markdown"].write_text("\n".join(["# Evaluation report", "", intro, "", *table, "",
                                             "![win rates](win_rates.png)", "", "## Absolute scores (ELYZA-style)", "",
-                                            *scores, ""]), encoding="utf-8")  # fmt: skip
+                                            *scores, ""]))  # fmt: skip
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows(results))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     paths["html"].write_text(
         f"<!doctype html><meta charset='utf-8'><title>atheus_ray evaluation</title><h1>Evaluation report</h1>"
         f"<p>{html.escape(intro)}</p><table border='1' cellpadding='4'><tr>{head}</tr>{cells}</table>"
-        f"<p><img src='win_rates.png' alt='win rates'></p>", encoding="utf-8")  # fmt: skip
+        f"<p><img src='win_rates.png' alt='win rates'></p>")  # fmt: skip
     return paths
 
 
-def _chart(results: dict, path: Path) -> None:
+def _chart(results: dict, path: Location) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,5 +72,5 @@ def _chart(results: dict, path: Path) -> None:
     ax.set_ylabel("win rate of X (ties count half)")
     ax.set_title("pairwise win rate with 95% CI")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)

@@ -12,7 +12,7 @@ default, saved to `DIR/answers/` (task_id, candidate, group, model, answer, erro
 the same model, tasks and sampling. An answer the endpoint refused (a 400, e.g. a prompt too long) has `error`
 set and no `answer`; it is counted (`answer_errors`) and not judged, and more than `max_error_share` of them
 fails the run. Judging: atheus_ray.evaluate.judge (the local judge's replies constrained
-to one verdict mark and nothing else when `judge.constrain`), with its cache in `DIR/judge_cache.jsonl`; every
+to one verdict mark and nothing else when `judge.constrain`), with its cache in `DIR/judge_cache/`; every
 judgment goes to `DIR/judgments/`. Absolute 1-5 scores per candidate (ELYZA-style, same judge) are the
 second view. Statistics: atheus_ray.evaluate.stats. Report: atheus_ray.evaluate.report.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from pathlib import Path
 
 from atheus_ray.config import ConfigError, EngineConfig, EvalConfig, ModelConfig, ServedModelConfig
 from atheus_ray.engine import generate, sampling_params
@@ -32,19 +31,20 @@ from atheus_ray.evaluate.stats import absolute, summarize
 from atheus_ray.evaluate.tasks import load_tasks
 from atheus_ray.ray_init import init_ray
 from atheus_ray.serve import app as serve_app
+from atheus_ray.storage import Location
 from atheus_ray.tables import write_rows
 
 NO_KEY = "ATHEUS_NO_KEY"  # an environment variable nobody sets: requests to an app without auth carry no key
 
 
-def _saved_answers(candidate, tasks: list[dict], cfg: EvalConfig, out: Path) -> Path:
+def _saved_answers(candidate, tasks: list[dict], cfg: EvalConfig, out: Location) -> Location:
     """Where a candidate's answers are kept, by a hash of its model, the tasks and the sampling."""
     key = hashlib.sha256(json.dumps(["v2", candidate.model, cfg.serve.max_model_len, cfg.answer.model_dump(),
                                      [t["input"] for t in tasks]], ensure_ascii=False).encode()).hexdigest()[:16]  # fmt: skip
     return out / ".answers" / f"{key}.json"
 
 
-def _answer(candidate, tasks: list[dict], cfg: EvalConfig, url: str, saved: Path, log) -> None:
+def _answer(candidate, tasks: list[dict], cfg: EvalConfig, url: str, saved: Location, log) -> None:
     """Ask the served candidate every task (ray.data.llm HTTP processor); save {task id: answer}."""
     requests = [{"key": t["id"], "messages": [{"role": "user", "content": t["input"]}],
                  "sampling_params": sampling_params(cfg.answer)} for t in tasks]  # fmt: skip
@@ -61,8 +61,7 @@ def _answer(candidate, tasks: list[dict], cfg: EvalConfig, url: str, saved: Path
         raise RuntimeError(f"candidate {name}: {len(errors)} of {len(tasks)} answers are errors, more than "
                            f"max_error_share {cfg.max_error_share:g} (task {first[0]}: {first[1]})")  # fmt: skip
     answers = {t["id"]: o["text"].strip() for t, o in zip(tasks, outputs) if not o["error"]}
-    saved.parent.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps({"answers": answers, "errors": errors}, ensure_ascii=False), encoding="utf-8")
+    saved.write_text(json.dumps({"answers": answers, "errors": errors}, ensure_ascii=False))
     log(f"[answers] {name}: {sum(o['tokens_out'] for o in outputs)} tokens"
         + (f", {len(errors)} error(s), left out of judging (first: {next(iter(errors.values()))})" if errors else ""))  # fmt: skip
 
@@ -70,7 +69,7 @@ def _answer(candidate, tasks: list[dict], cfg: EvalConfig, url: str, saved: Path
 def evaluate(cfg: EvalConfig, log=print) -> dict:
     """Answer, judge, report; return the results (also in DIR/results.json)."""
     start = time.time()
-    out = Path(cfg.out).resolve()
+    out = Location(cfg.out)
     tasks = load_tasks(cfg.tasks)[: cfg.limit]
     groups = sorted({c.group for c in cfg.candidates})
     for group in groups:
@@ -83,7 +82,7 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
 
     saved = {(c.group, c.name): _saved_answers(c, tasks, cfg, out) for c in cfg.candidates}
     pending = [c for c in cfg.candidates if not saved[c.group, c.name].exists()]
-    cache = Cache(out / "judge_cache.jsonl")
+    cache = Cache(out / "judge_cache")
     # a local judge is started only when something is left to judge (a rerun of a finished run starts nothing)
     serve_judge = cfg.judge.source is not None and (bool(pending) or not all(
         judgment_key(j["task"], j["answer_a"], j["answer_b"], cfg.judge.model) in cache.records
@@ -109,7 +108,7 @@ def _load_answers(cfg: EvalConfig, tasks: list[dict], saved: dict) -> dict:
     """{(group, candidate, task id): answer} from the saved answers; an answer that was an error is None."""
     answers = {}
     for candidate in cfg.candidates:
-        found = json.loads(saved[candidate.group, candidate.name].read_text(encoding="utf-8"))["answers"]
+        found = json.loads(saved[candidate.group, candidate.name].read_text())["answers"]
         for task in tasks:
             answers[candidate.group, candidate.name, task["id"]] = found.get(task["id"])
     return answers
@@ -135,10 +134,10 @@ def _jobs(cfg: EvalConfig, tasks: list[dict], groups: list[str], answers: dict) 
     return batches
 
 
-def _judge_and_report(cfg: EvalConfig, tasks, groups, saved, cache, out: Path, url: str | None, start: float,
+def _judge_and_report(cfg: EvalConfig, tasks, groups, saved, cache, out: Location, url: str | None, start: float,
                       log) -> dict:  # fmt: skip
     answers = _load_answers(cfg, tasks, saved)
-    errors = {(c.group, c.name): json.loads(saved[c.group, c.name].read_text(encoding="utf-8"))["errors"]
+    errors = {(c.group, c.name): json.loads(saved[c.group, c.name].read_text())["errors"]
               for c in cfg.candidates}  # fmt: skip
     answer_rows = [{"task_id": t["id"], "group": c.group, "candidate": c.name, "model": c.model,
                     "answer": answers[c.group, c.name, t["id"]], "error": errors[c.group, c.name].get(t["id"])}

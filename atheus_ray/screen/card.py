@@ -8,7 +8,8 @@ Reads:  the final rows' `perspective`, `domain`, `task_category`, `difficulty`, 
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
+
+from atheus_ray.storage import Location, save_figure
 
 DISTRIBUTIONS = ("perspective", "domain", "task_category", "difficulty", "quality", "score")
 ORDINAL = {"difficulty", "quality", "score"}  # shown in value order, not by count
@@ -35,7 +36,7 @@ def distributions(rows: list[dict]) -> dict[str, dict[str, int]]:
     return result
 
 
-def write_card(out: Path, summary: dict) -> Path:
+def write_card(out: Location, summary: dict) -> Location:
     """Write DIR/README.md and DIR/charts/*.png from a screening summary."""
     charts = _charts(out / "charts", summary)
     lines = [
@@ -76,19 +77,16 @@ def write_card(out: Path, summary: dict) -> Path:
         "`safety_category`, `score` (response quality 1-10), `dup_of`, `tagger_model`, `tagger_prompt_version`.",
         "",
     ]
-    path = out / "README.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return (out / "README.md").write_text("\n".join(lines))
 
 
-def _charts(folder: Path, summary: dict) -> set[str]:
+def _charts(folder: Location, summary: dict) -> set[str]:
     """One bar chart per distribution and one of the funnel; return the names drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    folder.mkdir(parents=True, exist_ok=True)
     drawn = set()
     bars = {"funnel": {step["stage"]: step["left"] for step in summary["funnel"]}, **summary["distributions"]}
     for name, counts in bars.items():
@@ -101,7 +99,7 @@ def _charts(folder: Path, summary: dict) -> set[str]:
         for y, v in enumerate(values[::-1]):
             ax.text(v, y, f" {v}", va="center", fontsize=8)
         fig.tight_layout()
-        fig.savefig(folder / f"{name}.png", dpi=100)
+        save_figure(fig, folder / f"{name}.png")
         plt.close(fig)
         drawn.add(name)
     return drawn

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from pathlib import Path
 
 from atheus_ray import models
 from atheus_ray.config import EngineConfig, ModelConfig, RayConfig, ScreenConfig
@@ -41,6 +40,7 @@ from atheus_ray.screen.select import rank_key, select
 from atheus_ray.seeds import load_taxonomy
 from atheus_ray.sources import SourceError, read_records
 from atheus_ray.stages import Stages
+from atheus_ray.storage import Location
 from atheus_ray.tables import REJECTED_COLUMNS, write_rows
 from atheus_ray.text import ja_ratio
 
@@ -84,11 +84,11 @@ def fingerprint(rows: list[dict], cfg: ScreenConfig, model: ModelConfig, engine:
     return h.hexdigest()[:16]
 
 
-def screen(rows: list[dict], out: str | Path, cfg: ScreenConfig, model: ModelConfig, engine: EngineConfig,
+def screen(rows: list[dict], out: str | Location, cfg: ScreenConfig, model: ModelConfig, engine: EngineConfig,
            ray: RayConfig | None = None, log=print, source: str = "") -> dict:  # fmt: skip
     """Screen `rows` into OUT (see module docstring); return the summary written to OUT/screen.json."""
     start = time.time()
-    out = Path(out).resolve()
+    out = Location(out)
     categories = list(load_taxonomy().categories)
     tagger_name = models.display_name(model.source)
     prompts = decontam.load_prompts(cfg.decontamination.paths) if cfg.decontamination.paths else []
@@ -146,16 +146,13 @@ def sft_record(row: dict) -> dict:
                                           {"role": "assistant", "content": row["response"]}]}  # fmt: skip
 
 
-def _write_outputs(out: Path, rows: list[dict], n_in: int, report: list[dict], tagger_name: str, source: str,
+def _write_outputs(out: Location, rows: list[dict], n_in: int, report: list[dict], tagger_name: str, source: str,
                    seconds: float, log) -> dict:  # fmt: skip
     columns = dict.fromkeys([*LINEAGE_COLUMNS, "category", "instruction", "input", "response", *_columns(rows),
                              *SCREEN_COLUMNS])  # fmt: skip
     final = write_rows(rows, out / "final", tuple(columns))
-    sft = out / "sft" / "train.jsonl"
-    sft.parent.mkdir(parents=True, exist_ok=True)
-    tmp = sft.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(sft_record(r), ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(sft)
+    sft = (out / "sft" / "train.jsonl").write_text("".join(json.dumps(sft_record(r), ensure_ascii=False) + "\n"
+                                                          for r in rows))  # fmt: skip
     summary = {
         "source": source,
         "tagger_model": tagger_name,

@@ -37,6 +37,7 @@ from atheus_ray.seeds import Seed, expand_paths, load_seeds, load_taxonomy, roun
 from atheus_ray.synth import evol, self_instruct
 from atheus_ray.synth.respond import answer_request, with_answer
 from atheus_ray.stages import Stages
+from atheus_ray.storage import Location
 from atheus_ray.tables import write_rows
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
@@ -61,7 +62,7 @@ def synthesize(cfg: SynthConfig, log=print) -> dict:
     seeds = round_robin(
         load_seeds(expand_paths(cfg.seeds.paths), taxonomy, cfg.seeds.default_perspective), cfg.seeds.limit
     )
-    out = Path(cfg.out).resolve()
+    out = Location(cfg.out)
     name = models.display_name(cfg.model.source)
     log(f"{len(seeds)} seeds; generator {name}; output {out}")
 
@@ -143,7 +144,7 @@ def _respond_all(rows: list[dict], cfg: SynthConfig, name: str) -> tuple:
     return kept, rejected, *_tokens(outputs)
 
 
-def _write_outputs(out: Path, rows: list[dict], report: list[dict], cfg: SynthConfig, n_seeds: int,
+def _write_outputs(out: Location, rows: list[dict], report: list[dict], cfg: SynthConfig, n_seeds: int,
                    seconds: float) -> dict:  # fmt: skip
     rows = sorted(({k: v for k, v in row.items() if k != "in_pool"} for row in rows), key=lambda r: r["id"])
     generated = [{k: v for k, v in row.items() if k not in RESPONSE_COLUMNS}

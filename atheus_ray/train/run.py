@@ -32,6 +32,7 @@ from pathlib import Path
 from atheus_ray import models
 from atheus_ray.config import ConfigError, TrainConfig
 from atheus_ray.ray_init import init_ray
+from atheus_ray.storage import Location, save_figure
 from atheus_ray.train import memory
 from atheus_ray.train.data import load_condition, subsample_and_split
 from atheus_ray.train.pack import pack
@@ -54,8 +55,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
     from transformers import AutoTokenizer
 
     start = time.time()
-    out = Path(cfg.out).resolve()
-    storage = cfg.storage_path or str(out / "checkpoints")
+    out = Location(cfg.out)
+    storage = str(Location(cfg.storage_path) if cfg.storage_path else out / "checkpoints")
     data = {c.name: load_condition(c) for c in cfg.conditions}
     for name, (examples, dropped) in data.items():
         log(f"condition {name}: {len(examples)} examples" + (f", dropped {dict(dropped)}" if dropped else ""))
@@ -95,7 +96,6 @@ def train(cfg: TrainConfig, log=print) -> dict:
                            "dropped": dict(dropped), "too_long": too_long})  # fmt: skip
     summary = {"runs": runs, "wall_seconds": round(time.time() - start, 1), "storage_path": storage,
                "summary": str(out / "train.json")}  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
     (out / "train.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2))
     return summary
 
@@ -143,7 +143,7 @@ def _fingerprint(cfg: TrainConfig, path: str, encoded: dict) -> str:
     return h.hexdigest()[:12]
 
 
-def _fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg: TrainConfig, storage, run_dir: Path,
+def _fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg: TrainConfig, storage, run_dir: Location,
          log) -> dict:  # fmt: skip
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -170,20 +170,16 @@ def _fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg: TrainConfig
     )
     result = trainer.fit()
     metrics = dict(result.metrics)
-    run_dir.mkdir(parents=True, exist_ok=True)
     target = run_dir / "model"
-    with result.checkpoint.as_directory() as folder:
-        tmp = run_dir / ".model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(Path(folder) / EXPORT, tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-    history = json.loads((target / "log_history.json").read_text())
+    with result.checkpoint.as_directory() as folder:  # on an object store, downloaded to a local folder first
+        history = json.loads((Path(folder) / EXPORT / "log_history.json").read_text())
+        target.upload(Path(folder) / EXPORT)
+    # Ray's LLM libraries file a download of an s3:// / gs:// model under the name its `hash` file gives: a new
+    # export of the same candidate is then a new snapshot on the serving node, not the last run's files
+    (target / "hash").write_text(fingerprint)
     _loss_chart(history, run_dir / "loss.png", name)
     metrics.update(run=name, fingerprint=fingerprint, wall_seconds=round(time.time() - start, 1), export=str(target))
-    tmp = done.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2))
-    tmp.replace(done)  # the run is done from here on; a crash before this resumes from the final checkpoint
+    done.write_text(json.dumps(metrics, indent=2))  # done from here on; a crash before resumes from the final checkpoint
     # Finished and exported: its checkpoints, weights and optimizer state at about 3x the model's size, were only
     # there to resume it. Local or s3:// alike; a crash before this is mended by the next run's reuse above.
     result.filesystem.delete_dir(result.path)
@@ -308,18 +304,10 @@ def train_func(config: dict) -> None:
 
 def _delete_checkpoints(storage: str, experiment: str) -> None:
     """Delete a run's folder under `storage_path` (local, NFS or an object store) if it is there."""
-    import pyarrow.fs
-
-    if "://" in storage:
-        fs, root = pyarrow.fs.FileSystem.from_uri(storage)
-    else:
-        fs, root = pyarrow.fs.LocalFileSystem(), str(Path(storage).resolve())
-    folder = f"{root.rstrip('/')}/{experiment}"
-    if fs.get_file_info(folder).type != pyarrow.fs.FileType.NotFound:
-        fs.delete_dir(folder)
+    (Location(storage) / experiment).delete()
 
 
-def _loss_chart(history: list[dict], path: Path, title: str) -> None:
+def _loss_chart(history: list[dict], path: Location, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -336,5 +324,5 @@ def _loss_chart(history: list[dict], path: Path, title: str) -> None:
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)

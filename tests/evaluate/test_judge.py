@@ -88,7 +88,7 @@ def jobs():
 
 def test_no_judgment_is_lost_or_duplicated_and_retries_are_bounded(server, tmp_path, monkeypatch):
     monkeypatch.setenv("JUDGE_KEY", SECRET)
-    judge = Judge(server, "judge-model", Cache(tmp_path / "cache.jsonl"), api_key_env="JUDGE_KEY", concurrency=3,
+    judge = Judge(server, "judge-model", Cache(tmp_path / "cache"), api_key_env="JUDGE_KEY", concurrency=3,
                   max_retries=2, timeout=1.0, verdict_retries=2)  # fmt: skip
     records = judge.judge(jobs())
     assert [r["answer_a"] for r in records] == [j["answer_a"] for j in jobs()]  # one record per job, in order
@@ -96,10 +96,11 @@ def test_no_judgment_is_lost_or_duplicated_and_retries_are_bounded(server, tmp_p
     assert [r["attempts"] for r in records] == [1, 1, 1, 1, 3, 3, 1]  # verdict retries, bounded
     assert max(FakeJudge.calls.values()) <= 3  # transport retries are bounded too
     assert FakeJudge.auth == {f"Bearer {SECRET}"}
-    cached = [json.loads(line) for line in (tmp_path / "cache.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert len(cached) == len({c["key"] for c in cached}) == 7 and SECRET not in (tmp_path / "cache.jsonl").read_text()
+    written = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "cache").iterdir())
+    cached = [json.loads(line) for line in written.splitlines()]
+    assert len(cached) == len({c["key"] for c in cached}) == 7 and SECRET not in written
 
-    again = Judge(server, "judge-model", Cache(tmp_path / "cache.jsonl"), api_key_env="JUDGE_KEY")
+    again = Judge(server, "judge-model", Cache(tmp_path / "cache"), api_key_env="JUDGE_KEY")
     before = dict(FakeJudge.calls)
     rerun = again.judge(jobs())
     assert again.calls == 0 and FakeJudge.calls == before  # the cache prevents every repeat call
@@ -107,28 +108,30 @@ def test_no_judgment_is_lost_or_duplicated_and_retries_are_bounded(server, tmp_p
 
 
 def test_a_request_that_keeps_failing_is_an_error_and_is_not_cached(tmp_path):
-    judge = Judge("http://127.0.0.1:9/v1", "judge-model", Cache(tmp_path / "cache.jsonl"), max_retries=1,
+    judge = Judge("http://127.0.0.1:9/v1", "judge-model", Cache(tmp_path / "cache"), max_retries=1,
                   timeout=0.5)  # fmt: skip
     [record] = judge.judge(jobs()[:1])
-    assert record["verdict"] == "error" and not (tmp_path / "cache.jsonl").exists()
+    assert record["verdict"] == "error" and not (tmp_path / "cache").exists()
 
 
-def test_a_torn_cache_line_is_skipped(tmp_path):
-    path = tmp_path / "cache.jsonl"
-    path.write_text('{"key": "k1", "verdict": "A", "attempts": 1, "reply": "[[A]]"}\n{"key": "k2", "verd', encoding="utf-8")
-    assert list(Cache(path).records) == ["k1"]
+def test_an_unreadable_cache_line_is_skipped(tmp_path):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "part-1.jsonl").write_text('{"key": "k1", "verdict": "A", "attempts": 1, "reply": "[[A]]"}\n'
+                                                     '{"key": "k2", "verd', encoding="utf-8")  # fmt: skip
+    assert list(Cache(tmp_path / "cache").records) == ["k1"]
 
 
 def test_absolute_scores_use_their_own_prompt_and_cache_key(server, tmp_path):
-    judge = Judge(server, "judge-model", Cache(tmp_path / "cache.jsonl"), max_retries=1)
+    judge = Judge(server, "judge-model", Cache(tmp_path / "cache"), max_retries=1)
     pair, score = judge.judge([{"task": TASK, "answer_a": "ok: 回答", "answer_b": "別の回答", "order": "XY"},
                                {"task": TASK, "answer_a": "ok: 回答", "answer_b": None, "order": "score"}])  # fmt: skip
     assert (pair["verdict"], score["verdict"]) == ("B", "4") and pair["key"] != score["key"]
 
 
 def test_the_same_judgment_twice_in_one_batch_is_asked_once(server, tmp_path):
-    judge = Judge(server, "judge-model", Cache(tmp_path / "cache.jsonl"))
+    judge = Judge(server, "judge-model", Cache(tmp_path / "cache"))
     job = {"task": TASK, "answer_a": "ok: 同じ回答", "answer_b": "ok: 同じ回答"}
     records = judge.judge([{**job, "order": "XY"}, {**job, "order": "YX"}])
     assert judge.calls == 1 and [r["order"] for r in records] == ["XY", "YX"]
-    assert len((tmp_path / "cache.jsonl").read_text(encoding="utf-8").splitlines()) == 1
+    [part] = (tmp_path / "cache").iterdir()
+    assert len(part.read_text(encoding="utf-8").splitlines()) == 1

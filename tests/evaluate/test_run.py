@@ -81,20 +81,21 @@ def test_a_finished_run_with_a_local_judge_starts_nothing(ray_local, tmp_path, m
     """Answers saved and every judgment cached: no Serve app (no candidate, no judge) and no judge call."""
     from atheus_ray.evaluate import run
     from atheus_ray.evaluate.judge import Cache, judgment_key
+    from atheus_ray.storage import Location
 
     cfg = load_config(EvalConfig, "jobs/configs/eval.yaml", [f"out={tmp_path}", f"tasks=[{SAMPLE}]",
                       "candidates=[{name: open, group: g, model: m1}, {name: atheus, group: g, model: m2}]"])  # fmt: skip
     tasks = run.load_tasks(cfg.tasks)[: cfg.limit]
-    saved = {(c.group, c.name): run._saved_answers(c, tasks, cfg, tmp_path) for c in cfg.candidates}
+    saved = {(c.group, c.name): run._saved_answers(c, tasks, cfg, Location(tmp_path)) for c in cfg.candidates}
     for (group, name), path in saved.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
         answers = {t["id"]: f"{name}の答え{t['id']}" for t in tasks}
         path.write_text(json.dumps({"answers": answers, "errors": {}}, ensure_ascii=False))
-    cache = Cache(tmp_path / "judge_cache.jsonl")
+    cache = Cache(tmp_path / "judge_cache")
     for jobs in run._jobs(cfg, tasks, ["g"], run._load_answers(cfg, tasks, saved)):
         for j in jobs:
             key = judgment_key(j["task"], j["answer_a"], j["answer_b"], cfg.judge.model)
             cache.put({"key": key, "verdict": "A" if j["answer_b"] else "4", "attempts": 1, "reply": "[[A]]"})
+    cache.flush()
     monkeypatch.setattr(run.serve_app, "start", lambda *a, **k: pytest.fail("a Serve app was started"))
     results = run.evaluate(cfg, log=lambda m: None)
     assert results["judge_calls"] == 0 and results["comparisons"][0]["first_slot_rate"] == 1.0
