@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 from atheus_ray import __version__
@@ -65,8 +66,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum, frame):
+    """SIGTERM (`ray job stop`, a pod's shutdown) unwinds like Ctrl-C, so what a run started is cleaned up on the
+    way out: above all a phase's Serve deployment, which would outlive the job (atheus_ray.engine.Engine)."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         if args.command == "doctor":
             from atheus_ray import doctor

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from atheus_ray.storage import OBJECT_STORES
 
@@ -53,9 +53,11 @@ class ModelConfig(Strict):
 
 
 class EngineConfig(Strict):
-    kind: Literal["vllm", "openai"] = Field(
-        "vllm", description="'vllm': engines in-process on Ray (ray.data.llm); 'openai': an OpenAI-compatible "
-        "endpoint (a Ray Serve app, a vLLM server, or a hosted API) called over HTTP from Ray Data."
+    kind: Literal["serve", "vllm", "openai"] = Field(
+        "serve", description="'serve': the model started once per phase as a Ray Serve deployment (vLLM), every "
+        "pass sent to it by deployment handle; 'vllm': vLLM engines in-process in each pass (ray.data.llm), started "
+        "again for every pass; 'openai': an OpenAI-compatible endpoint (a Ray Serve app, a vLLM server, or a "
+        "hosted API) called over HTTP from Ray Data."
     )
     base_url: str = Field(
         "https://api.openai.com/v1", description="openai: base URL of the endpoint (…/v1); /chat/completions is added."
@@ -68,7 +70,13 @@ class EngineConfig(Strict):
     accelerator: Literal["cpu", "gpu"] = Field(
         "cpu", description="Where vLLM replicas run: 'cpu' (one CPU bundle each) or 'gpu' (tensor x pipeline GPUs)."
     )
-    concurrency: int = Field(1, ge=1, description="vLLM engine replicas, or (openai) concurrent HTTP workers.")
+    concurrency: int = Field(
+        1, ge=1, description="vLLM engine replicas (serve: the most the deployment scales to), or (openai) "
+        "concurrent HTTP workers.",
+    )
+    min_replicas: int | None = Field(
+        None, ge=1, description="serve: replicas kept up when the load is low (None: all `concurrency` of them).",
+    )
     batch_size: int = Field(8, ge=1, description="Rows per batch sent to one engine replica.")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica for tensor parallelism.")
     pipeline_parallel_size: int = Field(1, ge=1, description="Pipeline stages per replica.")
@@ -87,10 +95,20 @@ class EngineConfig(Strict):
         "pipeline bundles are always STRICT_PACKed onto one node.",
     )
 
+    @model_validator(mode="after")
+    def _replicas(self):
+        if self.min_replicas is not None and self.min_replicas > self.concurrency:
+            raise ValueError(f"min_replicas ({self.min_replicas}) is more than concurrency ({self.concurrency}), the "
+                             "most replicas")  # fmt: skip
+        return self
+
     def output_settings(self) -> dict:
         """The settings that change what the engine answers (for resume fingerprints): not where or how fast
         it runs (parallelism, replicas, batch size, memory share, placement, retries)."""
-        return self.model_dump(include={"kind", "base_url", "seed"})
+        settings = self.model_dump(include={"kind", "base_url", "seed"})
+        if self.kind == "serve":  # the same vLLM engine with the same settings as `vllm`, started once
+            settings["kind"] = "vllm"
+        return settings
 
 
 class RayConfig(Strict):

@@ -1,4 +1,14 @@
-"""The one place that builds LLM processors for Ray Data.
+"""The one place that builds LLM processors for Ray Data, and the phase's LLM that they run on.
+
+`Engine(model, engine)` is a phase's LLM: every LLM pass of the phase calls `Engine.generate(requests)`.
+
+`engine.kind: serve` (the default) starts the model once, at the first pass that has work, as a Ray Serve
+deployment of `ray.serve.llm` (vLLM replicas with the same engine settings, placement and resources as below,
+`concurrency` of them, or autoscaling from `min_replicas`), and keeps it until `Engine.close()`: synthesis and
+screening of a phase share one engine start, however many passes they make. Each pass reaches the deployment
+through `ray.data.llm`'s Serve-deployment processor (deployment handles, no HTTP, no port), with the same
+requests as below: per-request sampling, structured outputs (vLLM's own: JSON schema, choice, regex),
+token counts from the response's usage.
 
 `engine.kind: vllm` wraps `ray.data.llm`'s vLLM processor: one or more vLLM engine replicas as Ray actors,
 fed batches of rows that carry chat `messages` and per-row `sampling_params`. On CPU each replica gets a
@@ -6,6 +16,9 @@ one-CPU placement bundle (without it, vLLM stages wait forever for a GPU); on GP
 `tensor_parallel_size x pipeline_parallel_size` GPUs per replica. Structured outputs use the xgrammar
 backend with `disable_any_whitespace`: JSON comes out compact, instead of the runs of spaces and newlines
 a small model otherwise spends its token budget on (and gets cut off in).
+
+Either way, a prompt of `max_model_len` tokens or more is found by tokenizing first and answered
+`prompt_too_long` without reaching the engine (one such row would stop a whole Ray Data stage).
 
 `engine.kind: openai` sends the same requests to an OpenAI-compatible `/chat/completions` endpoint through
 `ray.data.llm`'s HTTP processor (`concurrency` workers, `qps` cap, retries with exponential backoff on
@@ -22,6 +35,7 @@ import functools
 import json
 import os
 import re
+import time
 from urllib.parse import urlparse
 
 import ray
@@ -48,21 +62,21 @@ def build_llm_processor(
     `postprocess` receives them back with `generated_text` and `num_generated_tokens`."""
     config = vLLMEngineProcessorConfig(
         model_source=models.resolve(model.source),
-        engine_kwargs={
-            "dtype": model.dtype,
-            "max_model_len": model.max_model_len,
-            "gpu_memory_utilization": engine.gpu_memory_utilization,
-            "tensor_parallel_size": engine.tensor_parallel_size,
-            "pipeline_parallel_size": engine.pipeline_parallel_size,
-            "enforce_eager": engine.enforce_eager,
-            "seed": engine.seed,
-            "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
-        },
+        engine_kwargs=engine_kwargs(model, engine),
         batch_size=engine.batch_size,
         concurrency=engine.concurrency,
         placement_group_config=placement(engine),
     )
     return build_processor(config, preprocess=preprocess, postprocess=postprocess)
+
+
+def engine_kwargs(model: ModelConfig, engine: EngineConfig) -> dict:
+    """vLLM engine arguments, the same for an in-process engine (`vllm`) and a Serve replica (`serve`)."""
+    return {"dtype": model.dtype, "max_model_len": model.max_model_len,
+            "gpu_memory_utilization": engine.gpu_memory_utilization,
+            "tensor_parallel_size": engine.tensor_parallel_size, "pipeline_parallel_size": engine.pipeline_parallel_size,
+            "enforce_eager": engine.enforce_eager, "seed": engine.seed,
+            "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True}}  # fmt: skip
 
 
 def placement(engine: EngineConfig) -> dict:
@@ -76,39 +90,148 @@ def placement(engine: EngineConfig) -> dict:
             "strategy": "STRICT_PACK"}
 
 
+SERVE_APP = "atheus-engine"  # the Serve application of a phase's `serve` engine
+
+
+class Engine:
+    """A phase's LLM (see the module docstring). Use as a context manager, or call `close()`: with `serve`, the
+    deployment lives from the first pass with work until then. `stats()` counts engine starts, the seconds they
+    took (`serve`; an in-process `vllm` engine starts inside its pass, untimed) and passes."""
+
+    def __init__(self, model: ModelConfig, engine: EngineConfig, log: Callable[[str], None] = print):
+        self.model, self.engine, self.log = model, engine, log
+        self.starts, self.start_seconds, self.passes, self.deployment = 0, 0.0, 0, None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def generate(self, requests: list[dict]) -> list[dict]:
+        """Run chat requests in one pass and return, in request order, {key, text, tokens_in, tokens_out, error}
+        for each. A request is {key, messages, sampling_params}; requests of different kinds (plain answers,
+        JSON, choices) can share one pass.
+
+        `error` is None, or `"<reason>: <message>"` for a request that got no answer: `prompt_too_long` (its
+        prompt has `max_model_len` tokens or more, found by tokenizing here; openai: the endpoint's 400 saying
+        so), `http_<status>` (openai: an error body that retrying cannot fix) or `engine_error` (serve: the
+        replica's error for that request). Callers reject those rows with the reason."""
+        if not requests:
+            return []
+        kind = self.engine.kind
+        too_long = _too_long(requests, self.model) if kind != "openai" else {}
+        to_run = [r for r in requests if r["key"] not in too_long]
+        done = dict(too_long)
+        if to_run:
+            self.passes += 1
+            if kind == "serve":
+                processor = _serve_processor(self._deployment(), self.engine)
+            elif kind == "openai":
+                processor = _openai_processor(self.model, self.engine)
+            else:
+                self.starts += 1
+                processor = build_llm_processor(self.model, self.engine, _vllm_preprocess, _vllm_postprocess)
+            done.update({row["key"]: row for row in processor(ray.data.from_items(to_run)).take_all()})
+        return [done[r["key"]] for r in requests]
+
+    def start(self) -> None:
+        """Start the Serve deployment now rather than at the first pass (`serve`; the other kinds start nothing)."""
+        if self.engine.kind == "serve":
+            self._deployment()
+
+    def _deployment(self) -> str:
+        """The Serve deployment's name, started now if it is not up yet."""
+        if self.deployment is None:
+            began = time.time()
+            self.deployment = _start_deployment(self.model, self.engine)
+            self.starts += 1
+            self.start_seconds += time.time() - began
+            self.log(f"[engine] {models.display_name(self.model.source)} up as a Serve deployment "
+                     f"({self.engine.concurrency} replica(s) at most) in {time.time() - began:.0f} s")  # fmt: skip
+        return self.deployment
+
+    def close(self) -> None:
+        """Remove the Serve deployment, if one was started (and Serve itself when no other app is left). A Serve
+        app outlives the driver that made it: the CLI turns SIGTERM (`ray job stop`) into an exit that comes
+        through here; a driver killed outright leaves it up until the next run replaces it (`serve shutdown`
+        removes it by hand)."""
+        if self.deployment is not None:
+            from ray import serve
+
+            self.deployment = None
+            serve.delete(SERVE_APP)
+            if not serve.status().applications:
+                serve.shutdown()
+
+    def stats(self) -> dict:
+        return {"kind": self.engine.kind, "starts": self.starts, "start_seconds": round(self.start_seconds, 1),
+                "passes": self.passes}  # fmt: skip
+
+
 def generate(requests: list[dict], model: ModelConfig, engine: EngineConfig) -> list[dict]:
-    """Run chat requests through one processor (for vLLM: one engine start) and return, in request order,
-    {key, text, tokens_in, tokens_out, error} for each. A request is {key, messages, sampling_params}; requests
-    of different kinds (plain answers, JSON, choices) can share one pass.
+    """One pass on an engine of its own (started and removed here): `Engine.generate`."""
+    with Engine(model, engine) as llm:
+        return llm.generate(requests)
 
-    `error` is None, or `"<reason>: <message>"` for a request that got no answer: `prompt_too_long` (vLLM: its
-    prompt has `max_model_len` tokens or more, found by tokenizing here, before any engine starts, since one
-    such row would stop the whole Ray Data stage; openai: the endpoint's 400 saying so) or `http_<status>` (an
-    error body from the endpoint that retrying cannot fix). Callers reject those rows with the reason."""
-    if not requests:
-        return []
-    too_long = {}
-    if engine.kind == "vllm":
-        too_long = _too_long(requests, model)
-        requests_to_run = [r for r in requests if r["key"] not in too_long]
-    else:
-        requests_to_run = requests
-    if engine.kind == "openai":
-        processor = _openai_processor(model, engine)
-    else:
 
-        def preprocess(row: dict) -> dict:
-            return {"key": row["key"], "messages": row["messages"], "sampling_params": row["sampling_params"]}
+def _vllm_preprocess(row: dict) -> dict:
+    return {"key": row["key"], "messages": row["messages"], "sampling_params": row["sampling_params"]}
 
-        def postprocess(row: dict) -> dict:
-            return {"key": row["key"], "text": row["generated_text"], "tokens_in": int(row["num_input_tokens"]),
-                    "tokens_out": int(row["num_generated_tokens"]), "error": None}  # fmt: skip
 
-        processor = build_llm_processor(model, engine, preprocess, postprocess)
-    done = dict(too_long)
-    if requests_to_run:
-        done.update({row["key"]: row for row in processor(ray.data.from_items(requests_to_run)).take_all()})
-    return [done[r["key"]] for r in requests]
+def _vllm_postprocess(row: dict) -> dict:
+    return {"key": row["key"], "text": row["generated_text"], "tokens_in": int(row["num_input_tokens"]),
+            "tokens_out": int(row["num_generated_tokens"]), "error": None}  # fmt: skip
+
+
+def _start_deployment(model: ModelConfig, engine: EngineConfig) -> str:
+    """Deploy the model as the `SERVE_APP` application (blocks until its replicas are up); return the name of
+    its deployment. No HTTP proxy is started for it: passes reach it by deployment handle."""
+    from ray import serve
+    from ray.serve.llm import LLMConfig, build_llm_deployment
+
+    replicas = engine.concurrency
+    deployment = {"autoscaling_config": {"min_replicas": replicas if engine.min_replicas is None else engine.min_replicas,
+                                         "max_replicas": replicas, "initial_replicas": replicas,
+                                         "target_ongoing_requests": engine.batch_size},
+                  "max_ongoing_requests": 4 * engine.batch_size}  # fmt: skip
+    if engine.accelerator == "cpu":  # the engine's one CPU bundle; the replica actor itself shares it
+        deployment["ray_actor_options"] = {"num_cpus": 0}
+    config = LLMConfig(
+        model_loading_config={"model_id": "generator", "model_source": models.resolve(model.source)},
+        engine_kwargs=engine_kwargs(model, engine),
+        deployment_config=deployment,
+        placement_group_config=placement(engine),
+    )
+    serve.start(proxy_location="Disabled")
+    serve.run(build_llm_deployment(config, name_prefix="Engine:"), name=SERVE_APP, route_prefix=None)
+    return "Engine:generator"
+
+
+def _serve_processor(deployment: str, engine: EngineConfig) -> Processor:
+    """A Ray Data processor that sends each request to the deployment's `chat` method by handle."""
+    from ray.data.llm import ServeDeploymentProcessorConfig
+    from ray.serve.llm.openai_api_models import ChatCompletionRequest
+
+    config = ServeDeploymentProcessorConfig(
+        deployment_name=deployment, app_name=SERVE_APP, dtype_mapping={"ChatCompletionRequest": ChatCompletionRequest},
+        batch_size=engine.batch_size, concurrency=engine.concurrency, should_continue_on_error=True,
+    )  # fmt: skip
+
+    def preprocess(row: dict) -> dict:
+        params = {k: v for k, v in row["sampling_params"].items() if v is not None}
+        return {"key": row["key"], "method": "chat", "dtype": "ChatCompletionRequest",
+                "request_kwargs": {"model": "generator", "messages": row["messages"], "stream": False, **params}}  # fmt: skip
+
+    def postprocess(row: dict) -> dict:
+        failed = row.get("__inference_error__")
+        error = f"engine_error: {str(failed)[:500]}" if failed else openai_error(row)
+        usage = row.get("usage") or {}
+        return {"key": row["key"], "text": "" if error else openai_text(row, False),
+                "tokens_in": int(usage.get("prompt_tokens") or 0),
+                "tokens_out": int(usage.get("completion_tokens") or 0), "error": error}  # fmt: skip
+
+    return build_processor(config, preprocess=preprocess, postprocess=postprocess)
 
 
 def error_reason(output: dict) -> tuple[str, str] | None:

@@ -17,6 +17,7 @@ import time
 
 from atheus_ray import models
 from atheus_ray.config import CandidateConfig, ConfigError, PipelineConfig, SynthConfig
+from atheus_ray.engine import Engine
 from atheus_ray.evaluate.run import evaluate
 from atheus_ray.ray_init import init_ray
 from atheus_ray.screen.run import screen
@@ -27,13 +28,15 @@ from atheus_ray.train.run import run_name, train
 
 
 def synth(cfg: SynthConfig, log=print) -> dict:
-    """Synthesis, then (unless `screen.enabled` is false) screening of its responses into the same folder.
-    Returns the synthesis manifest, with the screening summary under "screen"."""
-    manifest = synthesize(cfg, log=log)
-    if cfg.screen.enabled:
-        responses = manifest["tables"]["responses"]
-        manifest["screen"] = screen(read_rows(responses), cfg.out, cfg.screen, cfg.model, cfg.engine, cfg.ray,
-                                    log=log, source=responses)  # fmt: skip
+    """Synthesis, then (unless `screen.enabled` is false) screening of its responses into the same folder, on one
+    Engine: with `engine.kind: serve` the generator starts once for both (and not at all when every stage of
+    both is reused). Returns the synthesis manifest, with the screening summary under "screen"."""
+    with Engine(cfg.model, cfg.engine, log) as llm:
+        manifest = synthesize(cfg, log=log, llm=llm)
+        if cfg.screen.enabled:
+            responses = manifest["tables"]["responses"]
+            manifest["screen"] = screen(read_rows(responses), cfg.out, cfg.screen, cfg.model, cfg.engine, cfg.ray,
+                                        log=log, source=responses, llm=llm)  # fmt: skip
     return manifest
 
 

@@ -50,6 +50,12 @@ def ray_cli(cluster: dict, *args: str, timeout: int = 1800, check: bool = True) 
     return done
 
 
+def alive_actors(cluster: dict) -> list[str]:
+    actors = json.loads(ray_cli(cluster, "list", "actors", f"--address={cluster['dashboard']}", "--format=json",
+                                "--filter", "state=ALIVE", "--limit=10000").stdout)  # fmt: skip
+    return [a["class_name"] for a in actors]
+
+
 def node_of_actors(cluster: dict) -> dict[str, set[str]]:
     """{actor class name: names of the nodes it ran on} for every actor the cluster has seen placed (one the
     stopped job left waiting for resources never got a node, and is left out)."""
@@ -108,6 +114,11 @@ def test_pipeline_on_a_multi_node_cluster_stopped_and_resubmitted(tmp_path, embe
     assert exists(first_stage), "the first stage did not finish in 15 minutes"
     ray_cli(ray_cluster, "job", "stop", dashboard, "atheus-first")  # waits until it has stopped
     assert "was stopped" in ray_cli(ray_cluster, "job", "status", dashboard, "atheus-first").stdout
+    # the phase's generator deployment (a Serve app would outlive its driver) went with the stopped job
+    deadline = time.time() + 120
+    while any(a.startswith("ServeReplica:atheus-engine:") for a in alive_actors(ray_cluster)):
+        assert time.time() < deadline, alive_actors(ray_cluster)
+        time.sleep(2)
 
     # 2. the same command again: it reuses the finished stage and runs to the end
     result = ray_cli(ray_cluster, "job", "submit", dashboard, "--submission-id=atheus-again", "--working-dir",
@@ -155,9 +166,13 @@ def test_pipeline_on_a_multi_node_cluster_stopped_and_resubmitted(tmp_path, embe
         snapshot = ray_cluster["hf_hub"] / f"models--SmolLM2-135M-Instruct--{r['condition']}" / "snapshots"
         assert (snapshot / r["fingerprint"] / "model.safetensors").exists(), list(ray_cluster["hf_hub"].rglob("*"))
 
-    # placement: every vLLM engine (Ray Data and Serve) on the `gen` node, every Ray Train worker on `train`
+    # the resubmitted job started the generator once for synthesis and screening: two passes (responses, tags)
+    assert summary["data"]["engine"]["starts"] == summary["data"]["screen"]["engine"]["starts"] == 1
+    assert summary["data"]["screen"]["engine"]["passes"] == 2
+    # placement: every vLLM engine (the generator's and evaluation's Serve replicas) on the `gen` node, every
+    # Ray Train worker on `train`
     placed = node_of_actors(ray_cluster)
-    engines = {k: v for k, v in placed.items() if "vLLMEngineStageUDF" in k}
+    engines = {k: v for k, v in placed.items() if k.startswith("ServeReplica:atheus-engine:")}
     replicas = {k: v for k, v in placed.items() if k.startswith("ServeReplica:atheus:") and "OpenAiIngress" not in k}
     trainers = {k: v for k, v in placed.items() if k == "RayTrainWorker"}
     assert engines and replicas and trainers, sorted(placed)

@@ -19,7 +19,8 @@ Outputs under DIR:
   `selection`), with the screening columns known by then, `stage`, `reject_reason` and `detail`
 - `sft/train.jsonl`: the final rows as chat messages, `{"id", "messages": [user, assistant]}`
 - `README.md` (the data set card: funnel, distributions) with `charts/*.png`, and `screen.json` (the same
-  numbers, machine-readable)
+  numbers, machine-readable, and `engine`: starts and passes of the Engine the tagger ran on, which in the
+  pipeline is synthesis's, so they count synthesis's too)
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import time
 
 from atheus_ray import models
 from atheus_ray.config import EngineConfig, ModelConfig, RayConfig, ScreenConfig
-from atheus_ray.engine import generate
+from atheus_ray.engine import Engine
 from atheus_ray.ray_init import init_ray
 from atheus_ray.rows import LINEAGE_COLUMNS, content_id, read_prompt, user_message
 from atheus_ray.screen import card, decontam, tagger
@@ -85,8 +86,12 @@ def fingerprint(rows: list[dict], cfg: ScreenConfig, model: ModelConfig, engine:
 
 
 def screen(rows: list[dict], out: str | Location, cfg: ScreenConfig, model: ModelConfig, engine: EngineConfig,
-           ray: RayConfig | None = None, log=print, source: str = "") -> dict:  # fmt: skip
-    """Screen `rows` into OUT (see module docstring); return the summary written to OUT/screen.json."""
+           ray: RayConfig | None = None, log=print, source: str = "", llm: Engine | None = None) -> dict:  # fmt: skip
+    """Screen `rows` into OUT (see module docstring); return the summary written to OUT/screen.json. The tagger
+    runs on `llm` (the pipeline's, shared with synthesis), or on an Engine of its own, closed at the end."""
+    if llm is None:
+        with Engine(model, engine, log) as own:
+            return screen(rows, out, cfg, model, engine, ray, log, source, own)
     start = time.time()
     out = Location(out)
     categories = list(load_taxonomy().categories)
@@ -106,7 +111,7 @@ def screen(rows: list[dict], out: str | Location, cfg: ScreenConfig, model: Mode
     rows = stages.run("decontamination", rows, lambda rows: (*decontam.contaminated(rows, decon), 0, 0))
 
     def tag(rows):
-        outputs = generate([tagger.tag_request(r, categories, cfg.tagger.sampling) for r in rows], model, engine)
+        outputs = llm.generate([tagger.tag_request(r, categories, cfg.tagger.sampling) for r in rows])
         tagged, rejected = tagger.with_tags(rows, outputs, categories, tagger_name)
         return tagged, rejected, sum(o["tokens_in"] for o in outputs), sum(o["tokens_out"] for o in outputs)
 
@@ -114,7 +119,7 @@ def screen(rows: list[dict], out: str | Location, cfg: ScreenConfig, model: Mode
     rows = stages.run("dedup", rows, lambda rows: (*_dedup(rows, cfg.dedup.threshold), 0, 0))
     rows = stages.run("selection", rows, lambda rows: (*select(rows, cfg.selection), 0, 0))
     return _write_outputs(out, sorted(rows, key=rank_key), n_in, stages.report, tagger_name, source,
-                          time.time() - start, log)  # fmt: skip
+                          time.time() - start, log, llm.stats())  # fmt: skip
 
 
 def _heuristics(rows: list[dict], cfg: ScreenConfig) -> tuple[list[dict], list[dict]]:
@@ -147,7 +152,7 @@ def sft_record(row: dict) -> dict:
 
 
 def _write_outputs(out: Location, rows: list[dict], n_in: int, report: list[dict], tagger_name: str, source: str,
-                   seconds: float, log) -> dict:  # fmt: skip
+                   seconds: float, log, engine: dict) -> dict:  # fmt: skip
     columns = dict.fromkeys([*LINEAGE_COLUMNS, "category", "instruction", "input", "response", *_columns(rows),
                              *SCREEN_COLUMNS])  # fmt: skip
     final = write_rows(rows, out / "final", tuple(columns))
@@ -164,6 +169,7 @@ def _write_outputs(out: Location, rows: list[dict], n_in: int, report: list[dict
         "tokens_in": sum(s["tokens_in"] for s in report),
         "tokens_out": sum(s["tokens_out"] for s in report),
         "wall_seconds": round(seconds, 1),
+        "engine": engine,
         "tables": {"final": str(final), "rejected": str(out / "rejected"), "sft": str(sft),
                    "card": str(out / "README.md")},  # fmt: skip
     }

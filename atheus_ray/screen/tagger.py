@@ -9,7 +9,7 @@ Writes: `quality` (input quality 1-5), `quality_reason` (one short sentence), `d
         `safety_category` (`none` for safe rows), `score` (response quality 1-10), `tagger_model`,
         `tagger_prompt_version`.
 Rejects: a row whose output does not parse gets `reject_reason = "tag_parse_error"` and the parser's message
-        in `detail`; one that got no answer (`prompt_too_long`, `http_<status>`: atheus_ray.engine.generate)
+        in `detail`; one that got no answer (`prompt_too_long`, `http_<status>`: atheus_ray.engine.Engine.generate)
         gets that reason; the run goes on.
 """
 

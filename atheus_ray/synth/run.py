@@ -2,14 +2,16 @@
 
     atheus synth --config jobs/configs/synth.yaml [--out DIR] [--set key=value ...]
 
-Every LLM pass is one `ray.data.llm` processor over the rows that need it (atheus_ray.engine.generate);
-parsing, filtering and the novelty index run on the driver, in id order, so results do not depend on the
+Every LLM pass is one `ray.data.llm` processor over the rows that need it, all on one `atheus_ray.engine.Engine`
+(with `engine.kind: serve`, the default, the generator starts once for the run; the pipeline shares it with
+screening); parsing, filtering and the novelty index run on the driver, in id order, so results do not depend on the
 order in which Ray returns rows. Outputs under DIR:
 - `generated/`: Self-Instruct rows that passed the filters and the novelty check (instructions only)
 - `evolved/`: evolutions that survived elimination, with their answers
 - `responses/`: every kept instruction with its answer (generated + evolved): the input of screening
 - `rejected/<stage>/`: every dropped row with `stage`, `reject_reason` and `detail`
-- `manifest.json`: config, package versions, counts per stage and per reason, wall time, tokens in/out
+- `manifest.json`: config, package versions, counts per stage and per reason, wall time, tokens in/out, and
+  `engine` (kind, engine starts, seconds spent starting, passes: counted over the Engine's life)
 
 **Resume.** Each stage (`self_instruct_<r>`, `evol_<r>`, `responses`) ends by saving the state of the run
 under `DIR/.stages/<stage>/` and a `done.json` with the run's fingerprint (a hash of the config, minus `out`,
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from atheus_ray import models
 from atheus_ray.config import SynthConfig
-from atheus_ray.engine import error_reason, generate
+from atheus_ray.engine import Engine, error_reason
 from atheus_ray.ray_init import init_ray
 from atheus_ray.rows import content_id, prompt_version
 from atheus_ray.seeds import Seed, expand_paths, load_seeds, load_taxonomy, round_robin
@@ -55,8 +57,12 @@ def fingerprint(cfg: SynthConfig, seeds: list[Seed]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
-def synthesize(cfg: SynthConfig, log=print) -> dict:
-    """Run synthesis; return the manifest (also written to OUT/manifest.json)."""
+def synthesize(cfg: SynthConfig, log=print, llm: Engine | None = None) -> dict:
+    """Run synthesis; return the manifest (also written to OUT/manifest.json). Every LLM pass runs on `llm`
+    (the pipeline shares one with screening), or on an Engine of its own, closed at the end."""
+    if llm is None:
+        with Engine(cfg.model, cfg.engine, log) as own:
+            return synthesize(cfg, log, own)
     start = time.time()
     taxonomy = load_taxonomy()
     seeds = round_robin(
@@ -77,27 +83,27 @@ def synthesize(cfg: SynthConfig, log=print) -> dict:
 
         def self_instruct_round(rows, r=r):
             requests = self_instruct.build_requests(seeds, taxonomy, cfg.self_instruct, r, rows, cfg.seed)
-            outputs = generate(requests, cfg.model, cfg.engine)
+            outputs = llm.generate(requests)
             new, rejected = self_instruct.select(requests, outputs, cfg.self_instruct, seeds, rows, name, r)
             return rows + [{**row, "in_pool": True} for row in new], rejected, *_tokens(outputs)
 
         rows = stages.run(f"self_instruct_{r}", rows, self_instruct_round)
 
     for r in range(1, cfg.evol.rounds + 1):
-        rows = stages.run(f"evol_{r}", rows, lambda rows, r=r: _evol_round(rows, r, cfg, name))
+        rows = stages.run(f"evol_{r}", rows, lambda rows, r=r: _evol_round(rows, r, cfg, name, llm))
 
-    rows = stages.run("responses", rows, lambda rows: _respond_all(rows, cfg, name))
-    return _write_outputs(out, rows, stages.report, cfg, len(seeds), time.time() - start)
+    rows = stages.run("responses", rows, lambda rows: _respond_all(rows, cfg, name, llm))
+    return _write_outputs(out, rows, stages.report, cfg, len(seeds), time.time() - start, llm.stats())
 
 
 def _tokens(outputs: list[dict]) -> tuple[int, int]:
     return sum(o["tokens_in"] for o in outputs), sum(o["tokens_out"] for o in outputs)
 
 
-def _evol_round(rows: list[dict], r: int, cfg: SynthConfig, name: str) -> tuple:
+def _evol_round(rows: list[dict], r: int, cfg: SynthConfig, name: str, llm: Engine) -> tuple:
     pool = [row for row in rows if row["in_pool"]]
     requests = evol.evolve_requests(pool, r, cfg.evol)
-    outputs = generate(requests, cfg.model, cfg.engine)
+    outputs = llm.generate(requests)
     children, rejected = evol.make_children(requests, outputs, r, cfg.evol, name)
     known = {row["id"] for row in rows}
     fresh = []
@@ -110,7 +116,7 @@ def _evol_round(rows: list[dict], r: int, cfg: SynthConfig, name: str) -> tuple:
             fresh.append(child)
     unanswered = [row for row in pool if row.get("response") is None]
     checks = evol.check_requests(fresh, unanswered, {p["id"]: p for p in pool}, cfg.respond)
-    results = {req["key"]: out for req, out in zip(checks, generate(checks, cfg.model, cfg.engine))}
+    results = {req["key"]: out for req, out in zip(checks, llm.generate(checks))}
     tokens = [a + b for a, b in zip(_tokens(outputs), _tokens(list(results.values())))]
 
     answered = {row["id"]: with_answer(row, results[f"answer/{row['id']}"], name, cfg.respond) for row in unanswered}
@@ -131,10 +137,9 @@ def _evol_round(rows: list[dict], r: int, cfg: SynthConfig, name: str) -> tuple:
     return rows, rejected, *tokens
 
 
-def _respond_all(rows: list[dict], cfg: SynthConfig, name: str) -> tuple:
+def _respond_all(rows: list[dict], cfg: SynthConfig, name: str, llm: Engine) -> tuple:
     unanswered = [row for row in rows if row.get("response") is None]
-    outputs = generate([answer_request(row, f"answer/{row['id']}", cfg.respond) for row in unanswered],
-                       cfg.model, cfg.engine)  # fmt: skip
+    outputs = llm.generate([answer_request(row, f"answer/{row['id']}", cfg.respond) for row in unanswered])
     answered = {row["id"]: with_answer(row, out, name, cfg.respond) for row, out in zip(unanswered, outputs)}
     rows = [answered.get(row["id"], row) for row in rows]
     failed = {row["id"]: error_reason(out) for row, out in zip(unanswered, outputs)}
@@ -145,7 +150,7 @@ def _respond_all(rows: list[dict], cfg: SynthConfig, name: str) -> tuple:
 
 
 def _write_outputs(out: Location, rows: list[dict], report: list[dict], cfg: SynthConfig, n_seeds: int,
-                   seconds: float) -> dict:  # fmt: skip
+                   seconds: float, engine: dict) -> dict:  # fmt: skip
     rows = sorted(({k: v for k, v in row.items() if k != "in_pool"} for row in rows), key=lambda r: r["id"])
     generated = [{k: v for k, v in row.items() if k not in RESPONSE_COLUMNS}
                  for row in rows if row["origin"] == "self_instruct"]  # fmt: skip
@@ -169,6 +174,7 @@ def _write_outputs(out: Location, rows: list[dict], report: list[dict], cfg: Syn
         "tokens_in": sum(s["tokens_in"] for s in report),
         "tokens_out": sum(s["tokens_out"] for s in report),
         "wall_seconds": round(seconds, 1),
+        "engine": engine,
         "tables": {k: str(v) for k, v in tables.items()},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2))

@@ -7,7 +7,7 @@ far. The model answers with JSON (constrained by vLLM structured outputs); a num
 Reads:  seeds (atheus_ray.seeds.Seed), the taxonomy, and the rows kept by earlier rounds.
 Writes: rows of the contract with origin `self_instruct`, round 0, parent_id None, `seed_ids` = the seeds
         shown, `domain`, `perspective`, `generator_model`, `prompt_version`, `instruction`, `input`.
-Rejects (`reject_reason`): `prompt_too_long` or `http_<status>` (no answer: atheus_ray.engine.generate),
+Rejects (`reject_reason`): `prompt_too_long` or `http_<status>` (no answer: atheus_ray.engine.Engine.generate),
         `parse_error`, `invalid_text` (a lone surrogate escaped in the JSON), `duplicate_text` (the same text
         again; its id is derived from the first's), the filters of atheus_ray.synth.filters, and `not_novel`
         (character ROUGE-L above `novelty_threshold` with a seed or an already kept row; `detail` names which).

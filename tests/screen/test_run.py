@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from atheus_ray.config import EngineConfig, ModelConfig, ScreenConfig, load_config
+from atheus_ray.engine import Engine
 from atheus_ray.screen import run as screen_run
 from atheus_ray.sources import SourceError
 
@@ -50,6 +51,17 @@ def fake_generate(calls):
     return generate
 
 
+def fake_engine(calls):
+    """An Engine whose passes answer like fake_generate: no vLLM, no Serve."""
+    answer = fake_generate(calls)
+
+    class FakeEngine(Engine):
+        def generate(self, requests):
+            return answer(requests, self.model, self.engine) if requests else []
+
+    return FakeEngine
+
+
 def config():
     return load_config(ScreenConfig, None, [f"decontamination.paths=[{SAMPLE}]", "selection.min_score=6"])
 
@@ -57,7 +69,7 @@ def config():
 @pytest.fixture
 def screened(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(screen_run, "generate", fake_generate(calls))
+    monkeypatch.setattr(screen_run, "Engine", fake_engine(calls))
     summary = screen_run.screen(pairs(), tmp_path, config(), ModelConfig(source="my-judge"), EngineConfig(),
                                 log=lambda m: None)  # fmt: skip
     return tmp_path, summary, calls
@@ -116,7 +128,7 @@ def test_the_card_numbers_equal_the_parquet(screened):
 def test_a_second_run_reuses_every_stage_and_calls_no_llm(screened, monkeypatch):
     out, summary, _ = screened
     calls = []
-    monkeypatch.setattr(screen_run, "generate", fake_generate(calls))
+    monkeypatch.setattr(screen_run, "Engine", fake_engine(calls))
     again = screen_run.screen(pairs(), out, config(), ModelConfig(source="my-judge"), EngineConfig(), log=lambda m: None)
     assert calls == [] and all(s["resumed"] for s in again["stages"])
     assert again["funnel"] == summary["funnel"]
