@@ -129,6 +129,8 @@ class Location:
     def upload(self, folder: str | Path) -> Location:
         """Replace this folder with a copy of the local `folder`. Not atomic: write a marker after it."""
         self.delete()
+        if not self.scheme:  # copy_files makes no folders on a local disk (an object store needs none)
+            os.makedirs(self.path)
         pyarrow.fs.copy_files(str(folder), self.path, source_filesystem=pyarrow.fs.LocalFileSystem(),
                               destination_filesystem=self.fs)  # fmt: skip
         return self

@@ -70,3 +70,15 @@ def test_sources_read_jsonl_files_and_folders_on_the_store(root):
     assert read_records([f"{root}/sft/train.jsonl"])[1][0] == f"{root}/sft/train.jsonl:3"
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
         expand_paths([f"{root}/missing.jsonl"])
+
+
+def test_a_folder_is_uploaded_whole_and_replaces_the_old_one(root, tmp_path):
+    local = tmp_path / "export"
+    (local / "sub").mkdir(parents=True)
+    (local / "config.json").write_text("{}")
+    (local / "sub" / "weights.bin").write_bytes(b"\x00\x01")
+    target = Location(root) / "sft" / "run" / "model"
+    (target / "stale.bin").write_bytes(b"old")
+    target.upload(local)
+    assert sorted(f.name for f in target.files()) == ["config.json"] and not (target / "stale.bin").exists()
+    assert (target / "sub" / "weights.bin").read_bytes() == b"\x00\x01"
