@@ -90,7 +90,7 @@ def placement(engine: EngineConfig) -> dict:
             "strategy": "STRICT_PACK"}
 
 
-SERVE_APP = "atheus-engine"  # the Serve application of a phase's `serve` engine
+SERVE_APP, SERVED_AS = "atheus-engine", "generator"  # the Serve application of a phase's `serve` engine, model id
 
 
 class Engine:
@@ -126,7 +126,8 @@ class Engine:
         if to_run:
             self.passes += 1
             if kind == "serve":
-                processor = _serve_processor(self._deployment(), self.engine)
+                processor = _serve_processor(SERVE_APP, self._deployment(), SERVED_AS, self.engine.batch_size,
+                                             self.engine.concurrency)  # fmt: skip
             elif kind == "openai":
                 processor = _openai_processor(self.model, self.engine)
             else:
@@ -175,6 +176,18 @@ def generate(requests: list[dict], model: ModelConfig, engine: EngineConfig) -> 
         return llm.generate(requests)
 
 
+def generate_by_handle(requests: list[dict], app: str, deployment: str, model_id: str,
+                       in_flight: int) -> list[dict]:  # fmt: skip
+    """One pass on a `ray.serve.llm` deployment that is already up (the evaluation's candidates), by handle,
+    up to `in_flight` requests at once; outputs as `Engine.generate` (a prompt too long for the model comes
+    back as the replica's error, `prompt_too_long`)."""
+    if not requests:
+        return []
+    processor = _serve_processor(app, deployment, model_id, in_flight, 1)
+    done = {row["key"]: row for row in processor(ray.data.from_items(requests)).take_all()}
+    return [done[r["key"]] for r in requests]
+
+
 def _vllm_preprocess(row: dict) -> dict:
     return {"key": row["key"], "messages": row["messages"], "sampling_params": row["sampling_params"]}
 
@@ -205,23 +218,24 @@ def _start_deployment(model: ModelConfig, engine: EngineConfig) -> str:
     )
     serve.start(proxy_location="Disabled")
     serve.run(build_llm_deployment(config, name_prefix="Engine:"), name=SERVE_APP, route_prefix=None)
-    return "Engine:generator"
+    return f"Engine:{SERVED_AS}"
 
 
-def _serve_processor(deployment: str, engine: EngineConfig) -> Processor:
-    """A Ray Data processor that sends each request to the deployment's `chat` method by handle."""
+def _serve_processor(app: str, deployment: str, model_id: str, batch_size: int, concurrency: int) -> Processor:
+    """A Ray Data processor that sends each request to a `ray.serve.llm` deployment's `chat` method by handle:
+    `concurrency` stage actors, each with its batch of `batch_size` requests in flight at once."""
     from ray.data.llm import ServeDeploymentProcessorConfig
     from ray.serve.llm.openai_api_models import ChatCompletionRequest
 
     config = ServeDeploymentProcessorConfig(
-        deployment_name=deployment, app_name=SERVE_APP, dtype_mapping={"ChatCompletionRequest": ChatCompletionRequest},
-        batch_size=engine.batch_size, concurrency=engine.concurrency, should_continue_on_error=True,
+        deployment_name=deployment, app_name=app, dtype_mapping={"ChatCompletionRequest": ChatCompletionRequest},
+        batch_size=batch_size, concurrency=concurrency, should_continue_on_error=True,
     )  # fmt: skip
 
     def preprocess(row: dict) -> dict:
         params = {k: v for k, v in row["sampling_params"].items() if v is not None}
         return {"key": row["key"], "method": "chat", "dtype": "ChatCompletionRequest",
-                "request_kwargs": {"model": "generator", "messages": row["messages"], "stream": False, **params}}  # fmt: skip
+                "request_kwargs": {"model": model_id, "messages": row["messages"], "stream": False, **params}}  # fmt: skip
 
     def postprocess(row: dict) -> dict:
         failed = row.get("__inference_error__")

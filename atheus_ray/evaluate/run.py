@@ -7,9 +7,10 @@ Serving: the candidates that still have tasks to answer, and the judge when `jud
 model, are hosted together by one Ray Serve app (atheus_ray.serve.app, OpenAI-compatible, routed by model id
 `GROUP/NAME` for candidates and `judge.model` for the judge), started here and removed at the end; a rerun
 with every answer saved and every judgment cached starts none.
-Answers: sent to that app through `ray.data.llm`'s HTTP processor (atheus_ray.engine.generate), greedy by
-default, saved to `DIR/answers/` (task_id, candidate, group, model, answer, error), and reused by a rerun with
-the same model, tasks and sampling. An answer the endpoint refused (a 400, e.g. a prompt too long) has `error`
+Answers: sent to each candidate's deployment in that app by handle, `concurrency` at once (`ray.data.llm`'s
+Serve-deployment processor: atheus_ray.engine.generate_by_handle; Ray's HTTP processor awaits a batch's
+requests one after another), greedy by default, saved to `DIR/answers/` (task_id, candidate, group, model, answer, error), and reused by a rerun with
+the same model, tasks and sampling. An answer the replica refused (e.g. a prompt too long) has `error`
 set and no `answer`; it is counted (`answer_errors`) and not judged, and more than `max_error_share` of them
 fails the run. Judging: atheus_ray.evaluate.judge (the local judge's replies constrained
 to one verdict mark and nothing else when `judge.constrain`), with its cache in `DIR/judge_cache/`; every
@@ -23,8 +24,8 @@ import hashlib
 import json
 import time
 
-from atheus_ray.config import ConfigError, EngineConfig, EvalConfig, ModelConfig, ServedModelConfig
-from atheus_ray.engine import generate, sampling_params
+from atheus_ray.config import ConfigError, EvalConfig, ServedModelConfig
+from atheus_ray.engine import generate_by_handle, sampling_params
 from atheus_ray.evaluate.judge import Cache, Judge, judgment_key
 from atheus_ray.evaluate.report import write_report
 from atheus_ray.evaluate.stats import absolute, summarize
@@ -44,14 +45,13 @@ def _saved_answers(candidate, tasks: list[dict], cfg: EvalConfig, out: Location)
     return out / ".answers" / f"{key}.json"
 
 
-def _answer(candidate, tasks: list[dict], cfg: EvalConfig, url: str, saved: Location, log) -> None:
-    """Ask the served candidate every task (ray.data.llm HTTP processor); save {task id: answer}."""
+def _answer(candidate, tasks: list[dict], cfg: EvalConfig, saved: Location, log) -> None:
+    """Ask the served candidate every task, `concurrency` at once, by deployment handle (ray.data.llm's
+    Serve-deployment processor); save {task id: answer}."""
     requests = [{"key": t["id"], "messages": [{"role": "user", "content": t["input"]}],
                  "sampling_params": sampling_params(cfg.answer)} for t in tasks]  # fmt: skip
-    engine = EngineConfig(kind="openai", base_url=url, api_key_env=cfg.serve.auth_token_env or NO_KEY,
-                          concurrency=1, batch_size=max(1, cfg.concurrency))  # fmt: skip
-    outputs = generate(requests, ModelConfig(source=f"{candidate.group}/{candidate.name}"), engine)
     name = f"{candidate.group}/{candidate.name}"
+    outputs = generate_by_handle(requests, serve_app.APP_NAME, serve_app.deployment_name(name), name, cfg.concurrency)
     errors = {t["id"]: o["error"] for t, o in zip(tasks, outputs) if o["error"]}
     if not any(o["tokens_out"] for o in outputs):
         first = next(iter(errors.values()), "no tokens")
@@ -95,7 +95,7 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     try:
         for candidate in cfg.candidates:
             if candidate in pending:
-                _answer(candidate, tasks, cfg, url, saved[candidate.group, candidate.name], log)
+                _answer(candidate, tasks, cfg, saved[candidate.group, candidate.name], log)
             else:
                 log(f"[answers] {candidate.group}/{candidate.name}: reused from an earlier run")
         return _judge_and_report(cfg, tasks, groups, saved, cache, out, url, start, log)

@@ -135,12 +135,23 @@ class GatedIngress(OpenAiIngress):
         return self._denied(request) or await super().model_data(model)
 
 
+def deployment_name(model_name: str) -> str:
+    """The Serve deployment that hosts a served model (in app APP_NAME), which callers in the cluster (the
+    evaluation's answers) reach by handle: `LLMServer:` and the name, `/` written `--` and `.` written `_`."""
+    return "LLMServer:" + _deployment_suffix(model_name)
+
+
+def _deployment_suffix(model_name: str) -> str:
+    return model_name.replace("/", "--").replace(".", "_")
+
+
 def llm_config(model: ServedModelConfig, cfg: ServeConfig) -> LLMConfig:
     """The `ray.serve.llm` config of one served model."""
     engine_kwargs = {"dtype": cfg.dtype, "max_model_len": cfg.max_model_len, "enforce_eager": cfg.enforce_eager,
                      "gpu_memory_utilization": cfg.gpu_memory_utilization,
                      "tensor_parallel_size": model.tensor_parallel_size if cfg.accelerator == "gpu" else 1}  # fmt: skip
-    deployment = {"autoscaling_config": {"min_replicas": cfg.min_replicas, "max_replicas": cfg.max_replicas,
+    deployment = {"name": _deployment_suffix(model.name),  # ray.serve.llm adds the `LLMServer:` prefix
+                  "autoscaling_config": {"min_replicas": cfg.min_replicas, "max_replicas": cfg.max_replicas,
                                          "target_ongoing_requests": cfg.target_ongoing_requests},
                   "max_ongoing_requests": cfg.max_ongoing_requests}  # fmt: skip
     if cfg.accelerator == "cpu":  # the engine's one CPU bundle; the replica actor itself shares it

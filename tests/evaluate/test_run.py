@@ -1,5 +1,5 @@
-"""The evaluation run end to end: real vLLM (CPU) candidates on Ray Serve, asked through ray.data.llm's HTTP
-processor, a fake judge on 127.0.0.1 that always prefers the first slot (so the position checks must show it),
+"""The evaluation run end to end: real vLLM (CPU) candidates on Ray Serve, asked by deployment handle through
+ray.data.llm's Serve-deployment processor, a fake judge on 127.0.0.1 that always prefers the first slot (so the position checks must show it),
 the report and its numbers."""
 
 import json
@@ -36,8 +36,8 @@ class FirstSlotJudge(BaseHTTPRequestHandler):
 
 @pytest.mark.slow
 def test_eval_answers_judges_and_reports(ray_local, tiny_model, tmp_path):
-    # the 24 sample tasks and one whose prompt is longer than the served models' context: Serve answers it with
-    # a 400, which is recorded as an answer error, counted, and kept out of judging
+    # the 24 sample tasks and one whose prompt is longer than the served models' context: the replica answers it
+    # with an error, which is recorded as an answer error, counted, and kept out of judging
     tasks = tmp_path / "tasks.jsonl"
     long = {"input": "次の文章を要約してください。" + "梅雨の晴れ間には布団を干しましょう。" * 120, "output": "要約", "eval_aspect": ""}
     tasks.write_text(Path(SAMPLE).read_text(encoding="utf-8") + json.dumps(long, ensure_ascii=False) + "\n",
