@@ -254,7 +254,8 @@ class ScreenJobConfig(Strict):
 
 class SynthConfig(Strict):
     out: Folder = Field(
-        "outputs/local", description="Output folder (local, a shared file system, or s3:// / gs://); Parquet tables in subfolders."
+        "outputs/local",
+        description="Output folder (local, a shared file system, or s3:// / gs://); Parquet tables in subfolders.",
     )
     seed: int = Field(0, description="Seed of every random choice (seeds shown, domains), so reruns match.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The generator model.")
@@ -435,8 +436,10 @@ class PipelineConfig(Strict):
     """`atheus pipeline`: every phase, wired together. A section may be given as the path of its own YAML file
     (`synth: jobs/configs/synth.yaml`); `--set train.epochs=1` then overrides a key inside it."""
 
-    out: Folder = Field("outputs/pipeline", description="Output folder (local, a shared file system, or s3:// / gs://): "
-                        "data/ (data set), sft/ (models), eval/ (report).")  # fmt: skip
+    out: Folder = Field(
+        "outputs/pipeline", description="Output folder (local, a shared file system, or s3:// / gs://): data/ (data "
+        "set), sft/ (models), eval/ (report).",
+    )
     synthetic: str = Field(
         "atheus", description="The training condition that trains on the data set this run makes: its `paths` "
         "become OUT/data/sft/train.jsonl.",

@@ -3,8 +3,9 @@
 A table is a folder holding one Parquet file (`DIR/<table>/part-0.parquet`), on a local disk, a shared file
 system or an object store (atheus_ray.storage). `write_rows` replaces that file at once (a rename on a disk,
 one upload on an object store), so a crash mid-write never leaves a half-written table where a complete one
-stood, and a rerun never sees a partial one; other files in the folder (an older layout) go after. The contract's columns get fixed Arrow types, so a table whose
-`parent_id` is all null has the same schema as every other table and tables concatenate.
+stood, and a rerun never sees a partial one; any other file in the folder goes after. The contract's columns
+get fixed Arrow types, so a table whose `parent_id` is all null has the same schema as every other table and
+tables concatenate.
 """
 
 from __future__ import annotations

@@ -179,7 +179,8 @@ def _fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg: TrainConfig
     (target / "hash").write_text(fingerprint)
     _loss_chart(history, run_dir / "loss.png", name)
     metrics.update(run=name, fingerprint=fingerprint, wall_seconds=round(time.time() - start, 1), export=str(target))
-    done.write_text(json.dumps(metrics, indent=2))  # done from here on; a crash before resumes from the final checkpoint
+    # the run is done from here on; a crash before this line resumes from the final checkpoint
+    done.write_text(json.dumps(metrics, indent=2))
     # Finished and exported: its checkpoints, weights and optimizer state at about 3x the model's size, were only
     # there to resume it. Local or s3:// alike; a crash before this is mended by the next run's reuse above.
     result.filesystem.delete_dir(result.path)
