@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import contextlib
 import functools
 import json
 import os
@@ -145,8 +146,15 @@ class Engine:
         """The Serve deployment's name, started now if it is not up yet."""
         if self.deployment is None:
             began = time.time()
-            self.deployment = _start_deployment(self.model, self.engine)
             self.starts += 1
+            try:
+                self.deployment = _start_deployment(self.model, self.engine)
+            except BaseException:  # a replica that failed to start (or Ctrl-C meanwhile): leave no app behind
+                from ray import serve
+
+                with contextlib.suppress(Exception):  # there may be no app, or no Serve, to remove
+                    serve.delete(SERVE_APP)
+                raise
             self.start_seconds += time.time() - began
             self.log(f"[engine] {models.display_name(self.model.source)} up as a Serve deployment "
                      f"({self.engine.concurrency} replica(s) at most) in {time.time() - began:.0f} s")  # fmt: skip

@@ -188,3 +188,20 @@ def test_one_serve_deployment_answers_every_pass_with_its_constraints(ray_local,
     assert stats["starts"] == 1 and stats["passes"] == 2 and stats["start_seconds"] > 0
     assert sum("up as a Serve deployment" in line for line in logs) == 1
     assert not serve.status().applications  # close() removed it
+
+
+def test_a_deployment_that_fails_to_start_is_removed_and_the_error_kept(monkeypatch):
+    from ray import serve
+
+    from atheus_ray import engine as engine_module
+
+    removed = []
+    monkeypatch.setattr(engine_module, "_too_long", lambda requests, model: {})
+    monkeypatch.setattr(engine_module, "_start_deployment", lambda model, engine: (_ for _ in ()).throw(
+        RuntimeError("replica failed: out of memory")))  # fmt: skip
+    monkeypatch.setattr(serve, "delete", removed.append)
+    llm = engine_module.Engine(ModelConfig(), EngineConfig(kind="serve"), log=lambda m: None)
+    request = {"key": "k", "messages": [{"role": "user", "content": TASKS[0]}], "sampling_params": {}}
+    with pytest.raises(RuntimeError, match="out of memory"):
+        llm.generate([request])
+    assert removed == [engine_module.SERVE_APP] and llm.deployment is None and llm.stats()["starts"] == 1
