@@ -62,7 +62,11 @@ def conform(table: pa.Table) -> pa.Table:
 
 
 def to_table(rows: list[dict], columns: tuple[str, ...] | None = None) -> pa.Table:
-    """Rows → an Arrow table with the shared columns typed; `columns` fixes the column set (missing → null)."""
+    """Rows → an Arrow table with the shared columns typed; `columns` fixes the column set (missing → null).
+    Without it, the columns are every key any row has, in order of appearance (Arrow alone would keep only the
+    first row's: the evaluation's 1-5 score rows lost their `candidate` behind the pairwise ones)."""
+    if columns is None and rows:
+        columns = tuple(dict.fromkeys(key for row in rows for key in row))
     if columns is not None:
         rows = [{c: row.get(c) for c in columns} for row in rows]
         if not rows:

@@ -41,3 +41,11 @@ def test_fixed_columns_make_tables_that_read_together(tmp_path):
     table = pq.read_table(tmp_path / "rejected")
     assert table.column_names == list(REJECTED_COLUMNS)
     assert table.column("reject_reason").to_pylist() == ["too_short"]
+
+
+def test_a_column_only_later_rows_have_is_kept(tmp_path):
+    """The evaluation's judgments: pairwise rows first, then 1-5 score rows that also name their `candidate`."""
+    rows = [{"id": "p", "verdict": "A"}, {"id": "s", "verdict": "4", "candidate": "open"}]
+    write_rows(rows, tmp_path / "judgments")
+    assert read_rows(tmp_path / "judgments") == [{"id": "p", "verdict": "A", "candidate": None},
+                                                 {"id": "s", "verdict": "4", "candidate": "open"}]  # fmt: skip
