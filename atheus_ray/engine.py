@@ -166,12 +166,10 @@ class Engine:
         through here; a driver killed outright leaves it up until the next run replaces it (`serve shutdown`
         removes it by hand)."""
         if self.deployment is not None:
-            from ray import serve
+            from atheus_ray.serve import app as serve_app
 
             self.deployment = None
-            serve.delete(SERVE_APP)
-            if not serve.status().applications:
-                serve.shutdown()
+            serve_app.stop(SERVE_APP)
 
     def stats(self) -> dict:
         return {"kind": self.engine.kind, "starts": self.starts, "start_seconds": round(self.start_seconds, 1),
@@ -219,7 +217,7 @@ def _start_deployment(model: ModelConfig, engine: EngineConfig) -> str:
     if engine.accelerator == "cpu":  # the engine's one CPU bundle; the replica actor itself shares it
         deployment["ray_actor_options"] = {"num_cpus": 0}
     config = LLMConfig(
-        model_loading_config={"model_id": "generator", "model_source": models.resolve(model.source)},
+        model_loading_config={"model_id": SERVED_AS, "model_source": models.resolve(model.source)},
         engine_kwargs=engine_kwargs(model, engine),
         deployment_config=deployment,
         placement_group_config=placement(engine),

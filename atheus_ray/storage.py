@@ -72,10 +72,6 @@ class Location:
     def parent(self) -> Location:
         return self._at(self.path.rstrip("/").rsplit("/", 1)[0] or "/")
 
-    @property
-    def is_local(self) -> bool:
-        return not self.scheme
-
     def exists(self) -> bool:
         return self.fs.get_file_info(self.path).type != pyarrow.fs.FileType.NotFound
 

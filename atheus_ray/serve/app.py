@@ -230,9 +230,9 @@ def reachable_host(host: str) -> str:
     return host
 
 
-def stop() -> None:
-    """Remove the app and its replicas; shut Serve down too when no other app is left (so the next `start`
-    gets its own host and port). The Ray cluster stays."""
-    serve.delete(APP_NAME)
+def stop(name: str = APP_NAME) -> None:
+    """Remove the app `name` and its replicas; shut Serve down too when no other app is left (so the next
+    `start` gets its own host and port). The Ray cluster stays."""
+    serve.delete(name)
     if not serve.status().applications:
         serve.shutdown()
