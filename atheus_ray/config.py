@@ -203,6 +203,11 @@ class DedupConfig(Strict):
     threshold: float = Field(
         0.7, gt=0, le=1, description="Rows whose character ROUGE-L of instruction + input exceeds this are duplicates."
     )
+    on_ray_above: int = Field(
+        1_000_000, ge=0, description="With more rows than this, the near-duplicate search runs as Ray Data tasks "
+        "across the cluster (atheus_ray.neardup_ray; the same result); up to it, in the driver's process, which "
+        "takes about 25 s for a million rows on 2 cores (benchmarks/dedup.py)."
+    )
 
 
 class DecontaminationConfig(Strict):

@@ -1,5 +1,5 @@
 """Japanese text utilities shared by seeds, synthesis and screening: character-level ROUGE-L, the share of
-Japanese script, refusal patterns, and the near-duplicate index.
+Japanese script, refusal patterns, and character n-grams. Near-duplicate search at scale: atheus_ray.neardup.
 
 Character-level ROUGE-L: Japanese has no spaces, so word-level ROUGE (`rouge_score`) sees no tokens at all.
 On characters, ROUGE-L's F-measure is 2·LCS/(len a + len b), which is exactly rapidfuzz's normalized Indel
@@ -12,7 +12,6 @@ import re
 import unicodedata
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
@@ -42,8 +41,8 @@ def rouge_l(a: str, b: str) -> float:
 def near_duplicate_pairs(texts: list[str], threshold: float) -> list[tuple[int, int, float]]:
     """All pairs (i, j, score), i < j, whose character-level ROUGE-L exceeds `threshold`.
 
-    All pairs, in C++ on every core: right for seed sets (thousands of rows); the synthetic data set uses the
-    n-gram index instead, which never compares all pairs.
+    All pairs, in C++ on every core: right for seed sets (thousands of rows); the synthetic data set uses
+    atheus_ray.neardup instead, which never compares all pairs.
     """
     if len(texts) < 2:
         return []
@@ -103,53 +102,10 @@ def is_refusal(text: str) -> bool:
     return bool(REFUSAL_PATTERNS.search(text[:REFUSAL_WINDOW]))
 
 
-# ------------------------------------------------------------------------------------ near-duplicate index
+# ------------------------------------------------------------------------------------ n-grams
 
 
 def shingles(text: str, n: int = 3) -> set[str]:
     """Character n-grams of `text` with whitespace removed (the whole text if it is shorter than n)."""
     text = "".join(text.split())
     return {text[i : i + n] for i in range(len(text) - n + 1)} or {text}
-
-
-class NearDupIndex:
-    """Finds earlier texts whose character-level ROUGE-L with a new text exceeds `threshold`, without
-    comparing all pairs: MinHash LSH on character 3-grams proposes candidates (`lsh_threshold` is a Jaccard
-    level set well below the ROUGE-L one, for recall: on the benchmark's sample 0.25 with 128 permutations
-    finds 98.5% of the pairs above 0.7, 0.3 with 64 found 87%; 0.2 finds all but proposes 4x the candidates),
-    and the exact ROUGE-L decides.
-    """
-
-    def __init__(self, threshold: float = 0.7, lsh_threshold: float = 0.25, num_perm: int = 128, seed: int = 1):
-        self.threshold, self.num_perm, self.seed = threshold, num_perm, seed
-        self.lsh = MinHashLSH(threshold=lsh_threshold, num_perm=num_perm)
-        self.texts: dict[str, str] = {}
-
-    def _minhash(self, text: str) -> MinHash:
-        m = MinHash(num_perm=self.num_perm, seed=self.seed)
-        m.update_batch([s.encode("utf-8") for s in shingles(text)])
-        return m
-
-    def match(self, text: str, minhash: MinHash | None = None) -> tuple[str, float] | None:
-        """The most similar indexed (key, ROUGE-L) above the threshold, or None."""
-        keys = self.lsh.query(minhash or self._minhash(text))
-        if not keys:
-            return None
-        # score every candidate in one C++ call; ties go to the larger key, so the answer is order-independent
-        found = process.extract(text, [self.texts[k] for k in keys], scorer=Indel.normalized_similarity,
-                                score_cutoff=self.threshold, limit=None)  # fmt: skip
-        best = max(((score, keys[i]) for _, score, i in found if score > self.threshold), default=None)
-        return None if best is None else (best[1], best[0])
-
-    def add(self, key: str, text: str, minhash: MinHash | None = None) -> None:
-        if key not in self.texts:
-            self.texts[key] = text
-            self.lsh.insert(key, minhash or self._minhash(text))
-
-    def add_if_novel(self, key: str, text: str) -> tuple[str, float] | None:
-        """Index `text` unless it near-duplicates an indexed one; return that match, or None when added."""
-        minhash = self._minhash(text)
-        found = self.match(text, minhash)
-        if found is None:
-            self.add(key, text, minhash)
-        return found

@@ -1,15 +1,26 @@
-"""Near-duplicate removal at scale vs exact all-pairs ROUGE-L.
+"""Near-duplicate removal at scale, against exact ROUGE-L over all pairs.
 
-    .venv/bin/python benchmarks/dedup.py [--rows 100000] [--sample 5000] [--naive-rows 13000]
+    .venv/bin/python benchmarks/dedup.py [--rows 100000 1000000] [--sample 2000 1000] [--novelty 90000 5000]
+                                         [--naive-rows 13000]
 
-1. 100,000 synthetic Japanese instructions (five templates over Japanese vocabulary plus a made-up keyword;
-   10% of them are near-copies of another row with one or two small edits): wall time and peak memory of atheus_ray.screen.dedup.mark_duplicates.
-2. Recall and precision of the LSH index's pairs against the exact set of pairs with character ROUGE-L > 0.7,
-   on a 5,000-row sample (exact pairs from rapidfuzz's all-pairs `cdist`).
-3. The naive way, Self-Instruct's filter (ROUGE-L of every pair, one pair at a time in Python), on 13,000 rows:
-   timed on a sample of pairs and extrapolated to all pairs (running it whole takes hours), next to the
-   measured all-pairs time of rapidfuzz `cdist` in C++.
+For each size (each in its own process, so that its peak memory is its own):
+1. n synthetic Japanese requests (below): wall time and peak RSS of atheus_ray.screen.dedup.mark_duplicates,
+   the whole stage (near-duplicate pairs, then the best-first pass).
+   The same pairs found by Ray Data tasks on a local Ray cluster (atheus_ray.neardup_ray), timed: Ray's cost.
+2. Recall and precision of its pairs against the truth: `sample` rows drawn at random, each compared with all
+   n rows by rapidfuzz `cdist` (character ROUGE-L > 0.7); a pair counts as found when the stage's pairs hold it
+   or its two texts are identical. Precision: the stage's pairs that touch a sampled row and are in the truth.
+   The true neighbours per sampled row are printed too: the generator keeps that density flat as n grows.
+3. Once: Self-Instruct's novelty check of a round, 5,000 new requests against 90,000 kept ones.
+4. Once: the naive way, Self-Instruct's filter (ROUGE-L of every pair, one pair at a time in Python), on
+   `naive-rows` rows, timed on a sample of pairs and extrapolated, next to the measured all-pairs `cdist`.
 Prints one JSON object as the last line of stdout.
+
+The generator: requests built from eight task templates, short openers and forms, and noun phrases drawn from
+a vocabulary of made-up words (kanji and katakana) that grows with n (n / 5 words), so that unrelated rows
+stay unrelated at any size; 30% carry an input text of 1-4 sentences of such phrases. 10% of the rows are
+near-copies of an earlier row with 1-3 edits of the kinds a generator makes: 下さい for ください, an opener or
+closing added, a noun phrase swapped, a form changed, a character dropped.
 """
 
 from __future__ import annotations
@@ -19,118 +30,219 @@ import json
 import os
 import random
 import resource
+import subprocess
+import sys
 import time
 
-TOPICS = ["確定申告", "住民票の写し", "梅雨の洗濯", "新入社員研修", "防災用品", "介護保険", "ふるさと納税", "中古車選び",
-          "家庭菜園", "英語学習", "睡眠の質", "テレワーク", "節電", "子どもの読書", "転職活動", "健康診断", "引っ越し",
-          "年賀状", "京都観光", "和食の献立", "プログラミング入門", "省エネ家電", "自転車保険", "図書館の使い方",
-          "町内会の行事", "熱中症対策", "家計簿", "お弁当作り", "敬語の使い方", "災害時の連絡方法"]  # fmt: skip
-ASPECTS = ["注意点", "メリット", "手順", "よくある失敗", "費用の目安", "準備するもの", "初心者向けのコツ", "歴史的な背景",
-           "向いている人", "比較のポイント", "最新の動向", "法律上の決まり", "子ども向けの説明", "高齢者への配慮"]  # fmt: skip
-VERBS = ["挙げて", "説明して", "まとめて", "教えて", "整理して", "書き出して"]
-FORMS = ["", "箇条書きで", "表にして", "二百字以内で", "理由を添えて", "具体例を交えて", "中学生にも分かるように"]
-NUMBERS = ["二", "三", "四", "五"]
-PEOPLE = ["会社員", "大学生", "主婦", "高校の先生", "看護師", "農家", "エンジニア", "店長", "年金生活者", "新米の親"]
-PLACES = ["札幌", "仙台", "金沢", "名古屋", "大阪", "広島", "高知", "福岡", "那覇", "長野", "横浜", "松江"]
-KANA = "あいうえおかきくけこさしすせそたちつてとなにぬねのはひふへほまみむめもやゆよらりるれろわ"
-TEMPLATES = [
-    "{topic}について、{aspect}を{n}つ{form}{verb}ください",
-    "{place}に住む{person}です。{topic}で困っています。{aspect}を{form}{verb}もらえますか",
-    "{person}向けに、{topic}の{aspect}を{form}{verb}ほしい",
-    "「{topic}」をテーマに、{aspect}が分かる文章を{form}書いてください",
-    "{topic}と{topic2}を比べて、{aspect}の違いを{form}{verb}ください",
+KANJI = ("日本語学校会社社会文化経済政治技術情報環境健康医療教育地域生活家庭料理旅行歴史科学研究開発計画管理"
+         "製品販売市場価格安全災害防止交通電車道路建物住宅土地農業漁業工場産業資源電力水道通信放送新聞雑誌"
+         "音楽美術映画写真運動選手試合大会季節天気気温自然植物動物森林海洋山川公園図書館病院薬局保険年金税金"
+         "法律契約手続申請書類予算費用収入支出貯金投資株式銀行資料会議報告説明相談問題解決方法手順注意準備")
+KATAKANA = "アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモヤユヨラリルレロワンガギグゲゴザジズゼゾダデドバビブベボパピプペポー"
+OPENERS = ["", "", "", "", "すみません、", "質問です。", "相談です。"]
+TASKS = [
+    "{a}の{b}について、{c}の観点から{n}つ{form}{verb}ください",
+    "{a}で{b}をするときの{c}を{form}{verb}もらえますか",
+    "{a}と{b}の違いを{c}の視点で{verb}ください",
+    "{a}に関する{b}の{c}を{n}個{form}挙げてください",
+    "{a}の担当です。{b}の{c}を改善する案を{form}{verb}ください",
+    "「{a}」という{b}の{c}を考えて、{form}書いてください",
+    "{a}を使って{b}を{c}する手順を{form}{verb}ください",
+    "{a}の{b}が{c}になった理由を{form}{verb}ください",
 ]
+VERBS = ["説明して", "教えて", "まとめて", "整理して", "提案して", "示して"]
+FORMS = ["", "", "箇条書きで", "表にして", "二百字以内で", "理由を添えて", "具体例を交えて", "簡潔に"]
+NUMBERS = ["二", "三", "四", "五", "六"]
+
+
+def vocabulary(size: int, rng: random.Random) -> list[str]:
+    words = set()
+    while len(words) < size:
+        if rng.random() < 0.7:
+            words.add("".join(rng.choice(KANJI) for _ in range(rng.choice([2, 3, 3, 4, 5]))))
+        else:
+            words.add("".join(rng.choice(KATAKANA) for _ in range(rng.randint(4, 7))))
+    return sorted(words)
+
+
+PARTICLES = ["の", "と", "や", "による", "における", "に向けた"]
+ENDINGS = ["である。", "が増えている。", "が課題だ。", "を進めている。", "が話題になった。", "に関心が集まる。", "は見直された。"]
+
+
+def phrase(rng: random.Random, words: list[str], k: int) -> str:
+    out = rng.choice(words)
+    for _ in range(k - 1):
+        out += rng.choice(PARTICLES) + rng.choice(words)
+    return out
+
+
+def sentence(rng: random.Random, words: list[str]) -> str:
+    subject = phrase(rng, words, rng.randint(2, 4)) + rng.choice(["は", "が", "を", "で"])
+    return subject + phrase(rng, words, rng.randint(1, 3)) + rng.choice(ENDINGS)
+
+
+def fresh(rng: random.Random, words: list[str]) -> tuple[str, str | None, list[str]]:
+    """A new request, its input (or None) and its three noun phrases."""
+    slots = dict(a=phrase(rng, words, rng.randint(2, 4)), b=phrase(rng, words, rng.randint(2, 3)),
+                 c=phrase(rng, words, rng.randint(2, 3)), n=rng.choice(NUMBERS), form=rng.choice(FORMS),
+                 verb=rng.choice(VERBS))  # fmt: skip
+    text = rng.choice(OPENERS) + rng.choice(TASKS).format(**slots)
+    inp = None
+    if rng.random() < 0.3:
+        inp = "".join(sentence(rng, words) for _ in range(rng.randint(1, 4)))
+    return text, inp, [slots["a"], slots["b"], slots["c"]]
+
+
+def edit(text: str, rng: random.Random, words: list[str], fillers: list[str]) -> str:
+    """`text` with one edit; `fillers` (its noun phrases) follows a swapped phrase."""
+    kind = rng.randrange(6)
+    if kind == 0:
+        return text.replace("ください", "下さい") if "ください" in text else text + "。"
+    if kind == 1:
+        return rng.choice(["あの、", "できれば、", "急ぎで、", "念のため、"]) + text
+    if kind == 2:
+        return text + rng.choice(["。よろしくお願いします", "。", "？", "。なるべく丁寧に"])
+    if kind == 3:  # a noun phrase swapped for a word of the vocabulary
+        k, new = rng.randrange(len(fillers)), rng.choice(words)
+        text, fillers[k] = text.replace(fillers[k], new, 1), new
+        return text
+    if kind == 4:
+        for f in FORMS[2:]:
+            if f in text:
+                return text.replace(f, rng.choice(FORMS), 1)
+        return text.replace("ください", "くれますか", 1)
+    i = rng.randrange(len(text))
+    return text[:i] + text[i + 1:]
 
 
 def make_rows(n: int, rng: random.Random) -> list[dict]:
-    rows, texts = [], []
+    words = vocabulary(max(2000, n // 5), rng)
+    rows, fill = [], []
     for i in range(n):
-        if texts and rng.random() < 0.1:  # a planted near-duplicate of an earlier row
-            text = texts[rng.randrange(len(texts))]
-            for _ in range(rng.randint(1, 2)):
-                text = rng.choice([lambda t: t.replace("ください", "下さい"), lambda t: t + "。",
-                                   lambda t: t.replace("つ", "個"), lambda t: "あの、" + t])(text)  # fmt: skip
+        if rows and rng.random() < 0.1:
+            k = rng.randrange(len(rows))
+            text, inp, fillers = rows[k]["instruction"], rows[k]["input"], list(fill[k])
+            for _ in range(rng.randint(1, 3)):
+                text = edit(text, rng, words, fillers)
         else:
-            text = rng.choice(TEMPLATES).format(
-                topic=rng.choice(TOPICS), topic2=rng.choice(TOPICS), aspect=rng.choice(ASPECTS),
-                n=rng.choice(NUMBERS), form=rng.choice(FORMS), verb=rng.choice(VERBS), place=rng.choice(PLACES),
-                person=rng.choice(PEOPLE),
-            )  # fmt: skip
-            # a made-up keyword, as real requests name their own things: distinct rows stay distinct
-            text += "。「" + "".join(rng.choice(KANA) for _ in range(rng.randint(20, 30))) + "」"
-        texts.append(text)
-        rows.append({"id": f"r{i:06d}", "instruction": text, "input": None, "score": rng.randint(1, 10)})
+            text, inp, fillers = fresh(rng, words)
+        fill.append(fillers)
+        rows.append({"id": f"r{i:07d}", "instruction": text, "input": inp, "score": rng.randint(1, 10)})
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--sample", type=int, default=5_000)
-    parser.add_argument("--naive-rows", type=int, default=13_000)
-    parser.add_argument("--naive-pairs", type=int, default=20_000, help="pairs timed for the naive filter")
-    args = parser.parse_args()
-
+def one_size(n: int, sample_size: int, on_ray: bool) -> dict:
+    """Steps 1 and 2 for n rows (see the module docstring)."""
+    import numpy as np
     from rapidfuzz import process
     from rapidfuzz.distance import Indel
 
+    from atheus_ray.neardup import near_pairs
+    from atheus_ray.rows import task_text
     from atheus_ray.screen.dedup import mark_duplicates
-    from atheus_ray.text import NearDupIndex, rouge_l
 
     rng = random.Random(0)
-    rows = make_rows(args.rows, rng)
+    t0 = time.perf_counter()
+    rows = make_rows(n, rng)
+    make_s = time.perf_counter() - t0
+    mark_duplicates(rows[:2000])  # numba compiles (or loads its cache) outside the timing
 
-    # 1. the dedup stage at full size
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     marked = mark_duplicates(rows)
     dedup_s = time.perf_counter() - t0
-    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the generator's rows and the stage's
     removed = sum(r["dup_of"] is not None for r in marked)
 
-    # 2. recall / precision of the index's pairs on a sample, against exact all-pairs
-    sample = [r["instruction"] for r in rng.sample(rows, args.sample)]
+    texts = [task_text(r["instruction"], r["input"]) for r in rows]
     t0 = time.perf_counter()
-    scores = process.cdist(sample, sample, scorer=Indel.normalized_similarity, score_cutoff=0.7, workers=-1)
-    exact_s = time.perf_counter() - t0
-    truth = {(i, j) for i in range(len(sample)) for j in range(i + 1, len(sample)) if scores[i, j] > 0.7}
-    index = NearDupIndex(threshold=0.7)
-    for i, text in enumerate(sample):
-        index.add(str(i), text)
-    found = set()
-    for i, text in enumerate(sample):
-        for key in index.lsh.query(index._minhash(text)):
-            j = int(key)
-            if j != i and rouge_l(text, sample[j]) > 0.7:
-                found.add((min(i, j), max(i, j)))
-    hits = len(found & truth)
+    group, pairs, _ = near_pairs(texts, 0.7)
+    pairs_s = time.perf_counter() - t0
+    found = {(int(i), int(j)) for i, j in pairs}
 
-    # 3. the naive filter: ROUGE-L pair by pair in Python (Self-Instruct's way), timed and extrapolated
-    naive = [r["instruction"] for r in rows[: args.naive_rows]]
-    pairs = [(rng.randrange(len(naive)), rng.randrange(len(naive))) for _ in range(args.naive_pairs)]
+    ray_s = ray_same = None
+    if on_ray:  # the same search as Ray Data tasks on a local Ray cluster: what does Ray cost?
+        import ray
+
+        from atheus_ray.neardup_ray import near_pairs_on_ray
+
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        t0 = time.perf_counter()
+        on_ray_result = near_pairs_on_ray(texts, 0.7, blocks=2 * os.cpu_count())
+        ray_s = time.perf_counter() - t0
+        ray.shutdown()
+        order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+        ray_same = bool(np.array_equal(pairs[order], on_ray_result[1]) and np.array_equal(group, on_ray_result[0]))
+
+    sample = sorted(random.Random(1).sample(range(n), sample_size))
+    t0 = time.perf_counter()
+    scores = process.cdist([texts[i] for i in sample], texts, scorer=Indel.normalized_similarity, score_cutoff=0.7,
+                           workers=-1, dtype="float32")  # fmt: skip
+    truth_s = time.perf_counter() - t0
+    x, y = np.nonzero(scores > 0.7)
+    truth = {(min(sample[a], b), max(sample[a], b)) for a, b in zip(x.tolist(), y.tolist()) if sample[a] != b}
+
+    def is_found(i: int, j: int) -> bool:
+        gi, gj = int(group[i]), int(group[j])
+        return gi == gj or (min(gi, gj), max(gi, gj)) in found
+
+    hits = sum(is_found(i, j) for i, j in truth)
+    members: dict[int, list[int]] = {}  # group -> its rows, to expand the stage's pairs to rows
+    for i, g in enumerate(group.tolist()):
+        members.setdefault(g, []).append(i)
+    in_sample = set(sample)
+    claimed = {(min(a, b), max(a, b)) for gi, gj in found for a in members[gi] for b in members[gj]
+               if a in in_sample or b in in_sample}  # fmt: skip
+    claimed |= {(min(a, b), max(a, b)) for g in members.values() if len(g) > 1 for a in g for b in g
+                if a != b and (a in in_sample or b in in_sample)}  # fmt: skip
+    return {
+        "rows": n, "make_rows_s": round(make_s, 1), "wall_s": round(dedup_s, 2), "removed": removed,
+        "peak_rss_mb": round(rss_mb),
+        "pairs_s": round(pairs_s, 2), "pairs": len(pairs),
+        "on_ray": on_ray and {"blocks": 2 * os.cpu_count(), "pairs_s": round(ray_s, 2), "same_pairs": ray_same,
+                              "overhead_x": round(ray_s / pairs_s, 2)},
+        "truth": {"sampled_rows": sample_size, "true_pairs": len(truth),
+                  "true_neighbours_per_row": round(len(truth) / sample_size, 3), "cdist_s": round(truth_s, 1)},
+        "recall": round(hits / len(truth), 4) if truth else None,
+        "precision": round(len(claimed & truth) / len(claimed), 4) if claimed else None,
+    }  # fmt: skip
+
+
+def novelty(n_kept: int, n_new: int) -> dict:
+    """Step 3: Self-Instruct's novelty check of one round, `n_new` candidates against `n_kept` kept rows."""
+    from atheus_ray.neardup import first_matches
+    from atheus_ray.rows import task_text
+
+    rows = make_rows(n_kept + n_new, random.Random(0))
+    texts = {r["id"]: task_text(r["instruction"], r["input"]) for r in rows}
+    keys = list(texts)
+    first_matches({k: texts[k] for k in keys[:1000]}, {k: texts[k] for k in keys[1000:1100]}, 0.7)  # compiles
+    t0 = time.perf_counter()
+    found = first_matches({k: texts[k] for k in keys[:n_kept]}, {k: texts[k] for k in keys[n_kept:]}, 0.7)
+    return {"kept": n_kept, "new": n_new, "wall_s": round(time.perf_counter() - t0, 2),
+            "not_novel": sum(m is not None for m in found.values())}  # fmt: skip
+
+
+def naive(n: int, n_pairs: int) -> dict:
+    """Step 4: Self-Instruct's per-pair filter in Python, timed and extrapolated, and rapidfuzz's all pairs."""
+    from rapidfuzz import process
+    from rapidfuzz.distance import Indel
+
+    from atheus_ray.rows import task_text
+
+    rng = random.Random(0)
+    texts = [task_text(r["instruction"], r["input"]) for r in make_rows(n, rng)]
+    pairs = [(rng.randrange(n), rng.randrange(n)) for _ in range(n_pairs)]
     t0 = time.perf_counter()
     for i, j in pairs:
-        _python_rouge_l(naive[i], naive[j])
-    per_pair = (time.perf_counter() - t0) / len(pairs)
-    all_pairs = len(naive) * (len(naive) - 1) // 2
+        _python_rouge_l(texts[i], texts[j])
+    per_pair = (time.perf_counter() - t0) / n_pairs
     t0 = time.perf_counter()
-    process.cdist(naive, naive, scorer=Indel.normalized_similarity, score_cutoff=0.7, workers=-1, dtype="uint8")
-    cdist_s = time.perf_counter() - t0
-
-    print(json.dumps({
-        "benchmark": "dedup",
-        "machine": {"cpus": os.cpu_count()},
-        "dedup": {"rows": len(rows), "removed": removed, "kept": len(rows) - removed, "wall_s": round(dedup_s, 2),
-                  "peak_rss_mb": round(rss_peak / 1024, 1), "rss_growth_mb": round((rss_peak - rss_before) / 1024, 1)},
-        "quality_on_sample": {"rows": len(sample), "exact_pairs": len(truth), "index_pairs": len(found),
-                              "recall": round(hits / len(truth), 4) if truth else None,
-                              "precision": round(hits / len(found), 4) if found else None,
-                              "exact_all_pairs_cdist_s": round(exact_s, 2)},
-        "naive_all_pairs": {"rows": len(naive), "pairs": all_pairs,
-                            "python_rouge_l_us_per_pair": round(per_pair * 1e6, 1),
-                            "python_rouge_l_extrapolated_h": round(per_pair * all_pairs / 3600, 2),
-                            "rapidfuzz_cdist_measured_s": round(cdist_s, 2)},
-    }))  # fmt: skip
+    process.cdist(texts, texts, scorer=Indel.normalized_similarity, score_cutoff=0.7, workers=-1, dtype="float32")
+    all_pairs = n * (n - 1) // 2
+    return {"rows": n, "pairs": all_pairs, "python_rouge_l_us_per_pair": round(per_pair * 1e6, 1),
+            "python_rouge_l_extrapolated_h": round(per_pair * all_pairs / 3600, 2),
+            "rapidfuzz_cdist_measured_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
 
 
 def _python_rouge_l(a: str, b: str) -> float:
@@ -143,6 +255,30 @@ def _python_rouge_l(a: str, b: str) -> float:
         prev = cur
     lcs = prev[-1]
     return 0.0 if not lcs else 2 * lcs / (len(a) + len(b))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--sample", type=int, nargs="+", default=[2000, 1000], help="sampled rows per size")
+    parser.add_argument("--novelty", type=int, nargs=2, default=[90_000, 5_000], help="kept rows, new rows")
+    parser.add_argument("--naive-rows", type=int, default=13_000)
+    parser.add_argument("--naive-pairs", type=int, default=20_000, help="pairs timed for the naive filter")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray Data version")
+    parser.add_argument("--one", type=int, nargs=3, help=argparse.SUPPRESS)  # n, sample, on_ray: one size, here
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_size(args.one[0], args.one[1], bool(args.one[2]))))
+        return
+    samples = args.sample + args.sample[-1:] * (len(args.rows) - len(args.sample))
+    sizes = []
+    for n, sample in zip(args.rows, samples):
+        out = subprocess.run([sys.executable, __file__, "--one", str(n), str(sample), str(int(not args.no_ray))], capture_output=True, text=True,
+                             check=True).stdout  # fmt: skip
+        sizes.append(json.loads(out.splitlines()[-1]))
+        print(json.dumps(sizes[-1]), file=sys.stderr)
+    print(json.dumps({"benchmark": "dedup", "machine": {"cpus": os.cpu_count()}, "threshold": 0.7, "sizes": sizes,
+                      "novelty": novelty(*args.novelty), "naive_all_pairs": naive(args.naive_rows, args.naive_pairs)}))  # fmt: skip
 
 
 if __name__ == "__main__":

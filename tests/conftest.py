@@ -7,6 +7,7 @@ Tests marked `slow` start real vLLM engines (tens of seconds each on a 2-core CP
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -172,6 +173,15 @@ def ray_head(tmp_path):
         yield cluster
 
 
+@pytest.fixture
+def ray_two_nodes(tmp_path):
+    """A head that runs nothing and two worker nodes of one CPU each (see _ray_cluster): work that has to spread
+    over nodes can only run there."""
+    workers = [{"name": "a", "cpus": 1, "resources": {}}, {"name": "b", "cpus": 1, "resources": {}}]
+    with _ray_cluster(tmp_path, head_cpus=0, workers=workers) as cluster:
+        yield cluster
+
+
 # The local stand-in for cluster/raycluster.yaml: a head that runs no work, and two worker nodes that advertise
 # the custom resources of its worker groups (`gen` for vLLM, Serve replicas; `train` for Ray Train workers).
 WORKER_NODES = [{"name": "gen", "cpus": 6, "resources": {"gen": 4}},
@@ -211,3 +221,29 @@ def ray_cluster(tmp_path, s3_server):
     env = s3_server["env"] | {"HF_HUB_CACHE": str(tmp_path / "hf-hub")}
     with _ray_cluster(tmp_path, head_cpus=0, workers=WORKER_NODES, extra_env=env) as cluster:
         yield cluster | {"s3": s3_server, "hf_hub": tmp_path / "hf-hub"}
+
+
+def _near_copies(n: int, seed: int = 0) -> list[str]:
+    """n requests over made-up words (random kanji), a fifth of them near-copies of an earlier one with 1-3
+    edits: unrelated requests are far apart (ROUGE-L < 0.6), near-copies close."""
+    rng = random.Random(seed)
+    words = ["".join(chr(0x4E00 + rng.randrange(5000)) for _ in range(rng.randint(2, 4))) for _ in range(n)]
+    texts: list[str] = []
+    for _ in range(n):
+        if texts and rng.random() < 0.2:
+            text = rng.choice(texts)
+            for _ in range(rng.randint(1, 3)):
+                i = rng.randrange(len(text))
+                text = rng.choice([text[:i] + text[i + 1 :], text[:i] + chr(0x4E00 + rng.randrange(5000)) + text[i:],
+                                   text.replace("ください", "下さい"), "あの、" + text])  # fmt: skip
+        else:
+            a, b, c, d, e, f = rng.sample(words, 6)
+            text = f"{a}{b}の{c}{d}を{e}{f}に説明してください"
+        texts.append(text)
+    return texts
+
+
+@pytest.fixture
+def near_copies():
+    """The near-duplicate test set: a function (n, seed=0) -> texts."""
+    return _near_copies

@@ -36,6 +36,7 @@ SMALLEST = [  # the local pipeline config, cut to the least that still flows thr
 ]  # fmt: skip
 PINNED = [  # the cluster configs' placement, on the local nodes: work goes where its resource is
     "synth.engine.resources={gen: 1}", "eval.serve.resources={gen: 1}", "train.resources_per_worker={train: 1}",
+    "synth.screen.dedup.on_ray_above=0",  # the near-duplicate search as Ray Data tasks on the worker nodes
 ]
 
 
@@ -126,6 +127,7 @@ def test_pipeline_on_a_multi_node_cluster_stopped_and_resubmitted(tmp_path, embe
     logs = result.stdout + result.stderr
     assert "succeeded" in logs, logs[-4000:]
     assert "[self_instruct_1] done in an earlier run" in logs
+    assert "near-duplicate search on Ray" in logs  # dedup.on_ray_above=0: Ray Data tasks on the worker nodes
 
     # the job printed where its outputs are
     assert f"The data set card is {out}/data/README.md" in logs

@@ -1,4 +1,4 @@
-from atheus_ray.text import NearDupIndex, is_refusal, ja_ratio, near_duplicate_pairs, rouge_l, shingles
+from atheus_ray.text import is_refusal, ja_ratio, near_duplicate_pairs, rouge_l, shingles
 
 
 def test_rouge_l_is_character_level_f_measure():
@@ -41,16 +41,6 @@ def test_refusals_in_japanese_and_english():
 def test_shingles_strip_whitespace_and_keep_short_texts():
     assert shingles("あい うえ") == {"あいう", "いうえ"}
     assert shingles("あ") == {"あ"}
-
-
-def test_near_dup_index_catches_japanese_near_duplicates_and_keeps_distinct_tasks():
-    index = NearDupIndex(threshold=0.7)
-    assert index.add_if_novel("a", "東京の観光名所を三つ教えてください") is None
-    key, score = index.add_if_novel("b", "東京の観光名所を三つ教えて下さい")
-    assert key == "a" and score > 0.85
-    assert index.add_if_novel("c", "大阪でおすすめの郷土料理は何ですか") is None
-    assert index.add_if_novel("d", "次の文章を敬語に書き換えてください：明日行きます") is None
-    assert set(index.texts) == {"a", "c", "d"}
 
 
 def test_near_duplicate_pairs_all_pairs():

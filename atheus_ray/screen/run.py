@@ -30,7 +30,7 @@ import json
 import time
 
 from atheus_ray import models
-from atheus_ray.config import EngineConfig, ModelConfig, RayConfig, ScreenConfig
+from atheus_ray.config import DedupConfig, EngineConfig, ModelConfig, RayConfig, ScreenConfig
 from atheus_ray.engine import Engine
 from atheus_ray.ray_init import init_ray
 from atheus_ray.rows import LINEAGE_COLUMNS, content_id, read_prompt, user_message
@@ -75,9 +75,10 @@ def read_pairs(source: str) -> list[dict]:
 def fingerprint(rows: list[dict], cfg: ScreenConfig, model: ModelConfig, engine: EngineConfig,
                 eval_prompts: list[tuple[str, str]]) -> str:  # fmt: skip
     """What the screening output depends on: the input pairs, the screening config, the tagger (model and the
-    engine settings that change its answers, not its placement or speed) and its prompt, the evaluation prompts."""
+    engine settings that change its answers, not its placement or speed) and its prompt, the evaluation prompts.
+    Where the near-duplicate search runs (`dedup.on_ray_above`) does not count: the result is the same."""
     h = hashlib.sha256()
-    for part in (cfg.model_dump(), model.model_dump(), engine.output_settings(), eval_prompts):
+    for part in (cfg.model_dump(exclude={"dedup": {"on_ray_above"}}), model.model_dump(), engine.output_settings(), eval_prompts):
         h.update(json.dumps(part, sort_keys=True, ensure_ascii=False).encode())
     h.update(read_prompt(tagger.PROMPT)[1].encode())
     for row in sorted(rows, key=lambda r: r["id"]):
@@ -116,7 +117,7 @@ def screen(rows: list[dict], out: str | Location, cfg: ScreenConfig, model: Mode
         return tagged, rejected, sum(o["tokens_in"] for o in outputs), sum(o["tokens_out"] for o in outputs)
 
     rows = stages.run("tagging", rows, tag)
-    rows = stages.run("dedup", rows, lambda rows: (*_dedup(rows, cfg.dedup.threshold), 0, 0))
+    rows = stages.run("dedup", rows, lambda rows: (*_dedup(rows, cfg.dedup, ray, log), 0, 0))
     rows = stages.run("selection", rows, lambda rows: (*select(rows, cfg.selection), 0, 0))
     return _write_outputs(out, sorted(rows, key=rank_key), n_in, stages.report, tagger_name, source,
                           time.time() - start, log, llm.stats())  # fmt: skip
@@ -138,8 +139,12 @@ def _heuristics(rows: list[dict], cfg: ScreenConfig) -> tuple[list[dict], list[d
     return kept, rejected
 
 
-def _dedup(rows: list[dict], threshold: float) -> tuple[list[dict], list[dict]]:
-    marked = mark_duplicates(rows, threshold)
+def _dedup(rows: list[dict], cfg: DedupConfig, ray: RayConfig | None, log) -> tuple[list[dict], list[dict]]:
+    blocks = None
+    if len(rows) > cfg.on_ray_above:
+        blocks = 2 * max(1, int(init_ray(ray)["cpus"]))
+        log(f"dedup: {len(rows)} rows > on_ray_above {cfg.on_ray_above}: near-duplicate search on Ray, {blocks} blocks")
+    marked = mark_duplicates(rows, cfg.threshold, on_ray_blocks=blocks)
     kept = [r for r in marked if r["dup_of"] is None]
     rejected = [{**r, "reject_reason": "near_duplicate", "detail": f"of {r['dup_of']}"} for r in marked if r["dup_of"]]
     return kept, rejected

@@ -25,7 +25,8 @@ from atheus_ray.engine import error_reason, sampling_params
 from atheus_ray.rows import content_id, read_prompt, task_text
 from atheus_ray.seeds import Seed, Taxonomy
 from atheus_ray.synth.filters import instruction_problem
-from atheus_ray.text import NearDupIndex, lone_surrogate, printable
+from atheus_ray.neardup import first_matches
+from atheus_ray.text import lone_surrogate, printable
 
 PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "self_instruct.md"
 TASKS_SCHEMA = {
@@ -177,15 +178,13 @@ def select(requests: list[dict], outputs: list[dict], cfg: SelfInstructConfig, s
             else:
                 candidates[row["id"]] = row
 
-    index = NearDupIndex(threshold=cfg.novelty_threshold)
-    for s in seeds:
-        index.add(f"seed:{s.id}", task_text(s.instruction, s.input))
-    for row in kept:
-        index.add(row["id"], task_text(row["instruction"], row["input"]))
+    indexed = {f"seed:{s.id}": task_text(s.instruction, s.input) for s in seeds}
+    indexed |= {row["id"]: task_text(row["instruction"], row["input"]) for row in kept}
+    matches = first_matches(indexed, {k: task_text(r["instruction"], r["input"]) for k, r in candidates.items()},
+                            cfg.novelty_threshold)  # fmt: skip
     new = []
     for row_id in sorted(candidates):
-        row = candidates[row_id]
-        match = index.add_if_novel(row_id, task_text(row["instruction"], row["input"]))
+        row, match = candidates[row_id], matches[row_id]
         if match:
             rejected.append({**row, "reject_reason": "not_novel", "detail": f"ROUGE-L {match[1]:.2f} with {match[0]}"})
         else:
