@@ -80,9 +80,10 @@ def _signatures(flat, offsets, counts, common, min_grams, a, b):
 
 
 def code_points(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The texts' code points, whitespace removed, end to end (uint32), and where each text starts (n + 1)."""
+    """The texts' code points, whitespace removed, end to end (uint32), and where each text starts (n + 1).
+    A lone surrogate (JSON can carry one) is a code point like any other."""
     stripped = ["".join(t.split()) for t in texts]
-    flat = np.frombuffer("".join(stripped).encode("utf-32-le"), dtype=np.uint32)
+    flat = np.frombuffer("".join(stripped).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum([len(t) for t in stripped], out=offsets[1:])
     return flat, offsets

@@ -22,6 +22,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
 from atheus_ray import neardup
+from atheus_ray.text import printable
 
 
 def _get(value):
@@ -67,7 +68,8 @@ def near_pairs_on_ray(texts: list[str], threshold: float, blocks: int) -> tuple[
     group, unique = neardup.groups(texts)
     if len(unique) < 2:
         return group, np.empty((0, 2), dtype=np.int64), np.empty(0)
-    texts_ref = ray.put(pa.array([texts[i] for i in unique], type=pa.large_string()))
+    # Arrow holds UTF-8, which has no lone surrogates: such a text is checked with U+FFFD in their place
+    texts_ref = ray.put(pa.array([printable(texts[i]) for i in unique], type=pa.large_string()))
     index = ray.data.range(len(unique), override_num_blocks=blocks).rename_columns({"id": "i"})
 
     counts = np.zeros(1 << neardup._COUNT_BITS, dtype=np.uint32)

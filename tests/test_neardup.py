@@ -88,3 +88,9 @@ def test_first_matches_catch_japanese_near_duplicates_and_keep_distinct_tasks():
     found = first_matches({}, new, 0.7)
     assert found["a"] is None and found["c"] is None and found["d"] is None
     assert found["b"][0] == "a" and found["b"][1] > 0.85
+
+
+def test_a_lone_surrogate_is_a_character_like_any_other():
+    texts = ["東京の観光名所を三つ教えてください\ud800", "東京の観光名所を三つ教えてください"]
+    _, pairs, _ = near_pairs(texts, 0.7)
+    assert pairs.tolist() == [[0, 1]]
