@@ -81,25 +81,42 @@ def ja_ratio(text: str) -> float:
 
 # ------------------------------------------------------------------------------------ refusals
 
-# Phrases that open a refusal in Japanese (and the English ones small models fall back to). Matched in the
-# first REFUSAL_WINDOW characters only: a helpful answer may say 「お答えできません」 about something later on.
-REFUSAL_PATTERNS = re.compile(
-    "|".join([
-        r"申し訳(あり|ござい)ません(が|。)",
-        r"(お答え|回答|お手伝い|対応|協力|提供)(することは|は)?(でき|致し|いたし)(ません|かねます)",
-        r"(お答え|回答|ご案内|ご協力|ご提供)(でき|し)かねます",
-        r"(お答え|回答)を(控え|差し控え)",
-        r"(AI|ＡＩ|人工知能)(アシスタント|言語モデル)?として(、)?(私は|お答え|回答|そのような)",
-        r"(その|この|そのような|こうした)(ご)?(質問|依頼|要求|リクエスト)(に|には)(は)?(お答え|応じ|回答|対応)(でき|いたしかね|しかね)",
-        r"(I'm|I am) sorry|I can(no|')t (help|assist|provide)|As an AI",
-    ])  # fmt: skip
-)
-REFUSAL_WINDOW = 120
+# A refusal declines to do what was asked: an act of the assistant's (answer, tell, explain, help, write, ...)
+# under a negative (できません, いたしかねます, しません, 控えます), an お断り, an English refusal. An apology alone is
+# not one: 「申し訳ございません」 opens mails and customer replies that do the work. Neither is a negative that is
+# the content (「妊娠中は服用できません」), nor a decline of one part followed by real help (「〜はお伝えできませんが、
+# 安全に使うためのポイントをご説明します。…」). Calibrated on calibration/refusals.jsonl (tests/test_text.py).
+_ACT = (r"(?:お|ご)?(?:答え|回答|伝え|案内|説明|手伝い|協力|提供|作成|教え|応え|対応|引き受け|お受け|紹介|調べ|特定|"
+        r"共有|開示|手助け|力添え)")  # fmt: skip
+_NEG = r"(?:でき(?:ません|ない|かねます)|出来(?:ません|ない)|(?:いた|致|)しかねます|(?:いた|致|)しません|られません|られない)"
+DECLINE = re.compile("|".join([
+    _ACT + r"(?:する|いたす|させていただく)?(?:こと|の)?(?:は|が|を|には|も)?" + _NEG,
+    _ACT + r"(?:する|いたす)?(?:こと|の)?(?:は|を)?(?:差し)?控え(?:させていただきます|させて頂きます|ます)",
+    r"お断り(?:します|いたします|致します|させていただきます)",
+    r"応じ(?:られません|られない|かねます|ることはできません)",
+    r"(?:は|を)(?:作成|作れ|書け|入れられ|教えられ|伝えられ|手を貸せ|引き受けられ)(?:ません|ない)",
+    r"私には(?:でき|出来)(?:ません|ない)",
+    r"それは(?:できない|できません|無理)",
+    r"\b(?:I'm|I am) (?:sorry|afraid)\b|\bI apologi[sz]e, but\b|\bSorry, I\b|\bAs an AI\b|\bI'm (?:unable|not able) to\b",
+    r"\bI (?:can(?:no|')t|cannot|won't|will not|am unable to|am not able to) "
+    r"(?:help|assist|provide|do|create|write|share|give|support|comply|fulfil)",
+]))  # fmt: skip
+REFUSAL_WINDOW = 150  # a refusal declines in its first sentences (after a word of sympathy at most)
+# what turns a decline into partial help: 「〜できませんが、」 or an offer of something else, then real content
+_BUT = re.compile(r"\s*(?:が|けれど|けど)[、,]")
+_OFFER = re.compile(r"代わりに|かわりに|一方|(?:ご)?紹介します|まとめます|(?:ご)?説明します|お伝えします|ご案内します|説明できます|お答えできます")
+HELP_AFTER = 150  # characters after the decline that make it partial help rather than a refusal with a pointer
 
 
 def is_refusal(text: str) -> bool:
-    """Whether `text` opens with a refusal (Japanese or English patterns in its first characters)."""
-    return bool(REFUSAL_PATTERNS.search(text[:REFUSAL_WINDOW]))
+    """Whether `text` declines what it was asked (see DECLINE): a decline in its first REFUSAL_WINDOW characters
+    that is not followed by an offer and at least HELP_AFTER characters of help."""
+    text = text.strip()
+    found = DECLINE.search(text[:REFUSAL_WINDOW])
+    if not found:
+        return False
+    rest = text[found.end() :]
+    return not (len(rest) >= HELP_AFTER and (_BUT.match(rest) or _OFFER.search(rest[:120])))
 
 
 # ------------------------------------------------------------------------------------ n-grams

@@ -1,3 +1,7 @@
+import json
+from collections import Counter
+from pathlib import Path
+
 from atheus_ray.text import is_refusal, ja_ratio, near_duplicate_pairs, rouge_l, shingles
 
 
@@ -36,6 +40,36 @@ def test_refusals_in_japanese_and_english():
     ]
     for text in helpful:
         assert not is_refusal(text), text
+
+
+CALIBRATION = Path(__file__).resolve().parent.parent / "calibration"
+
+
+def test_refusal_detector_on_the_calibration_set():
+    rows = [json.loads(line) for line in (CALIBRATION / "refusals.jsonl").read_text(encoding="utf-8").splitlines()]
+    said = {r["id"]: is_refusal(r["answer"]) for r in rows}
+    tp = sum(said[r["id"]] and r["refusal"] for r in rows)
+    fp = sum(said[r["id"]] and not r["refusal"] for r in rows)
+    fn = sum(not said[r["id"]] and r["refusal"] for r in rows)
+    wrong = Counter(r["kind"] for r in rows if said[r["id"]] != r["refusal"])
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    print(f"refusal detector on {len(rows)} labeled answers: precision {precision:.3f}, recall {recall:.3f}, "
+          f"wrong by kind {dict(wrong)}")  # fmt: skip
+    assert len(rows) >= 150 and precision >= 0.95 and recall >= 0.95
+
+
+def test_refusal_detector_leaves_the_seeds_business_apologies_alone():
+    seeds = {}
+    for path in sorted((CALIBRATION.parent / "seeds").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            seed = json.loads(line)
+            seeds[seed["id"]] = seed["output"]
+    flagged = {k for k, output in seeds.items() if is_refusal(output)}
+    print(f"{len(flagged)} of {len(seeds)} seed answers read as refusals: {sorted(flagged)}")
+    assert not flagged & {"fluency-028", "robustness-016"}  # a phone reply and a mail that apologize
+    # only the perspectives where declining is the right answer hold refusals
+    assert {k.rsplit("-", 1)[0] for k in flagged} <= {"safety", "privacy_security", "fairness"}
+    assert sum(k.startswith("safety") for k in flagged) >= 15
 
 
 def test_shingles_strip_whitespace_and_keep_short_texts():
