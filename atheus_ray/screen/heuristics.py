@@ -4,7 +4,7 @@ Reads:  `instruction`, `input`, and the answer (`response` in synthesis output, 
 Writes: `ja_ratio` (share of Japanese script among the answer's letters, atheus_ray.text.ja_ratio) and, for a
         row that fails, the reject reason from `pair_problem`:
 - `low_ja_ratio_instruction` / `low_ja_ratio_output`: too little Japanese script
-- `refusal`: the answer opens with a refusal (Japanese or English patterns)
+- `refusal`: the answer declines what was asked (atheus_ray.text.is_refusal; an apology alone is not one)
 - `output_too_short` / `output_too_long`: answer length in characters outside the bounds
 - `output_copies_instruction`: the answer is (nearly) the instruction and input again
 - `trailing_colon`: the instruction or answer ends with a colon, announcing content that never came

@@ -8,10 +8,11 @@ A round is two LLM passes. Pass 1 evolves every row of the pool (JSON output). P
 (and any pool row still without an answer) and asks the model whether the child differs from its parent
 (a constrained choice, 「同じ」 or 「異なる」). A child is eliminated when:
 - `parse_error`: pass 1 gave no usable instruction;
-- a filter of atheus_ray.synth.filters fails (too short, low Japanese share, truncated, scaffolding copied...);
+- a filter of atheus_ray.synth.filters fails (too short, low Japanese share, truncated, scaffolding copied,
+  `missing_input`: material referred to but not given...);
 - `no_change`: the judge answered 「同じ」, or the child's text equals its parent's
   (`judge_parse_error` when the judge said neither);
-- `refusal_answer`: the answer to the child opens with a refusal (Japanese patterns, atheus_ray.text);
+- `refusal_answer`: the answer to the child declines it (atheus_ray.text.is_refusal);
 - `short_answer`: the answer is shorter than `min_answer_chars`.
 The parent of an eliminated child stays in the pool for the next round; a surviving child replaces it.
 

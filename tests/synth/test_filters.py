@@ -1,6 +1,12 @@
+import json
+from collections import Counter
+from pathlib import Path
+
 import pytest
 
-from atheus_ray.synth.filters import instruction_problem
+from atheus_ray.synth.filters import instruction_problem, lacks_material
+
+REPO = Path(__file__).resolve().parent.parent.parent
 
 LIMITS = {"min_chars": 8, "max_chars": 200, "min_ja_ratio": 0.6}
 
@@ -17,6 +23,8 @@ LIMITS = {"min_chars": 8, "max_chars": 200, "min_ja_ratio": 0.6}
     ("「おもてなし」の意味を説明し、使用例を", None, "truncated"),
     ("参考例のように、新しいタスクを作ってください。", None, "template_leak"),
     ("書き換えた指示：取引先への謝罪メールを敬語で書いてください。", None, "template_leak"),
+    ("次の文章を、小学生にも分かるように三文で要約してください。", None, "missing_input"),
+    ("このコードを高速化してください。", "", "missing_input"),
 ])  # fmt: skip
 def test_each_rule(instruction, input_text, reason):
     assert instruction_problem(instruction, input_text, **LIMITS) == reason
@@ -30,3 +38,34 @@ def test_each_rule(instruction, input_text, reason):
 ])  # fmt: skip
 def test_good_instructions_pass(instruction):
     assert instruction_problem(instruction, None, **LIMITS) is None
+
+
+@pytest.mark.parametrize("instruction,input_text", [
+    ("次の文章を要約してください。", "梅雨の時期は湿度が高く、洗濯物が乾きにくい。部屋干しには除湿機が役に立つ。"),
+    ("次の文を英訳してください：「駅はどこですか」", None),
+    ("次の問題を解いてください。\n問題：ある数に3を足して2倍すると14になります。ある数はいくつですか。", None),
+    ("4月の売上は120万円、5月は150万円でした。このデータから成長率を求めてください。", None),
+    ("Pythonでリストを逆順にするコードを書いてください。", None),
+])  # fmt: skip
+def test_material_given_or_not_needed_passes(instruction, input_text):
+    assert instruction_problem(instruction, input_text, **LIMITS) is None
+
+
+def test_missing_input_on_the_calibration_set():
+    rows = [json.loads(line) for line in (REPO / "calibration" / "missing_input.jsonl").read_text("utf-8").splitlines()]
+    said = {r["id"]: not (r["input"] or "").strip() and lacks_material(r["instruction"]) for r in rows}
+    tp = sum(said[r["id"]] and r["missing"] for r in rows)
+    fp = sum(said[r["id"]] and not r["missing"] for r in rows)
+    fn = sum(not said[r["id"]] and r["missing"] for r in rows)
+    wrong = Counter(r["kind"] for r in rows if said[r["id"]] != r["missing"])
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    print(f"missing_input on {len(rows)} labeled tasks: precision {precision:.3f}, recall {recall:.3f}, "
+          f"wrong by kind {dict(wrong)}")  # fmt: skip
+    assert len(rows) >= 100 and precision >= 0.95 and recall >= 0.95
+
+
+def test_no_seed_lacks_its_material():
+    seeds = [json.loads(line) for path in sorted((REPO / "seeds").glob("*.jsonl"))
+             for line in path.read_text("utf-8").splitlines()]  # fmt: skip
+    assert len(seeds) > 400
+    assert [s["id"] for s in seeds if not (s.get("input") or "").strip() and lacks_material(s["instruction"])] == []
