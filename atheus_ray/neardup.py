@@ -189,7 +189,8 @@ def near_pairs(texts: list[str], threshold: float) -> tuple[np.ndarray, np.ndarr
     return group, pairs[keep], scores[keep]
 
 
-def first_matches(indexed: dict[str, str], new: dict[str, str], threshold: float) -> dict[str, tuple[str, float] | None]:
+def first_matches(indexed: dict[str, str], new: dict[str, str],
+                  threshold: float) -> dict[str, tuple[str, float] | None]:  # fmt: skip
     """The novelty check of a batch: each new text, in key order, against the indexed texts and the new texts
     before it that were novel themselves. Returns, for each new key, its most similar such text's (key,
     ROUGE-L) above `threshold` (ties go to the larger key), or None: novel. The same decisions as checking

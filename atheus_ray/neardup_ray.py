@@ -43,7 +43,8 @@ def _counts(batch: dict, texts) -> dict:
 
 def _sign(batch: dict, texts, counts) -> dict:
     flat, offsets = neardup.code_points(_texts(texts, batch["i"]))
-    sig = neardup._signatures(flat, offsets, _get(counts), neardup.COMMON, neardup.MIN_GRAMS, *neardup.hash_parameters())
+    a, b = neardup.hash_parameters()
+    sig = neardup._signatures(flat, offsets, _get(counts), neardup.COMMON, neardup.MIN_GRAMS, a, b)
     return {"i": batch["i"], "sig": sig, "keys": neardup._band_keys(sig, neardup.BANDS, neardup.ROWS).T.copy()}
 
 

@@ -41,6 +41,8 @@ CONTRACT_TYPES = {
     "quality_reason": pa.string(),
     "difficulty": pa.int32(),
     "task_category": pa.string(),
+    "request_safety": pa.string(),
+    "refusal": pa.bool_(),
     "safety": pa.string(),
     "safety_category": pa.string(),
     "score": pa.int32(),

@@ -79,6 +79,22 @@ def ja_ratio(text: str) -> float:
     return sum(map(_is_japanese, letters)) / len(letters)
 
 
+_CODE = re.compile(r"```.*?(?:```|$)|`[^`\n]*`", re.S)  # fenced blocks (an unclosed one to the end), inline code
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_./{}:?=&%-]*[/{}_=][A-Za-z0-9_./{}:?=&%-]*")  # paths, URLs, snake_case, a=b
+_GLOSS = re.compile(r"[（(][A-Za-z][A-Za-z .'&-]*[）)]")  # アダージョ（Adagio）: a foreign word glossed
+
+
+def prose(text: str) -> str:
+    """`text` without what is not prose to judge for its script: code blocks, inline code, paths, URLs and
+    identifiers, and Latin glosses in brackets after a Japanese word."""
+    return _GLOSS.sub(" ", _IDENTIFIER.sub(" ", _CODE.sub(" ", text)))
+
+
+def letters(text: str) -> int:
+    """How many letters (Unicode category L*) `text` has."""
+    return sum(unicodedata.category(ch).startswith("L") for ch in text)
+
+
 # ------------------------------------------------------------------------------------ refusals
 
 # A refusal declines to do what was asked: an act of the assistant's (answer, tell, explain, help, write, ...)
@@ -97,7 +113,8 @@ DECLINE = re.compile("|".join([
     r"(?:は|を)(?:作成|作れ|書け|入れられ|教えられ|伝えられ|手を貸せ|引き受けられ)(?:ません|ない)",
     r"私には(?:でき|出来)(?:ません|ない)",
     r"それは(?:できない|できません|無理)",
-    r"\b(?:I'm|I am) (?:sorry|afraid)\b|\bI apologi[sz]e, but\b|\bSorry, I\b|\bAs an AI\b|\bI'm (?:unable|not able) to\b",
+    r"\b(?:I'm|I am) (?:sorry|afraid)\b|\bI apologi[sz]e, but\b|\bSorry, I\b|\bAs an AI\b",
+    r"\bI'm (?:unable|not able) to\b",
     r"\bI (?:can(?:no|')t|cannot|won't|will not|am unable to|am not able to) "
     r"(?:help|assist|provide|do|create|write|share|give|support|comply|fulfil)",
 ]))  # fmt: skip

@@ -273,12 +273,13 @@ def main() -> None:
     samples = args.sample + args.sample[-1:] * (len(args.rows) - len(args.sample))
     sizes = []
     for n, sample in zip(args.rows, samples):
-        out = subprocess.run([sys.executable, __file__, "--one", str(n), str(sample), str(int(not args.no_ray))], capture_output=True, text=True,
-                             check=True).stdout  # fmt: skip
+        one = [sys.executable, __file__, "--one", str(n), str(sample), str(int(not args.no_ray))]
+        out = subprocess.run(one, capture_output=True, text=True, check=True).stdout
         sizes.append(json.loads(out.splitlines()[-1]))
         print(json.dumps(sizes[-1]), file=sys.stderr)
     print(json.dumps({"benchmark": "dedup", "machine": {"cpus": os.cpu_count()}, "threshold": 0.7, "sizes": sizes,
-                      "novelty": novelty(*args.novelty), "naive_all_pairs": naive(args.naive_rows, args.naive_pairs)}))  # fmt: skip
+                      "novelty": novelty(*args.novelty),
+                      "naive_all_pairs": naive(args.naive_rows, args.naive_pairs)}))  # fmt: skip
 
 
 if __name__ == "__main__":

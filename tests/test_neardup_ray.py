@@ -23,7 +23,8 @@ print(json.dumps({
     "same_groups": bool(np.array_equal(expected[0], got[0])),
     "same_pairs": bool(np.array_equal(expected[1][order], got[1])),
     "same_scores": bool(np.array_equal(expected[2][order], got[2])),
-    "same_dup_of": [r["dup_of"] for r in mark_duplicates(rows)] == [r["dup_of"] for r in mark_duplicates(rows, on_ray_blocks=4)],
+    "same_dup_of": [r["dup_of"] for r in mark_duplicates(rows)]
+                   == [r["dup_of"] for r in mark_duplicates(rows, on_ray_blocks=4)],
     "nodes": len(nodes),
 }))
 """

@@ -72,9 +72,11 @@ def write_card(out: Location, summary: dict) -> Location:
         "## Columns",
         "",
         "Lineage: `id` (content hash), `parent_id`, `seed_ids`, `origin`, `round`, `domain`, `perspective`, "
-        "`generator_model`, `prompt_version`. Screening: `ja_ratio` (Japanese share of the answer), `quality` "
-        "(input quality 1-5) and `quality_reason`, `difficulty` (1-5), `task_category`, `safety` and "
-        "`safety_category`, `score` (response quality 1-10), `dup_of`, `tagger_model`, `tagger_prompt_version`.",
+        "`generator_model`, `prompt_version`. Screening: `ja_ratio` (Japanese share of the answer), `refusal` "
+        "(the answer declines; kept only for a harmful request), `quality` (input quality 1-5) and "
+        "`quality_reason`, `difficulty` (1-5), `task_category`, `request_safety` (the request) and `safety` (the "
+        "answer), `safety_category`, `score` (response quality 1-10), `dup_of`, `tagger_model`, "
+        "`tagger_prompt_version`.",
         "",
     ]
     return (out / "README.md").write_text("\n".join(lines))

@@ -1,10 +1,11 @@
 """Japanese-aware heuristics on instruction-answer pairs.
 
 Reads:  `instruction`, `input`, and the answer (`response` in synthesis output, `output` in other data sets).
-Writes: `ja_ratio` (share of Japanese script among the answer's letters, atheus_ray.text.ja_ratio) and, for a
-        row that fails, the reject reason from `pair_problem`:
+Writes: `ja_ratio` (share of Japanese script among the letters of the answer's prose: `answer_ja_ratio`),
+        `refusal` (the answer declines what was asked: atheus_ray.text.is_refusal; an apology alone is not one;
+        not a reject reason here: selection drops a refusal of a safe request, `over_refusal`, and keeps a
+        careful refusal of a harmful one) and, for a row that fails, the reject reason from `pair_problem`:
 - `low_ja_ratio_instruction` / `low_ja_ratio_output`: too little Japanese script
-- `refusal`: the answer declines what was asked (atheus_ray.text.is_refusal; an apology alone is not one)
 - `output_too_short` / `output_too_long`: answer length in characters outside the bounds
 - `output_copies_instruction`: the answer is (nearly) the instruction and input again
 - `trailing_colon`: the instruction or answer ends with a colon, announcing content that never came
@@ -17,7 +18,7 @@ import re
 
 from atheus_ray.config import HeuristicsConfig
 from atheus_ray.rows import task_text
-from atheus_ray.text import is_refusal, ja_ratio, rouge_l
+from atheus_ray.text import ja_ratio, letters, prose, rouge_l
 
 TEMPLATE_MARKERS = re.compile(
     r"<\|[a-z_]+\|>|\[/?INST\]|<</?SYS>>|^#{2,3} ?(指示|応答|入力|Instruction|Response|Input)\s*[:：]|"
@@ -26,15 +27,23 @@ TEMPLATE_MARKERS = re.compile(
 )
 
 
+JUDGED_LETTERS = 10  # an answer with fewer letters of prose (a number, a formula, code alone) has no script to judge
+
+
+def answer_ja_ratio(output: str) -> float:
+    """The share of Japanese script in the answer's prose (atheus_ray.text.prose: code, paths and glosses left
+    out); 1.0 for an answer with fewer than JUDGED_LETTERS letters of prose."""
+    text = prose(output)
+    return ja_ratio(text) if letters(text) >= JUDGED_LETTERS else 1.0
+
+
 def pair_problem(instruction: str, input_text: str | None, output: str, cfg: HeuristicsConfig) -> str | None:
     """The reject reason of an instruction-answer pair, or None when it passes every heuristic."""
     output = output.strip()
-    if ja_ratio(instruction) < cfg.min_ja_ratio_instruction:
+    if ja_ratio(prose(instruction)) < cfg.min_ja_ratio_instruction:
         return "low_ja_ratio_instruction"
-    if ja_ratio(output) < cfg.min_ja_ratio_output:
+    if answer_ja_ratio(output) < cfg.min_ja_ratio_output:
         return "low_ja_ratio_output"
-    if is_refusal(output):
-        return "refusal"
     if len(output) < cfg.min_output_chars:
         return "output_too_short"
     if len(output) > cfg.max_output_chars:

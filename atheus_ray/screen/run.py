@@ -12,8 +12,8 @@ get a content id; missing lineage columns are null. A row without an instruction
 naming its file and line or row.
 
 Outputs under DIR:
-- `final/`: the kept rows, best first, with every screening column: `ja_ratio`, `quality`,
-  `quality_reason`, `difficulty`, `task_category`, `safety`, `safety_category`, `score`, `dup_of`,
+- `final/`: the kept rows, best first, with every screening column: `ja_ratio`, `refusal`, `quality`,
+  `quality_reason`, `difficulty`, `task_category`, `request_safety`, `safety`, `safety_category`, `score`, `dup_of`,
   `tagger_model`, `tagger_prompt_version`
 - `rejected/<stage>/`: the dropped rows of each stage (`heuristics`, `decontamination`, `tagging`, `dedup`,
   `selection`), with the screening columns known by then, `stage`, `reject_reason` and `detail`
@@ -36,16 +36,16 @@ from atheus_ray.ray_init import init_ray
 from atheus_ray.rows import LINEAGE_COLUMNS, content_id, read_prompt, user_message
 from atheus_ray.screen import card, decontam, tagger
 from atheus_ray.screen.dedup import mark_duplicates
-from atheus_ray.screen.heuristics import pair_problem
+from atheus_ray.screen.heuristics import answer_ja_ratio, pair_problem
 from atheus_ray.screen.select import rank_key, select
 from atheus_ray.seeds import load_taxonomy
 from atheus_ray.sources import SourceError, read_records
 from atheus_ray.stages import Stages
 from atheus_ray.storage import Location
+from atheus_ray.text import is_refusal
 from atheus_ray.tables import REJECTED_COLUMNS, write_rows
-from atheus_ray.text import ja_ratio
 
-SCREEN_COLUMNS = ("ja_ratio", *tagger.TAG_COLUMNS, "dup_of")
+SCREEN_COLUMNS = ("ja_ratio", "refusal", *tagger.TAG_COLUMNS, "dup_of")
 SCREEN_REJECTED_COLUMNS = (*REJECTED_COLUMNS, *SCREEN_COLUMNS)
 
 
@@ -126,7 +126,7 @@ def screen(rows: list[dict], out: str | Location, cfg: ScreenConfig, model: Mode
 def _heuristics(rows: list[dict], cfg: ScreenConfig) -> tuple[list[dict], list[dict]]:
     kept, rejected, seen = [], [], set()
     for row in rows:
-        row = {**row, "ja_ratio": round(ja_ratio(row["response"]), 4)}
+        row = {**row, "ja_ratio": round(answer_ja_ratio(row["response"]), 4), "refusal": is_refusal(row["response"])}
         if row["id"] in seen:
             rejected.append({**row, "reject_reason": "duplicate_id", "detail": "an earlier row has this id"})
             continue
@@ -143,7 +143,8 @@ def _dedup(rows: list[dict], cfg: DedupConfig, ray: RayConfig | None, log) -> tu
     blocks = None
     if len(rows) > cfg.on_ray_above:
         blocks = 2 * max(1, int(init_ray(ray)["cpus"]))
-        log(f"dedup: {len(rows)} rows > on_ray_above {cfg.on_ray_above}: near-duplicate search on Ray, {blocks} blocks")
+        log(f"dedup: {len(rows)} rows > on_ray_above {cfg.on_ray_above}: "
+            f"near-duplicate search on Ray, {blocks} blocks")
     marked = mark_duplicates(rows, cfg.threshold, on_ray_blocks=blocks)
     kept = [r for r in marked if r["dup_of"] is None]
     rejected = [{**r, "reject_reason": "near_duplicate", "detail": f"of {r['dup_of']}"} for r in marked if r["dup_of"]]

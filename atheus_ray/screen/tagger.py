@@ -5,8 +5,10 @@ One request per row (prompts/screen/tag.md), decoded under a JSON schema (vLLM s
 
 Reads:  `instruction`, `input`, and the answer (`response`, or `output` in other data sets).
 Writes: `quality` (input quality 1-5), `quality_reason` (one short sentence), `difficulty` (1-5),
-        `task_category` (a category key of seeds/taxonomy.yaml), `safety` (`safe` | `unsafe`),
-        `safety_category` (`none` for safe rows), `score` (response quality 1-10), `tagger_model`,
+        `task_category` (a category key of seeds/taxonomy.yaml), `request_safety` (`safe` | `unsafe`: what
+        the instruction asks for), `safety` (`safe` | `unsafe`: the answer; a careful refusal of a harmful
+        request is safe), `safety_category` (`none` when both are safe), `score` (response quality 1-10),
+        `tagger_model`,
         `tagger_prompt_version`.
 Rejects: a row whose output does not parse gets `reject_reason = "tag_parse_error"` and the parser's message
         in `detail`; one that got no answer (`prompt_too_long`, `http_<status>`: atheus_ray.engine.Engine.generate)
@@ -28,8 +30,8 @@ from atheus_ray.text import lone_surrogate
 PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "screen" / "tag.md"
 SAFETY_CATEGORIES = ("none", "violence", "crime", "self_harm", "sexual", "hate_discrimination", "privacy",
                      "dangerous_goods", "misinformation", "other")  # fmt: skip
-TAG_COLUMNS = ("quality", "quality_reason", "difficulty", "task_category", "safety", "safety_category", "score",
-               "tagger_model", "tagger_prompt_version")  # fmt: skip
+TAG_COLUMNS = ("quality", "quality_reason", "difficulty", "task_category", "request_safety", "safety",
+               "safety_category", "score", "tagger_model", "tagger_prompt_version")  # fmt: skip
 REASON_CHARS = 80
 
 
@@ -46,11 +48,12 @@ def schema(categories: list[str]) -> dict:
             "quality_reason": {"type": "string", "maxLength": REASON_CHARS},
             "difficulty": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
             "task_category": {"type": "string", "enum": list(categories)},
+            "request_safety": {"type": "string", "enum": ["safe", "unsafe"]},
             "safety": {"type": "string", "enum": ["safe", "unsafe"]},
             "safety_category": {"type": "string", "enum": list(SAFETY_CATEGORIES)},
             "response_quality": {"type": "integer", "enum": list(range(1, 11))},
         },
-        "required": ["input_quality", "quality_reason", "difficulty", "task_category", "safety",
+        "required": ["input_quality", "quality_reason", "difficulty", "task_category", "request_safety", "safety",
                      "safety_category", "response_quality"],  # fmt: skip
         "additionalProperties": False,
     }
@@ -120,6 +123,7 @@ def parse_tags(text: str, categories: list[str]) -> dict:
     bad = next((lone_surrogate(v) for v in data.values() if isinstance(v, str) and lone_surrogate(v)), None)
     if bad:
         raise TagParseError(f"lone surrogate {bad} in the JSON (no text can carry it)")
+    request_safety = _choice(data, "request_safety", ("safe", "unsafe"))
     safety = _choice(data, "safety", ("safe", "unsafe"))
     safety_category = _choice(data, "safety_category", SAFETY_CATEGORIES)
     return {
@@ -127,8 +131,9 @@ def parse_tags(text: str, categories: list[str]) -> dict:
         "quality_reason": str(data.get("quality_reason") or "").strip()[:REASON_CHARS],
         "difficulty": _level(data, "difficulty", 5),
         "task_category": _choice(data, "task_category", categories),
+        "request_safety": request_safety,
         "safety": safety,
-        "safety_category": "none" if safety == "safe" else safety_category,
+        "safety_category": "none" if safety == request_safety == "safe" else safety_category,
         "score": _level(data, "response_quality", 10),
     }
 

@@ -12,7 +12,8 @@ A round is two LLM passes. Pass 1 evolves every row of the pool (JSON output). P
   `missing_input`: material referred to but not given...);
 - `no_change`: the judge answered 「同じ」, or the child's text equals its parent's
   (`judge_parse_error` when the judge said neither);
-- `refusal_answer`: the answer to the child declines it (atheus_ray.text.is_refusal);
+- `refusal_answer`: the answer to the child declines it (atheus_ray.text.is_refusal) though its parent was
+  answered (the child of a declined harmful request may be declined too, and screening judges it);
 - `short_answer`: the answer is shorter than `min_answer_chars`.
 The parent of an eliminated child stays in the pool for the next round; a surviving child replaces it.
 
@@ -148,13 +149,15 @@ def check_requests(children: list[dict], unanswered: list[dict], parents: dict[s
     return requests
 
 
-def eliminate(child: dict, answer: str, verdict: str, cfg: EvolConfig) -> str | None:
-    """The reason a child fails, or None when it survives."""
+def eliminate(child: dict, answer: str, verdict: str, cfg: EvolConfig, parent_answer: str | None = None) -> str | None:
+    """The reason a child fails, or None when it survives. A refusal fails only where its parent was answered:
+    a harder version of a task that got an answer should get one too; the child of a harmful request that was
+    declined (`parent_answer` a refusal) may be declined as well, and is kept."""
     if verdict.strip() == SAME:
         return "no_change"
     if verdict.strip() != DIFFERENT:
         return "judge_parse_error"
-    if is_refusal(answer):
+    if is_refusal(answer) and not (parent_answer and is_refusal(parent_answer)):
         return "refusal_answer"
     if len(answer.strip()) < cfg.min_answer_chars:
         return "short_answer"

@@ -121,12 +121,14 @@ def _evol_round(rows: list[dict], r: int, cfg: SynthConfig, name: str, llm: Engi
 
     answered = {row["id"]: with_answer(row, results[f"answer/{row['id']}"], name, cfg.respond) for row in unanswered}
     rows = [answered.get(row["id"], row) for row in rows]
+    answers = {row["id"]: row.get("response") for row in rows}
     leaving = set()
     for child in fresh:
         answer, judged = results[f"answer/{child['id']}"], results[f"judge/{child['id']}"]
         failed = error_reason(answer) or error_reason(judged)
         verdict = judged["text"]
-        reason = failed[0] if failed else evol.eliminate(child, answer["text"], verdict, cfg.evol)
+        parent_answer = answers.get(child["parent_id"])
+        reason = failed[0] if failed else evol.eliminate(child, answer["text"], verdict, cfg.evol, parent_answer)
         if reason:
             rejected.append({**child, "response": answer["text"], "reject_reason": reason,
                              "detail": failed[1] if failed else f"judge: {verdict}"})  # fmt: skip

@@ -1,7 +1,10 @@
+import json
+from pathlib import Path
+
 import pytest
 
 from atheus_ray.config import HeuristicsConfig
-from atheus_ray.screen.heuristics import pair_problem
+from atheus_ray.screen.heuristics import answer_ja_ratio, pair_problem
 
 CFG = HeuristicsConfig()
 GOOD_ANSWER = "梅雨の時期は、除湿機やエアコンの除湿運転を使うと洗濯物が早く乾きます。"
@@ -10,7 +13,6 @@ GOOD_ANSWER = "梅雨の時期は、除湿機やエアコンの除湿運転を�
 @pytest.mark.parametrize("instruction,input_text,output,reason", [
     ("Please explain rainy season laundry tips.", None, GOOD_ANSWER, "low_ja_ratio_instruction"),
     ("梅雨の洗濯のコツを教えて", None, "Use a dehumidifier and keep air moving around the clothes.", "low_ja_ratio_output"),
-    ("梅雨の洗濯のコツを教えて", None, "申し訳ございませんが、その質問にはお答えできません。", "refusal"),
     ("梅雨の洗濯のコツを教えて", None, "除湿機。", "output_too_short"),
     ("梅雨の洗濯のコツを教えて", None, "あ" * 9000, "output_too_long"),
     ("次の文を丁寧語にしてください", "明日は雨が降るので傘を持って行きます", "次の文を丁寧語にしてください。明日は雨が降るので傘を持って行きます",
@@ -32,3 +34,33 @@ def test_each_rule(instruction, input_text, output, reason):
 ])  # fmt: skip
 def test_japanese_edge_cases_pass(instruction, output):
     assert pair_problem(instruction, None, output, CFG) is None
+
+
+def test_a_refusal_is_not_rejected_here():  # selection decides, knowing whether the request was harmful
+    assert pair_problem("梅雨の洗濯のコツを教えて", None, "申し訳ございませんが、その質問にはお答えできません。", CFG) is None
+
+
+def test_code_and_short_answers_are_not_judged_on_their_script():
+    code = "```python\ndef to_half(text: str) -> str:\n    return text.translate(TABLE)\n```\n全角の数字を半角にします。"
+    assert answer_ja_ratio(code) == 1.0 and pair_problem("全角数字を半角にする関数を書いて", None, code, CFG) is None
+    assert answer_ja_ratio("15") == 1.0  # a number has no script to judge
+    assert answer_ja_ratio("アダージョ（Adagio）→アンダンテ（Andante）→アレグロ（Allegro）") == 1.0
+    assert answer_ja_ratio("Use a dehumidifier and keep air moving around the clothes.") == 0.0
+
+
+def test_no_good_answer_is_rejected():
+    """The known-good sets: the seeds' reference answers and the evaluation sample's. What is still rejected
+    is printed; a refusal no longer is (selection judges it)."""
+    root = Path(__file__).resolve().parent.parent.parent
+
+    def records(path: Path) -> list[dict]:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+    pairs = [(s["id"], s["instruction"], s.get("input"), s["output"])
+             for path in sorted((root / "seeds").glob("*.jsonl")) for s in records(path)]  # fmt: skip
+    sample = records(root / "atheus_ray" / "data" / "eval_tasks_sample.jsonl")
+    pairs += [(f"eval-{k}", t["input"], None, t["output"]) for k, t in enumerate(sample)]
+    rejected = {k: reason for k, i, x, o in pairs if (reason := pair_problem(i, x, o, CFG))}
+    print(f"heuristics on {len(pairs)} known-good answers: {len(rejected)} rejected {rejected}")
+    assert len(pairs) > 450
+    assert rejected == {"instruction_following-026": "output_too_short"}  # 「15」: a number asked for (issue 15)

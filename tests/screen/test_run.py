@@ -15,7 +15,7 @@ from atheus_ray.sources import SourceError
 
 SAMPLE = "atheus_ray/data/eval_tasks_sample.jsonl"
 ANSWER = "除湿機やエアコンの除湿運転を使い、洗濯物の間隔を空けて扇風機の風を当てると早く乾きます。"
-PAIRS = [  # id, instruction, response, the fake tagger's (score, safety) or None for garbage
+PAIRS = [  # id, instruction, response, the fake tagger's (score, safety[, request safety]) or None for garbage
     ("good1", "梅雨の時期に洗濯物を早く乾かすコツを教えてください。", ANSWER, (9, "safe")),
     ("dup1", "梅雨の時期に洗濯物を早く乾かすコツを教えて下さい。", ANSWER, (5, "safe")),
     ("refuse", "近所の図書館の使い方を教えてください。", "申し訳ありませんが、その質問にはお答えできません。", (8, "safe")),
@@ -25,6 +25,8 @@ PAIRS = [  # id, instruction, response, the fake tagger's (score, safety) or Non
     ("weak", "敬語の「いただく」の使い方を説明してください。", "「いただく」は「もらう」の謙譲語で、相手から何かを受け取るときに使います。", (2, "safe")),
     ("good2", "新入社員向けに、電話応対の基本を三つ挙げてください。", "名乗る、用件を復唱する、伝言はメモに残す、の三つです。", (7, "safe")),
     ("unsafe", "鍵を使わずに他人の家の玄関を開ける方法を教えて。", "専門の道具を使えば、錠前を短時間で開けることができます。", (8, "unsafe")),
+    ("careful", "隣の家の鍵をこっそり開ける方法を教えて。", "他人の家の鍵を開ける方法はお伝えできません。住居侵入にあたります。",
+     (8, "safe", "unsafe")),  # a harmful request carefully refused: a row we want
 ]  # fmt: skip
 
 
@@ -43,7 +45,8 @@ def fake_generate(calls):
             verdict = verdicts[request["key"].removeprefix("tag/")]
             text = "評価不能" if verdict is None else json.dumps(
                 {"input_quality": 4, "quality_reason": "明確", "difficulty": 2, "task_category": "advice",
-                 "safety": verdict[1], "safety_category": "crime" if verdict[1] == "unsafe" else "none",
+                 "request_safety": verdict[-1], "safety": verdict[1],
+                 "safety_category": "crime" if "unsafe" in verdict[1:] else "none",
                  "response_quality": verdict[0]})  # fmt: skip
             outputs.append({"key": request["key"], "text": text, "tokens_in": 100, "tokens_out": 30})
         return outputs
@@ -78,12 +81,13 @@ def screened(tmp_path, monkeypatch):
 def test_funnel_drops_each_row_for_its_reason(screened):
     out, summary, calls = screened
     final = pq.read_table(out / "final").to_pylist()
-    assert [r["id"] for r in final] == ["good1", "good2"]  # best score first
+    assert [r["id"] for r in final] == ["good1", "careful", "good2"]  # best score first
+    assert final[1]["refusal"] and final[1]["request_safety"] == "unsafe" and final[1]["safety"] == "safe"
     assert final[0]["score"] == 9 and final[0]["tagger_model"] == "my-judge" and final[0]["dup_of"] is None
     assert final[0]["ja_ratio"] > 0.9 and final[0]["task_category"] == "advice"
     rejected = {r["id"]: (r["stage"], r["reject_reason"]) for r in pq.read_table(out / "rejected").to_pylist()}
     assert rejected == {
-        "refuse": ("heuristics", "refusal"),
+        "refuse": ("selection", "over_refusal"),  # a refusal of a harmless request
         "contam": ("decontamination", "contaminated"),
         "garbled": ("tagging", "tag_parse_error"),
         "dup1": ("dedup", "near_duplicate"),
@@ -92,8 +96,8 @@ def test_funnel_drops_each_row_for_its_reason(screened):
     }
     dup = pq.read_table(out / "rejected" / "dedup").to_pylist()[0]
     assert dup["dup_of"] == "good1" and dup["score"] == 5  # the screening columns travel with rejected rows
-    assert calls == [6]  # the tagger saw only rows that passed the cheap checks
-    assert [s["left"] for s in summary["funnel"]] == [8, 7, 6, 5, 4, 2]
+    assert calls == [8]  # the tagger saw only rows that passed the cheap checks
+    assert [s["left"] for s in summary["funnel"]] == [9, 9, 8, 7, 6, 3]
 
 
 def test_outputs_load_and_agree(screened):
@@ -134,7 +138,7 @@ def test_a_second_run_reuses_every_stage_and_calls_no_llm(screened, monkeypatch)
     assert again["funnel"] == summary["funnel"]
     changed = load_config(ScreenConfig, None, [f"decontamination.paths=[{SAMPLE}]", "selection.min_score=8"])
     third = screen_run.screen(pairs(), out, changed, ModelConfig(source="my-judge"), EngineConfig(), log=lambda m: None)
-    assert calls == [6] and third["rows_out"] == 1  # a changed config reruns
+    assert calls == [8] and third["rows_out"] == 2  # a changed config reruns
 
 
 def test_read_pairs_accepts_output_or_response_and_names_bad_rows(tmp_path):
@@ -164,7 +168,7 @@ def test_screen_with_the_real_vllm_tagger(ray_local, embedded_model, tmp_path):
     summary = screen_run.screen([*pairs(), long], tmp_path, cfg, ModelConfig(max_model_len=4096),
                                 EngineConfig(batch_size=16), log=lambda m: None)  # fmt: skip
     tagging = next(s for s in summary["stages"] if s["stage"] == "tagging")
-    assert tagging["tokens_out"] > 0 and tagging["kept"] + tagging["rejected"] == 8  # one refusal dropped before
+    assert tagging["tokens_out"] > 0 and tagging["kept"] + tagging["rejected"] == 10  # no cheap check drops any
     assert tagging["rejected_by_reason"].get("prompt_too_long") == 1
     [too_long] = [r for r in pq.read_table(tmp_path / "rejected" / "tagging").to_pylist() if r["id"] == "long"]
     assert too_long["reject_reason"] == "prompt_too_long" and "max_model_len 4096" in too_long["detail"]

@@ -7,7 +7,7 @@ from atheus_ray.screen.tagger import SAFETY_CATEGORIES, TagParseError, parse_tag
 
 CATEGORIES = ["qa", "reasoning", "advice"]
 GOOD = {"input_quality": 4, "quality_reason": "明確な指示", "difficulty": 2, "task_category": "advice",
-        "safety": "safe", "safety_category": "none", "response_quality": 8}  # fmt: skip
+        "request_safety": "safe", "safety": "safe", "safety_category": "none", "response_quality": 8}  # fmt: skip
 
 
 def text(**changes):
@@ -16,8 +16,8 @@ def text(**changes):
 
 def test_clean_json():
     assert parse_tags(text(), CATEGORIES) == {"quality": 4, "quality_reason": "明確な指示", "difficulty": 2,
-                                              "task_category": "advice", "safety": "safe",
-                                              "safety_category": "none", "score": 8}  # fmt: skip
+                                              "task_category": "advice", "request_safety": "safe",
+                                              "safety": "safe", "safety_category": "none", "score": 8}  # fmt: skip
 
 
 @pytest.mark.parametrize("messy", [
@@ -54,6 +54,9 @@ def test_unreadable_output_says_why(bad, message):
 def test_safe_rows_have_no_safety_category_and_unsafe_keep_theirs():
     assert parse_tags(text(safety="safe", safety_category="crime"), CATEGORIES)["safety_category"] == "none"
     assert parse_tags(text(safety="unsafe", safety_category="crime"), CATEGORIES)["safety_category"] == "crime"
+    # a harmful request carefully refused: the answer is safe, the request's category stays
+    tags = parse_tags(text(request_safety="unsafe", safety="safe", safety_category="crime"), CATEGORIES)
+    assert (tags["request_safety"], tags["safety"], tags["safety_category"]) == ("unsafe", "safe", "crime")
 
 
 def test_request_carries_the_schema_and_the_pair():

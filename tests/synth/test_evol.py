@@ -76,6 +76,12 @@ def test_each_elimination_rule(answer, verdict, reason):
     assert evol.eliminate({}, answer, verdict, EvolConfig(min_answer_chars=5)) == reason
 
 
+def test_a_refusal_survives_where_its_parent_was_declined_too():
+    refusal, cfg = "申し訳ありませんが、その方法はお伝えできません。住居侵入にあたります。", EvolConfig(min_answer_chars=5)
+    assert evol.eliminate({}, refusal, "異なる", cfg, parent_answer="玄関の鍵は、まず管理会社に連絡しましょう。") == "refusal_answer"
+    assert evol.eliminate({}, refusal, "異なる", cfg, parent_answer="他人の家の鍵の開け方はお伝えできません。") is None
+
+
 def test_check_requests_answer_and_judge():
     child = {**PARENT, "id": "c1", "parent_id": "p1", "instruction": "新しい指示です"}
     requests = evol.check_requests([child], [PARENT], {"p1": PARENT}, SamplingConfig())

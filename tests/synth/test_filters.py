@@ -52,7 +52,8 @@ def test_material_given_or_not_needed_passes(instruction, input_text):
 
 
 def test_missing_input_on_the_calibration_set():
-    rows = [json.loads(line) for line in (REPO / "calibration" / "missing_input.jsonl").read_text("utf-8").splitlines()]
+    labeled = (REPO / "calibration" / "missing_input.jsonl").read_text("utf-8")
+    rows = [json.loads(line) for line in labeled.splitlines()]
     said = {r["id"]: not (r["input"] or "").strip() and lacks_material(r["instruction"]) for r in rows}
     tp = sum(said[r["id"]] and r["missing"] for r in rows)
     fp = sum(said[r["id"]] and not r["missing"] for r in rows)
