@@ -2,15 +2,17 @@
 tasks spread over the cluster's CPUs instead of one process.
 
 The steps are neardup's, each a Ray Data operation:
-1. 3-gram counts: `map_batches` counts each block's 3-grams; the driver adds the blocks' count tables;
+1. 3-gram counts: `map_batches` counts each block's 3-grams; the driver adds the blocks' count tables
+   (64 MB each, so at most COUNT_BLOCKS of them);
 2. signatures and band keys: `map_batches`, the counts read from the object store;
 3. buckets, one task per band: each sorts its band's keys and yields the pairs that share the band and no
    earlier one and pass the agreement prefilter (neardup's own kernel, the signatures and keys read from the
    object store);
 4. exact ROUGE-L: `map_batches` over the candidate pairs, the texts read from the object store.
 Every step computes what neardup computes, with the same hashes and the same counts, so the pairs, and the
-rows the best-first pass keeps from them, are exactly the single-process ones (tests/test_neardup_ray.py).
-The driver holds the texts and the signatures (about 1 KB a text) and adds up the counts (64 MB a block);
+rows the best-first pass keeps from them, are exactly the single-process ones (tests/test_neardup_ray.py); a
+text with a lone surrogate, which Arrow cannot hold, is checked with U+FFFD in its place.
+The driver holds the texts and the signatures (about 1 KB a text) and adds up the counts;
 the hashing, the bucket passes and the exact checks, the parts that grow with the data, run on the cluster.
 """
 
@@ -23,6 +25,8 @@ from rapidfuzz.distance import Indel
 
 from atheus_ray import neardup
 from atheus_ray.text import printable
+
+COUNT_BLOCKS = 8  # blocks of the counting step: each sends the driver a 64 MB table
 
 
 def _get(value):
@@ -74,7 +78,8 @@ def near_pairs_on_ray(texts: list[str], threshold: float, blocks: int) -> tuple[
     index = ray.data.range(len(unique), override_num_blocks=blocks).rename_columns({"id": "i"})
 
     counts = np.zeros(1 << neardup._COUNT_BITS, dtype=np.uint32)
-    for batch in index.map_batches(_counts, fn_kwargs={"texts": texts_ref}, batch_size=None).iter_batches(
+    counting = ray.data.range(len(unique), override_num_blocks=min(blocks, COUNT_BLOCKS)).rename_columns({"id": "i"})
+    for batch in counting.map_batches(_counts, fn_kwargs={"texts": texts_ref}, batch_size=None).iter_batches(
         batch_size=1, batch_format="numpy"
     ):
         counts += batch["counts"][0]
