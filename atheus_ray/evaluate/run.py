@@ -38,10 +38,18 @@ from atheus_ray.tables import write_rows
 NO_KEY = "ATHEUS_NO_KEY"  # an environment variable nobody sets: requests to an app without auth carry no key
 
 
+def model_identity(model: str) -> str:
+    """What names a model's weights: its name or path, and for an SFT export the run fingerprint in its `hash`
+    file, so that a model retrained into the same folder is a new model, not the one answered before."""
+    marker = Location(model) / "hash"
+    return f"{model}@{marker.read_text().strip()}" if marker.exists() else model
+
+
 def _saved_answers(candidate, tasks: list[dict], cfg: EvalConfig, out: Location) -> Location:
-    """Where a candidate's answers are kept, by a hash of its model, the tasks and the sampling."""
-    key = hashlib.sha256(json.dumps(["v2", candidate.model, cfg.serve.max_model_len, cfg.answer.model_dump(),
-                                     [t["input"] for t in tasks]], ensure_ascii=False).encode()).hexdigest()[:16]  # fmt: skip
+    """Where a candidate's answers are kept, by a hash of its model (`model_identity`), the tasks and the sampling."""
+    key = hashlib.sha256(json.dumps(["v2", model_identity(candidate.model), cfg.serve.max_model_len,
+                                     cfg.answer.model_dump(), [t["input"] for t in tasks]],
+                                    ensure_ascii=False).encode()).hexdigest()[:16]  # fmt: skip
     return out / ".answers" / f"{key}.json"
 
 

@@ -100,3 +100,21 @@ def test_a_finished_run_with_a_local_judge_starts_nothing(ray_local, tmp_path, m
     results = run.evaluate(cfg, log=lambda m: None)
     assert results["judge_calls"] == 0 and results["comparisons"][0]["first_slot_rate"] == 1.0
     assert [s["mean"] for s in results["absolute"]] == [4.0, 4.0]
+
+
+def test_a_model_retrained_into_the_same_folder_is_answered_again(tmp_path):
+    """The saved answers are filed under the export's run fingerprint (its `hash` file), not only its path."""
+    from atheus_ray.evaluate import run
+    from atheus_ray.storage import Location
+
+    model = tmp_path / "sft" / "atheus" / "model"
+    model.mkdir(parents=True)
+    cfg = load_config(EvalConfig, "jobs/configs/eval.yaml", [f"out={tmp_path}", f"tasks=[{SAMPLE}]",
+                      f"candidates=[{{name: open, group: g, model: m1}}, {{name: atheus, group: g, model: {model}}}]"])  # fmt: skip
+    tasks = run.load_tasks(cfg.tasks)[: cfg.limit]
+    atheus = next(c for c in cfg.candidates if c.name == "atheus")
+    (model / "hash").write_text("run-1")
+    first = run._saved_answers(atheus, tasks, cfg, Location(tmp_path))
+    assert run._saved_answers(atheus, tasks, cfg, Location(tmp_path)) == first  # same weights: same answers
+    (model / "hash").write_text("run-2")  # retrained: new weights in the same folder
+    assert run._saved_answers(atheus, tasks, cfg, Location(tmp_path)) != first
