@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -247,3 +248,25 @@ def _near_copies(n: int, seed: int = 0) -> list[str]:
 def near_copies():
     """The near-duplicate test set: a function (n, seed=0) -> texts."""
     return _near_copies
+
+
+def _calibrate(name: str, judge, label: str) -> tuple[int, float, float]:
+    """A filter's figures on calibration/<name>.jsonl: (rows, precision, recall) of `judge(row)` against the
+    row's boolean `label`, printed with the misjudged rows counted by `kind`."""
+    path = Path(__file__).resolve().parent.parent / "calibration" / f"{name}.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    said = {r["id"]: bool(judge(r)) for r in rows}
+    tp = sum(said[r["id"]] and r[label] for r in rows)
+    fp = sum(said[r["id"]] and not r[label] for r in rows)
+    fn = sum(not said[r["id"]] and r[label] for r in rows)
+    wrong = Counter(r["kind"] for r in rows if said[r["id"]] != r[label])
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    print(f"{name} on {len(rows)} labeled rows: precision {precision:.3f}, recall {recall:.3f}, "
+          f"wrong by kind {dict(wrong)}")  # fmt: skip
+    return len(rows), precision, recall
+
+
+@pytest.fixture
+def calibrate():
+    """A filter's precision and recall on a calibration set: a function (name, judge, label) (see _calibrate)."""
+    return _calibrate

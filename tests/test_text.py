@@ -1,5 +1,4 @@
 import json
-from collections import Counter
 from pathlib import Path
 
 from atheus_ray.text import is_refusal, ja_ratio, near_duplicate_pairs, rouge_l, shingles
@@ -45,17 +44,9 @@ def test_refusals_in_japanese_and_english():
 CALIBRATION = Path(__file__).resolve().parent.parent / "calibration"
 
 
-def test_refusal_detector_on_the_calibration_set():
-    rows = [json.loads(line) for line in (CALIBRATION / "refusals.jsonl").read_text(encoding="utf-8").splitlines()]
-    said = {r["id"]: is_refusal(r["answer"]) for r in rows}
-    tp = sum(said[r["id"]] and r["refusal"] for r in rows)
-    fp = sum(said[r["id"]] and not r["refusal"] for r in rows)
-    fn = sum(not said[r["id"]] and r["refusal"] for r in rows)
-    wrong = Counter(r["kind"] for r in rows if said[r["id"]] != r["refusal"])
-    precision, recall = tp / (tp + fp), tp / (tp + fn)
-    print(f"refusal detector on {len(rows)} labeled answers: precision {precision:.3f}, recall {recall:.3f}, "
-          f"wrong by kind {dict(wrong)}")  # fmt: skip
-    assert len(rows) >= 150 and precision >= 0.95 and recall >= 0.95
+def test_refusal_detector_on_the_calibration_set(calibrate):
+    rows, precision, recall = calibrate("refusals", lambda r: is_refusal(r["answer"]), "refusal")
+    assert rows >= 150 and precision >= 0.95 and recall >= 0.95
 
 
 def test_refusal_detector_leaves_the_seeds_business_apologies_alone():

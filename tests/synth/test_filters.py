@@ -1,5 +1,4 @@
 import json
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -51,18 +50,12 @@ def test_material_given_or_not_needed_passes(instruction, input_text):
     assert instruction_problem(instruction, input_text, **LIMITS) is None
 
 
-def test_missing_input_on_the_calibration_set():
-    labeled = (REPO / "calibration" / "missing_input.jsonl").read_text("utf-8")
-    rows = [json.loads(line) for line in labeled.splitlines()]
-    said = {r["id"]: not (r["input"] or "").strip() and lacks_material(r["instruction"]) for r in rows}
-    tp = sum(said[r["id"]] and r["missing"] for r in rows)
-    fp = sum(said[r["id"]] and not r["missing"] for r in rows)
-    fn = sum(not said[r["id"]] and r["missing"] for r in rows)
-    wrong = Counter(r["kind"] for r in rows if said[r["id"]] != r["missing"])
-    precision, recall = tp / (tp + fp), tp / (tp + fn)
-    print(f"missing_input on {len(rows)} labeled tasks: precision {precision:.3f}, recall {recall:.3f}, "
-          f"wrong by kind {dict(wrong)}")  # fmt: skip
-    assert len(rows) >= 100 and precision >= 0.95 and recall >= 0.95
+def test_missing_input_on_the_calibration_set(calibrate):
+    def judge(row: dict) -> bool:
+        return not (row["input"] or "").strip() and lacks_material(row["instruction"])
+
+    rows, precision, recall = calibrate("missing_input", judge, "missing")
+    assert rows >= 100 and precision >= 0.95 and recall >= 0.95
 
 
 def test_no_seed_lacks_its_material():
