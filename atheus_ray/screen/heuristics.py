@@ -6,9 +6,12 @@ Writes: `ja_ratio` (share of Japanese script among the letters of the answer's p
         not a reject reason here: selection drops a refusal of a safe request, `over_refusal`, and keeps a
         careful refusal of a harmful one) and, for a row that fails, the reject reason from `pair_problem`:
 - `low_ja_ratio_instruction` / `low_ja_ratio_output`: too little Japanese script
-- `output_too_short` / `output_too_long`: answer length in characters outside the bounds
+- `output_too_short` / `output_too_long`: answer length in characters outside the bounds; the floor is waived
+  (an empty answer still fails) where the task asks for a bare answer (「数字のみで」, 「一語で」, 「説明は不要」)
+  or is a short direct question (「伊勢神宮は何県？」), which a word or a number answers (`asks_short_answer`)
 - `output_copies_instruction`: the answer is (nearly) the instruction and input again
-- `trailing_colon`: the instruction or answer ends with a colon, announcing content that never came
+- `trailing_colon`: the answer ends with a colon, or the instruction does with no input after it: announced
+  content that never came
 - `template_marker`: leftover chat-template or prompt markers (`<|im_start|>`, `### 応答:`, `[INST]` ...)
 """
 
@@ -25,6 +28,21 @@ TEMPLATE_MARKERS = re.compile(
     r"^(USER|ASSISTANT|ユーザー|アシスタント)\s*[:：]",
     re.MULTILINE,
 )
+
+
+BARE_ANSWER = re.compile(
+    r"(数字|数値|算用数字|漢数字|記号|単語|一語|一言|名前|名称|答え|結果|番号|語句)(のみ|だけ)|"
+    r"(のみ|だけ)(で|を)(答え|回答|出力|返|書|示)|説明(は|を)?(不要|なし|付けず|つけず|加えず|せず)|"
+    r"はい(か|／|/|・)いいえ"
+)
+DIRECT_QUESTION = re.compile(r"(何|いくつ|いくら|誰|どこ|どれ|どちら|どっち|いつ)[^。？?]{0,12}[？?]\s*$")
+SHORT_QUESTION_CHARS = 60  # a direct question up to this long may be answered by a word
+
+
+def asks_short_answer(instruction: str) -> bool:
+    """The instruction asks for a bare answer, or is a short direct question that a word or a number answers."""
+    text = instruction.strip()
+    return bool(BARE_ANSWER.search(text)) or (len(text) <= SHORT_QUESTION_CHARS and bool(DIRECT_QUESTION.search(text)))
 
 
 JUDGED_LETTERS = 10  # an answer with fewer letters of prose (a number, a formula, code alone) has no script to judge
@@ -44,13 +62,13 @@ def pair_problem(instruction: str, input_text: str | None, output: str, cfg: Heu
         return "low_ja_ratio_instruction"
     if answer_ja_ratio(output) < cfg.min_ja_ratio_output:
         return "low_ja_ratio_output"
-    if len(output) < cfg.min_output_chars:
+    if not output or (len(output) < cfg.min_output_chars and not asks_short_answer(instruction)):
         return "output_too_short"
     if len(output) > cfg.max_output_chars:
         return "output_too_long"
     if rouge_l(task_text(instruction, input_text).strip(), output) > cfg.copy_threshold:
         return "output_copies_instruction"
-    if instruction.rstrip().endswith((":", "：")) or output.endswith((":", "：")):
+    if output.endswith((":", "：")) or (instruction.rstrip().endswith((":", "：")) and not (input_text or "").strip()):
         return "trailing_colon"
     if TEMPLATE_MARKERS.search(output) or TEMPLATE_MARKERS.search(instruction):
         return "template_marker"

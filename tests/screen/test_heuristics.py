@@ -14,10 +14,14 @@ GOOD_ANSWER = "梅雨の時期は、除湿機やエアコンの除湿運転を�
     ("Please explain rainy season laundry tips.", None, GOOD_ANSWER, "low_ja_ratio_instruction"),
     ("梅雨の洗濯のコツを教えて", None, "Use a dehumidifier and keep air moving around the clothes.", "low_ja_ratio_output"),
     ("梅雨の洗濯のコツを教えて", None, "除湿機。", "output_too_short"),
+    ("伊勢神宮は何県にありますか？", None, "", "output_too_short"),  # a short answer may be short, not empty
+    ("洗濯物を早く乾かすには、何を使えばいいか詳しく説明したうえで、梅雨の時期に部屋干しをするときに気をつける点も"
+     "具体的に教えてください。いちばん効くのは何？", None, "除湿機。", "output_too_short"),  # a long task, not a quiz
     ("梅雨の洗濯のコツを教えて", None, "あ" * 9000, "output_too_long"),
     ("次の文を丁寧語にしてください", "明日は雨が降るので傘を持って行きます", "次の文を丁寧語にしてください。明日は雨が降るので傘を持って行きます",
      "output_copies_instruction"),
     ("梅雨の洗濯のコツを三つ挙げると次のとおり：", None, GOOD_ANSWER, "trailing_colon"),
+    ("次の文章を要約してください：", "  ", GOOD_ANSWER, "trailing_colon"),  # the input announced is blank
     ("梅雨の洗濯のコツを教えて", None, "洗濯のコツは次の三つです：", "trailing_colon"),
     ("梅雨の洗濯のコツを教えて", None, GOOD_ANSWER + "<|im_end|>", "template_marker"),
     ("梅雨の洗濯のコツを教えて", None, GOOD_ANSWER + "\n### 指示：次の質問", "template_marker"),
@@ -34,6 +38,17 @@ def test_each_rule(instruction, input_text, output, reason):
 ])  # fmt: skip
 def test_japanese_edge_cases_pass(instruction, output):
     assert pair_problem(instruction, None, output, CFG) is None
+
+
+@pytest.mark.parametrize("instruction,input_text,output", [
+    ("伊勢神宮は何県にありますか？", None, "三重県"),
+    ("日本でいちばん高い山はどこ？", None, "富士山"),
+    ("12×13はいくつですか。答えは数字のみで。", None, "156"),
+    ("次の単語の対義語を一語で答えてください。説明は不要です。", "拡大", "縮小"),
+    ("次の文章を要約してください：", "梅雨の時期は洗濯物が乾きにくい。除湿機を使うと早く乾く。", "梅雨でも除湿機で早く乾く。"),
+])  # fmt: skip
+def test_short_answers_to_short_questions_and_a_colon_before_the_input_pass(instruction, input_text, output):
+    assert pair_problem(instruction, input_text, output, CFG) is None
 
 
 def test_a_refusal_is_not_rejected_here():  # selection decides, knowing whether the request was harmful
@@ -63,4 +78,4 @@ def test_no_good_answer_is_rejected():
     rejected = {k: reason for k, i, x, o in pairs if (reason := pair_problem(i, x, o, CFG))}
     print(f"heuristics on {len(pairs)} known-good answers: {len(rejected)} rejected {rejected}")
     assert len(pairs) > 450
-    assert rejected == {"instruction_following-026": "output_too_short"}  # 「15」: a number asked for (issue 15)
+    assert rejected == {}
