@@ -77,7 +77,9 @@ class EngineConfig(Strict):
     min_replicas: int | None = Field(
         None, ge=1, description="serve: replicas kept up when the load is low (None: all `concurrency` of them).",
     )
-    batch_size: int = Field(8, ge=1, description="Rows per batch sent to one engine replica.")
+    batch_size: int = Field(
+        8, ge=1, description="Rows per batch sent to one engine replica (serve: requests in flight per replica)."
+    )
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica for tensor parallelism.")
     pipeline_parallel_size: int = Field(1, ge=1, description="Pipeline stages per replica.")
     gpu_memory_utilization: float = Field(

@@ -5,9 +5,10 @@
 `engine.kind: serve` (the default) starts the model once, at the first pass that has work, as a Ray Serve
 deployment of `ray.serve.llm` (vLLM replicas with the same engine settings, placement and resources as below,
 `concurrency` of them, or autoscaling from `min_replicas`), and keeps it until `Engine.close()`: synthesis and
-screening of a phase share one engine start, however many passes they make. Each pass reaches the deployment
-through `ray.data.llm`'s Serve-deployment processor (deployment handles, no HTTP, no port), with the same
-requests as below: per-request sampling, structured outputs (vLLM's own: JSON schema, choice, regex),
+screening of a phase share one engine start, however many passes they make. Each pass sends its requests to
+the deployment by handle from this process (no HTTP, no port; `batch_size x concurrency` in flight), as
+`ray.data.llm`'s Serve-deployment stage does but without starting a stage actor per pass (`_by_handle`), with
+the same requests as below: per-request sampling, structured outputs (vLLM's own: JSON schema, choice, regex),
 token counts from the response's usage.
 
 `engine.kind: vllm` wraps `ray.data.llm`'s vLLM processor: one or more vLLM engine replicas as Ray actors,
@@ -127,14 +128,16 @@ class Engine:
         if to_run:
             self.passes += 1
             if kind == "serve":
-                processor = _serve_processor(SERVE_APP, self._deployment(), SERVED_AS, self.engine.batch_size,
-                                             self.engine.concurrency)  # fmt: skip
-            elif kind == "openai":
-                processor = _openai_processor(self.model, self.engine)
+                in_flight = self.engine.batch_size * self.engine.concurrency
+                outputs = _by_handle(to_run, SERVE_APP, self._deployment(), SERVED_AS, in_flight, self.log)
             else:
-                self.starts += 1
-                processor = build_llm_processor(self.model, self.engine, _vllm_preprocess, _vllm_postprocess)
-            done.update({row["key"]: row for row in processor(ray.data.from_items(to_run)).take_all()})
+                if kind == "vllm":
+                    self.starts += 1
+                    processor = build_llm_processor(self.model, self.engine, _vllm_preprocess, _vllm_postprocess)
+                else:
+                    processor = _openai_processor(self.model, self.engine)
+                outputs = processor(ray.data.from_items(to_run)).take_all()
+            done.update({o["key"]: o for o in outputs})
         return [done[r["key"]] for r in requests]
 
     def start(self) -> None:
@@ -189,9 +192,7 @@ def generate_by_handle(requests: list[dict], app: str, deployment: str, model_id
     back as the replica's error, `prompt_too_long`)."""
     if not requests:
         return []
-    processor = _serve_processor(app, deployment, model_id, in_flight, 1)
-    done = {row["key"]: row for row in processor(ray.data.from_items(requests)).take_all()}
-    return [done[r["key"]] for r in requests]
+    return _by_handle(requests, app, deployment, model_id, in_flight)
 
 
 def _vllm_preprocess(row: dict) -> dict:
@@ -227,31 +228,63 @@ def _start_deployment(model: ModelConfig, engine: EngineConfig) -> str:
     return f"Engine:{SERVED_AS}"
 
 
-def _serve_processor(app: str, deployment: str, model_id: str, batch_size: int, concurrency: int) -> Processor:
-    """A Ray Data processor that sends each request to a `ray.serve.llm` deployment's `chat` method by handle:
-    `concurrency` stage actors, each with its batch of `batch_size` requests in flight at once."""
-    from ray.data.llm import ServeDeploymentProcessorConfig
+def _by_handle(requests: list[dict], app: str, deployment: str, model_id: str, in_flight: int,
+               log: Callable[[str], None] | None = None) -> list[dict]:  # fmt: skip
+    """Send each request to a `ray.serve.llm` deployment's `chat` method by handle, from this process,
+    `in_flight` at once; outputs in request order (see Engine.generate).
+
+    This is what `ray.data.llm`'s Serve-deployment stage does per row, without the stage: a Ray Data pass starts
+    a new stage actor, which imports vLLM to build the requests and read the replies (7 s of every pass on
+    2 cores, for any pass size), while this process has imported it once. The requests are in memory here
+    already, and the replicas do the work wherever they are on the cluster. A request the replica rejects
+    (ValueError, TypeError or a validation error, as the stage counts them) is `engine_error`; anything else
+    (a dead deployment) raises. `log`, if given, hears the progress every 30 s."""
+    import asyncio
+
+    from pydantic import BaseModel, ValidationError
+    from ray import serve
+    from ray.exceptions import RayTaskError
     from ray.serve.llm.openai_api_models import ChatCompletionRequest
 
-    config = ServeDeploymentProcessorConfig(
-        deployment_name=deployment, app_name=app, dtype_mapping={"ChatCompletionRequest": ChatCompletionRequest},
-        batch_size=batch_size, concurrency=concurrency, should_continue_on_error=True,
-    )  # fmt: skip
+    recoverable = (ValueError, TypeError, ValidationError)
+    handle = serve.get_deployment_handle(deployment, app).options(stream=True)
+    outputs: list[dict | None] = [None] * len(requests)
+    began, said = time.time(), time.time()
 
-    def preprocess(row: dict) -> dict:
-        params = {k: v for k, v in row["sampling_params"].items() if v is not None}
-        return {"key": row["key"], "method": "chat", "dtype": "ChatCompletionRequest",
-                "request_kwargs": {"model": model_id, "messages": row["messages"], "stream": False, **params}}  # fmt: skip
+    async def one(i: int, request: dict, gate: asyncio.Semaphore) -> None:
+        nonlocal said
+        params = {k: v for k, v in request["sampling_params"].items() if v is not None}
+        async with gate:
+            try:
+                chat = ChatCompletionRequest(model=model_id, messages=request["messages"], stream=False, **params)
+                reply = await handle.chat.remote(chat).__anext__()
+            except Exception as e:
+                cause = e.cause if isinstance(e, RayTaskError) and hasattr(e, "cause") else e
+                if not isinstance(cause, recoverable):
+                    raise
+                outputs[i] = {"key": request["key"], "text": "", "tokens_in": 0, "tokens_out": 0,
+                              "error": f"engine_error: {type(cause).__name__}: {str(cause)[:500]}"}  # fmt: skip
+                return
+        reply = reply.model_dump() if isinstance(reply, BaseModel) else reply
+        error = openai_error(reply)
+        usage = (reply.get("usage") or {}) if isinstance(reply, dict) else {}
+        outputs[i] = {"key": request["key"], "text": "" if error else openai_text(reply, False),
+                      "tokens_in": int(usage.get("prompt_tokens") or 0),
+                      "tokens_out": int(usage.get("completion_tokens") or 0), "error": error}  # fmt: skip
+        if log is not None and time.time() - said >= 30:
+            said = time.time()
+            done = [o for o in outputs if o is not None]
+            rate = sum(o["tokens_out"] for o in done) / (said - began)
+            left = (said - began) / len(done) * (len(requests) - len(done))
+            log(f"[engine] {len(done):,}/{len(requests):,} requests answered, {rate:.0f} tokens/s, "
+                f"~{left / 60:.0f} min left")  # fmt: skip
 
-    def postprocess(row: dict) -> dict:
-        failed = row.get("__inference_error__")
-        error = f"engine_error: {str(failed)[:500]}" if failed else openai_error(row)
-        usage = row.get("usage") or {}
-        return {"key": row["key"], "text": "" if error else openai_text(row, False),
-                "tokens_in": int(usage.get("prompt_tokens") or 0),
-                "tokens_out": int(usage.get("completion_tokens") or 0), "error": error}  # fmt: skip
+    async def run() -> None:
+        gate = asyncio.Semaphore(in_flight)
+        await asyncio.gather(*(one(i, r, gate) for i, r in enumerate(requests)))
 
-    return build_processor(config, preprocess=preprocess, postprocess=postprocess)
+    asyncio.run(run())
+    return outputs
 
 
 def error_reason(output: dict) -> tuple[str, str] | None:

@@ -158,7 +158,8 @@ def test_synth_runs_end_to_end_on_an_openai_endpoint(ray_local, fake_openai, tmp
 @pytest.mark.slow
 def test_one_serve_deployment_answers_every_pass_with_its_constraints(ray_local, embedded_model):
     """engine.kind serve: two passes, one engine start; JSON schema, choice and regex decoding, token counts and
-    prompt_too_long through the deployment handle; the deployment is gone after close()."""
+    prompt_too_long through the deployment handle; a request that cannot be made is that row's engine_error; the
+    deployment is gone after close()."""
     from ray import serve
 
     from atheus_ray.engine import Engine
@@ -167,23 +168,24 @@ def test_one_serve_deployment_answers_every_pass_with_its_constraints(ray_local,
     short = SamplingConfig(max_tokens=24, temperature=0.0)
 
     def ask(key, text, structured=None):
-        return {"key": key, "messages": [{"role": "user", "content": text}],
-                "sampling_params": sampling_params(short, structured)}  # fmt: skip
+        params = sampling_params(short, structured) | ({"temperature": "warm"} if key == "bad" else {})
+        return {"key": key, "messages": [{"role": "user", "content": text}], "sampling_params": params}
 
     logs = []
     model = ModelConfig(source=embedded_model, max_model_len=512)
     with Engine(model, EngineConfig(kind="serve", batch_size=4), log=logs.append) as llm:
         first = llm.generate([ask("plain", TASKS[0]), ask("json", "数をJSONで答えて。", {"json": json.dumps(schema)}),
                               ask("choice", "同じ意味ですか？", {"choice": ["同じ", "異なる"]}),
-                              ask("long", "長い" * 600)])  # fmt: skip
+                              ask("long", "長い" * 600), ask("bad", "こんにちは。")])  # fmt: skip
         [regex] = llm.generate([ask("regex", "1から5で採点して。", {"regex": r"\[\[[1-5]\]\]"})])
         stats = llm.stats()
         assert serve.status().applications  # up between the passes
-    plain, as_json, choice, long = first
+    plain, as_json, choice, long, bad = first
     assert plain["text"] and plain["tokens_in"] > 0 and 0 < plain["tokens_out"] <= 24 and plain["error"] is None
     assert isinstance(json.loads(as_json["text"])["count"], int)
     assert choice["text"] in {"同じ", "異なる"}
     assert long["error"].startswith("prompt_too_long") and long["tokens_out"] == 0
+    assert bad["error"].startswith("engine_error: ValidationError") and bad["text"] == ""  # one bad row, no crash
     assert regex["text"] in {f"[[{n}]]" for n in range(1, 6)}
     assert stats["starts"] == 1 and stats["passes"] == 2 and stats["start_seconds"] > 0
     assert sum("up as a Serve deployment" in line for line in logs) == 1

@@ -7,9 +7,8 @@ Serving: the candidates that still have tasks to answer, and the judge when `jud
 model, are hosted together by one Ray Serve app (atheus_ray.serve.app, OpenAI-compatible, routed by model id
 `GROUP/NAME` for candidates and `judge.model` for the judge), started here and removed at the end; a rerun
 with every answer saved and every judgment cached starts none.
-Answers: sent to each candidate's deployment in that app by handle, `concurrency` at once (`ray.data.llm`'s
-Serve-deployment processor: atheus_ray.engine.generate_by_handle; Ray's HTTP processor awaits a batch's
-requests one after another), greedy by default, saved to `DIR/answers/` (task_id, candidate, group, model,
+Answers: sent to each candidate's deployment in that app by handle, `concurrency` at once
+(atheus_ray.engine.generate_by_handle; Ray's HTTP processor awaits a batch's requests one after another), greedy by default, saved to `DIR/answers/` (task_id, candidate, group, model,
 answer, error), and reused by a rerun with the same model, tasks and sampling. An answer the replica refused
 (e.g. a prompt too long) has `error` set and no `answer`; it is counted (`answer_errors`) and not judged, and
 more than `max_error_share` of them fails the run. Judging: atheus_ray.evaluate.judge (the local judge's replies constrained
@@ -54,8 +53,7 @@ def _saved_answers(candidate, tasks: list[dict], cfg: EvalConfig, out: Location)
 
 
 def _answer(candidate, tasks: list[dict], cfg: EvalConfig, saved: Location, log) -> None:
-    """Ask the served candidate every task, `concurrency` at once, by deployment handle (ray.data.llm's
-    Serve-deployment processor); save {task id: answer}."""
+    """Ask the served candidate every task, `concurrency` at once, by deployment handle; save {task id: answer}."""
     requests = [{"key": t["id"], "messages": [{"role": "user", "content": t["input"]}],
                  "sampling_params": sampling_params(cfg.answer)} for t in tasks]  # fmt: skip
     name = f"{candidate.group}/{candidate.name}"
