@@ -1,5 +1,6 @@
-"""The evaluation run end to end: real vLLM (CPU) candidates on Ray Serve, asked by deployment handle, a fake judge on 127.0.0.1 that always prefers the first slot (so
-the position checks must show it), the report and its numbers."""
+"""The evaluation run end to end: real vLLM (CPU) candidates on Ray Serve, asked by deployment handle, a fake
+judge on 127.0.0.1 that always prefers the first slot (so the position checks must show it), the report and its
+numbers."""
 
 import json
 import threading
