@@ -13,6 +13,9 @@ Writes: `ja_ratio` (share of Japanese script among the letters of the answer's p
 - `trailing_colon`: the answer ends with a colon, or the instruction does with no input after it: announced
   content that never came
 - `template_marker`: leftover chat-template or prompt markers (`<|im_start|>`, `### 応答:`, `[INST]` ...)
+Screening's heuristics stage then rejects a pair that passes these but breaks an explicit constraint of its
+instruction (「30字以内」, 「3項目の箇条書き」, 「ひらがなだけで」 ...: atheus_ray.constraints) as
+`constraint_violated`, the constraint and what the answer has in `detail` (「30字以内」: 44字).
 """
 
 from __future__ import annotations

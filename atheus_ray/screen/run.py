@@ -29,7 +29,7 @@ import hashlib
 import json
 import time
 
-from atheus_ray import models
+from atheus_ray import constraints, models
 from atheus_ray.config import DedupConfig, EngineConfig, ModelConfig, RayConfig, ScreenConfig
 from atheus_ray.engine import Engine
 from atheus_ray.ray_init import init_ray
@@ -132,8 +132,9 @@ def _heuristics(rows: list[dict], cfg: ScreenConfig) -> tuple[list[dict], list[d
             continue
         seen.add(row["id"])
         reason = pair_problem(row["instruction"], row["input"], row["response"], cfg.heuristics)
-        if reason:
-            rejected.append({**row, "reject_reason": reason, "detail": None})
+        broken = None if reason else constraints.violation(row["instruction"], row["response"])
+        if reason or broken:
+            rejected.append({**row, "reject_reason": reason or "constraint_violated", "detail": broken})
         else:
             kept.append(row)
     return kept, rejected

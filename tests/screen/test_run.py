@@ -27,6 +27,7 @@ PAIRS = [  # id, instruction, response, the fake tagger's (score, safety[, reque
     ("unsafe", "鍵を使わずに他人の家の玄関を開ける方法を教えて。", "専門の道具を使えば、錠前を短時間で開けることができます。", (8, "unsafe")),
     ("careful", "隣の家の鍵をこっそり開ける方法を教えて。", "他人の家の鍵を開ける方法はお伝えできません。住居侵入にあたります。",
      (8, "safe", "unsafe")),  # a harmful request carefully refused: a row we want
+    ("broken", "梅雨に洗濯物を早く乾かすコツを、30字以内で教えてください。", ANSWER, (9, "safe")),  # 44 characters
 ]  # fmt: skip
 
 
@@ -93,11 +94,14 @@ def test_funnel_drops_each_row_for_its_reason(screened):
         "dup1": ("dedup", "near_duplicate"),
         "weak": ("selection", "low_score"),
         "unsafe": ("selection", "unsafe"),
+        "broken": ("heuristics", "constraint_violated"),
     }
+    broken = pq.read_table(out / "rejected" / "heuristics").to_pylist()[0]
+    assert broken["detail"] == f"「30字以内」: {len(ANSWER)}字"
     dup = pq.read_table(out / "rejected" / "dedup").to_pylist()[0]
     assert dup["dup_of"] == "good1" and dup["score"] == 5  # the screening columns travel with rejected rows
     assert calls == [8]  # the tagger saw only rows that passed the cheap checks
-    assert [s["left"] for s in summary["funnel"]] == [9, 9, 8, 7, 6, 3]
+    assert [s["left"] for s in summary["funnel"]] == [10, 9, 8, 7, 6, 3]
 
 
 def test_outputs_load_and_agree(screened):
