@@ -259,6 +259,22 @@ class ScreenJobConfig(Strict):
     screen: ScreenConfig = Field(default_factory=ScreenConfig, description="The screening stages.")
 
 
+class RespondConfig(Strict):
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampling for answers.")
+    examples: int = Field(
+        2, ge=0, le=4, description="Hand-written seed pairs shown with each task as answering examples: of the "
+        "row's perspective (and category, where enough seeds have it), never the row's own seeds (0: none).",
+    )
+    example_chars: int = Field(
+        900, ge=100, description="Longest seed pair (instruction + input + answer, in characters) shown as an "
+        "example, so that examples leave the prompt room.",
+    )
+    drop_truncated: bool = Field(
+        True, description="Reject an answer cut at sampling.max_tokens (`truncated`). The demo config keeps them: "
+        "the embedded 135M model seldom finishes within the demo's token budget.",
+    )
+
+
 class SynthConfig(Strict):
     out: Folder = Field(
         "outputs/local",
@@ -271,7 +287,7 @@ class SynthConfig(Strict):
     seeds: SeedsConfig = Field(default_factory=SeedsConfig, description="The seed instructions.")
     self_instruct: SelfInstructConfig = Field(default_factory=SelfInstructConfig, description="Self-Instruct.")
     evol: EvolConfig = Field(default_factory=EvolConfig, description="Evol-Instruct with elimination.")
-    respond: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampling for answers.")
+    respond: RespondConfig = Field(default_factory=RespondConfig, description="Answers to the tasks.")
     screen: ScreenConfig = Field(
         default_factory=ScreenConfig, description="Screening of the responses (tagger = the generator model)."
     )

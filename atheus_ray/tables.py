@@ -36,6 +36,7 @@ CONTRACT_TYPES = {
     "response_prompt_version": pa.string(),
     "response_tokens": pa.int32(),
     "response_truncated": pa.bool_(),
+    "response_examples": pa.list_(pa.string()),
     "ja_ratio": pa.float64(),
     "quality": pa.int32(),
     "quality_reason": pa.string(),

@@ -30,15 +30,15 @@ def main() -> None:
     args = parser.parse_args()
 
     from atheus_ray import models
-    from atheus_ray.config import EngineConfig, ModelConfig, SamplingConfig
+    from atheus_ray.config import EngineConfig, ModelConfig, RespondConfig, SamplingConfig
     from atheus_ray.seeds import expand_paths, load_seeds, round_robin
     from atheus_ray.synth.respond import answer_request
 
     model_cfg, engine_cfg = ModelConfig(source=args.model), EngineConfig()
     path = models.resolve(args.model)
     seeds = round_robin(load_seeds(expand_paths(["seeds/*.jsonl"])), 2 * args.prompts)
-    sampling = SamplingConfig(max_tokens=args.max_tokens, temperature=0.0)
-    every = [answer_request(s.model_dump(), f"b/{i}", sampling) for i, s in enumerate(seeds)]
+    respond = RespondConfig(sampling=SamplingConfig(max_tokens=args.max_tokens, temperature=0.0))
+    every = [answer_request(s.model_dump(), f"b/{i}", respond) for i, s in enumerate(seeds)]  # no examples
     for r in every:
         r["sampling_params"]["ignore_eos"] = True
     requests, second = every[: args.prompts], every[args.prompts :]  # the second pass: other prompts, same size

@@ -64,12 +64,12 @@ def test_overrides_are_typed_and_nested(tmp_path):
     cfg = load_config(
         SynthConfig,
         path,
-        ["engine.batch_size=16", "seeds.paths=[a.jsonl, b.jsonl]", "respond.temperature=0", "ray.address=auto",
-         "self_instruct.sampling.max_tokens=99", "evol.operations=[deepen]"],
+        ["engine.batch_size=16", "seeds.paths=[a.jsonl, b.jsonl]", "respond.sampling.temperature=0",
+         "ray.address=auto", "self_instruct.sampling.max_tokens=99", "evol.operations=[deepen]"],
     )
     assert cfg.engine.batch_size == 16
     assert cfg.seeds.paths == ["a.jsonl", "b.jsonl"]
-    assert cfg.respond.temperature == 0.0
+    assert cfg.respond.sampling.temperature == 0.0
     assert cfg.ray.address == "auto"
     assert cfg.self_instruct.sampling.max_tokens == 99 and cfg.evol.operations == ["deepen"]
 

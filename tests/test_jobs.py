@@ -30,7 +30,8 @@ def test_job_scripts_run(job):
 
 
 SMALLEST = [  # the local pipeline config, cut to the least that still flows through every phase
-    "synth.seeds.limit=11", "synth.self_instruct.requests=6", "synth.evol.rounds=0", "synth.respond.max_tokens=96",
+    "synth.seeds.limit=11", "synth.self_instruct.requests=6", "synth.evol.rounds=0",
+    "synth.respond.sampling.max_tokens=96",
     "train.examples=4", "train.dev_fraction=0.25", "train.max_length=256",
     "eval.answer.max_tokens=24", "eval.judge.max_tokens=48", "eval.resamples=200",
 ]  # fmt: skip

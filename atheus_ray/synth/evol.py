@@ -32,7 +32,7 @@ from atheus_ray.config import EvolConfig, SamplingConfig
 from atheus_ray.engine import error_reason, sampling_params
 from atheus_ray.rows import content_id, read_prompt
 from atheus_ray.synth.filters import instruction_problem
-from atheus_ray.synth.respond import answer_request
+from atheus_ray.synth.respond import Answers
 from atheus_ray.synth.self_instruct import task_from_json
 from atheus_ray.text import is_refusal, lone_surrogate, printable
 
@@ -142,9 +142,9 @@ def judge_request(parent: dict, child: dict, key: str) -> dict:
 
 
 def check_requests(children: list[dict], unanswered: list[dict], parents: dict[str, dict],
-                   respond: SamplingConfig) -> list[dict]:  # fmt: skip
+                   answers: Answers) -> list[dict]:  # fmt: skip
     """Pass 2: an answer for every child and every unanswered pool row, and a judgment per child."""
-    requests = [answer_request(row, f"answer/{row['id']}", respond) for row in unanswered + children]
+    requests = [answers.request(row) for row in unanswered + children]
     requests += [judge_request(parents[c["parent_id"]], c, f"judge/{c['id']}") for c in children]
     return requests
 

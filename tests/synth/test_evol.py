@@ -3,9 +3,10 @@ from collections import Counter
 
 import pytest
 
-from atheus_ray.config import EvolConfig, SamplingConfig
+from atheus_ray.config import EvolConfig, RespondConfig, SamplingConfig
 from atheus_ray.rows import content_id
 from atheus_ray.synth import evol
+from atheus_ray.synth.respond import Answers
 
 PARENT = {"id": "p1", "parent_id": None, "seed_ids": ["fluency-001"], "origin": "self_instruct", "round": 0,
           "domain": "business_manners", "perspective": "fluency", "category": None, "generator_model": "m",
@@ -84,7 +85,7 @@ def test_a_refusal_survives_where_its_parent_was_declined_too():
 
 def test_check_requests_answer_and_judge():
     child = {**PARENT, "id": "c1", "parent_id": "p1", "instruction": "新しい指示です"}
-    requests = evol.check_requests([child], [PARENT], {"p1": PARENT}, SamplingConfig())
+    requests = evol.check_requests([child], [PARENT], {"p1": PARENT}, Answers([], RespondConfig(), seed=0))
     assert [r["key"] for r in requests] == ["answer/p1", "answer/c1", "judge/c1"]
     judge = requests[-1]
     assert judge["sampling_params"]["structured_outputs"] == {"choice": ["同じ", "異なる"]}

@@ -16,10 +16,10 @@ from atheus_ray.synth.run import synthesize
 
 # Small and greedy, so two runs produce the same text (and so the same ids); one batch per LLM pass, so vLLM
 # sees the same batches in both runs.
-SMALL = ["seeds.limit=6", "engine.batch_size=64", "self_instruct.requests=3", "self_instruct.tasks_per_request=3",
-         "self_instruct.sampling.max_tokens=256", "self_instruct.sampling.temperature=0",
+SMALL = ["seeds.paths=[seeds/fluency.jsonl,seeds/reasoning.jsonl]", "seeds.limit=6", "engine.batch_size=64",
+         "self_instruct.requests=3", "self_instruct.tasks_per_request=3", "self_instruct.sampling.max_tokens=256", "self_instruct.sampling.temperature=0",
          "evol.rounds=1", "evol.sampling.max_tokens=160", "evol.sampling.temperature=0",
-         "respond.max_tokens=24", "respond.temperature=0"]  # fmt: skip
+         "respond.sampling.max_tokens=24", "respond.sampling.temperature=0"]  # fmt: skip
 
 
 def small_config(out):
@@ -58,6 +58,9 @@ def test_synth_writes_every_output_with_lineage(full_run):
         assert row["response"] and row["response_model"] == "SmolLM2-135M-Instruct"
         assert set(row["seed_ids"]) <= seed_ids and row["perspective"] and row["domain"]
         assert row["generator_model"] == "SmolLM2-135M-Instruct" and row["prompt_version"]
+    shown = [(row, e) for row in responses for e in row["response_examples"]]
+    assert shown  # a seed pair of the row's perspective, never one of its own seeds, was shown as an example
+    assert all(e.split("-")[0] == row["perspective"] and e not in row["seed_ids"] for row, e in shown)
     for row in evolved:
         assert row["origin"].startswith("evol_") and row["round"] == 1 and row["parent_id"] in ids
     for row in generated:
