@@ -123,13 +123,13 @@ def _evol_round(rows: list[dict], r: int, cfg: SynthConfig, name: str, llm: Engi
 
     answered = {row["id"]: answers.fill(row, results[f"answer/{row['id']}"], name) for row in unanswered}
     rows = [answered.get(row["id"], row) for row in rows]
-    answers = {row["id"]: row.get("response") for row in rows}
+    responses = {row["id"]: row.get("response") for row in rows}
     leaving = set()
     for child in fresh:
         answer, judged = results[f"answer/{child['id']}"], results[f"judge/{child['id']}"]
         failed = error_reason(answer) or error_reason(judged)
         verdict = judged["text"]
-        parent_answer = answers.get(child["parent_id"])
+        parent_answer = responses.get(child["parent_id"])
         reason = failed[0] if failed else evol.eliminate(child, answer["text"], verdict, cfg.evol, parent_answer)
         if reason:
             rejected.append({**child, "response": answer["text"], "reject_reason": reason,

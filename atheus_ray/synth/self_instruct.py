@@ -1,12 +1,15 @@
 """Self-Instruct: new tasks in a target domain and quality perspective, from a few example seeds.
 
-Each request picks a perspective (in turn), a domain (at random from the taxonomy) and `examples` seeds, all
-but one from that perspective; from round 2 on it also shows `generated_examples` rows from the pool made so
-far. The model answers with JSON (constrained by vLLM structured outputs); a numbered list is accepted too.
+Each request picks a perspective and a task category (both in turn), a domain (at random from the taxonomy)
+and `examples` seeds, all but one from that perspective, spread evenly over the seeds (`build_requests`);
+from round 2 on it also shows `generated_examples` rows from the pool made so far (6 + 2 by default, as the
+original's 6 human + 2 generated). The model answers with JSON (constrained by vLLM structured outputs); a
+numbered list is accepted too.
 
 Reads:  seeds (atheus_ray.seeds.Seed), the taxonomy, and the rows kept by earlier rounds.
 Writes: rows of the contract with origin `self_instruct`, round 0, parent_id None, `seed_ids` = the seeds
-        shown, `domain`, `perspective`, `generator_model`, `prompt_version`, `instruction`, `input`.
+        shown, `domain`, `perspective`, `category` (the category asked for), `generator_model`,
+        `prompt_version`, `instruction`, `input`.
 Rejects (`reject_reason`): `prompt_too_long` or `http_<status>` (no answer: atheus_ray.engine.Engine.generate),
         `parse_error`, `invalid_text` (a lone surrogate escaped in the JSON), `duplicate_text` (the same text
         again; its id is derived from the first's), the filters of atheus_ray.synth.filters, and `not_novel`
@@ -15,6 +18,7 @@ Rejects (`reject_reason`): `prompt_too_long` or `http_<status>` (no answer: athe
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -53,23 +57,32 @@ def _example(instruction: str, input_text: str | None) -> str:
 
 def build_requests(seeds: list[Seed], taxonomy: Taxonomy, cfg: SelfInstructConfig, round_: int,
                    pool: list[dict], seed: int) -> list[dict]:  # fmt: skip
-    """The prompts of one round: each a request {key, messages, sampling_params} plus what it was built from."""
+    """The prompts of one round: each a request {key, messages, sampling_params} plus what it was built from.
+
+    Request i targets perspective i mod P and task category (i + round) mod C of the taxonomy, so a round
+    covers every category evenly whatever the seeds lean to. Its seeds come from a cycle through each
+    perspective's seeds in an order shuffled once per round (`examples - 1` of them; every seed is shown once
+    before any is shown twice), and one from a cycle through all seeds of other perspectives."""
     template = read_prompt(PROMPT)[0]
     by_perspective: dict[str, list[Seed]] = {}
     for s in seeds:
         by_perspective.setdefault(s.perspective, []).append(s)
     perspectives = [p for p in taxonomy.perspectives if p in by_perspective]
+    categories = list(taxonomy.categories)
+    order = random.Random(f"{seed}/self_instruct/{round_}/order")
+    cycles = {p: itertools.cycle(order.sample(own, len(own))) for p, own in by_perspective.items()}
+    mixed = itertools.cycle(order.sample(seeds, len(seeds)))
     params = sampling_params(cfg.sampling, {"json": json.dumps(TASKS_SCHEMA)})
     requests = []
     for i in range(cfg.requests):
         rng = random.Random(f"{seed}/self_instruct/{round_}/{i}")
         perspective = perspectives[i % len(perspectives)]
+        category = categories[(i + round_) % len(categories)]
         domain = rng.choice(sorted(taxonomy.domains))
-        own = by_perspective[perspective]
-        shown = rng.sample(own, min(len(own), max(cfg.examples - 1, 1)))
-        others = [s for s in seeds if s not in shown]
-        if cfg.examples > 1 and others:
-            shown.append(rng.choice(others))
+        own = min(len(by_perspective[perspective]), max(cfg.examples - 1, 1))
+        shown = [next(cycles[perspective]) for _ in range(own)]
+        if cfg.examples > 1 and len(by_perspective) > 1:
+            shown.append(next(s for s in mixed if s.perspective != perspective))
         generated = rng.sample(pool, min(len(pool), cfg.generated_examples)) if round_ > 1 else []
         examples = [_example(s.instruction, s.input) for s in shown]
         examples += [_example(r["instruction"], r["input"]) for r in generated]
@@ -77,6 +90,7 @@ def build_requests(seeds: list[Seed], taxonomy: Taxonomy, cfg: SelfInstructConfi
             num_tasks=cfg.tasks_per_request,
             perspective_name=taxonomy.perspectives[perspective]["name"],
             perspective_definition=taxonomy.perspectives[perspective]["definition"],
+            category_name=taxonomy.categories[category],
             domain_name=taxonomy.domains[domain],
             examples="\n".join(examples),
         )
@@ -85,6 +99,7 @@ def build_requests(seeds: list[Seed], taxonomy: Taxonomy, cfg: SelfInstructConfi
             "messages": [{"role": "user", "content": prompt}],
             "sampling_params": params,
             "perspective": perspective,
+            "category": category,
             "domain": domain,
             "seed_ids": [s.id for s in shown] + [sid for r in generated for sid in r["seed_ids"]],
         })  # fmt: skip
@@ -145,7 +160,8 @@ def select(requests: list[dict], outputs: list[dict], cfg: SelfInstructConfig, s
     for request, output in zip(requests, outputs):
         base = {"parent_id": None, "seed_ids": request["seed_ids"], "origin": "self_instruct", "round": 0,
                 "domain": request["domain"], "perspective": request["perspective"],
-                "generator_model": generator_model, "prompt_version": version, "category": None}  # fmt: skip
+                "generator_model": generator_model, "prompt_version": version,
+                "category": request["category"]}  # fmt: skip
         failed = error_reason(output)
         if failed:  # no answer at all (a prompt too long for the model, an endpoint error)
             rejected.append({**base, "id": content_id(failed[0], request["key"], str(round_)), "instruction": None,

@@ -12,6 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from atheus_ray.config import SynthConfig, load_config
+from atheus_ray.engine import Engine
+from atheus_ray.synth import run as synth_run
 from atheus_ray.synth.run import synthesize
 
 # Small and greedy, so two runs produce the same text (and so the same ids); one batch per LLM pass, so vLLM
@@ -24,6 +26,66 @@ SMALL = ["seeds.paths=[seeds/fluency.jsonl,seeds/reasoning.jsonl]", "seeds.limit
 
 def small_config(out):
     return load_config(SynthConfig, "jobs/configs/synth.yaml", [*SMALL, f"out={out}"])
+
+
+KANJI = "山川海空雨雪風花森林春夏秋冬朝昼夜星月日火水木金土石田畑町村駅橋道港船鳥魚犬猫米茶酒塩糖紙本机窓門庭池"
+
+
+def scripted_text(key: str) -> str:
+    """A request's own made-up task: letters drawn by the key, so no two are near-duplicates."""
+    import random
+
+    rng = random.Random(key)
+    return "".join(rng.choice(KANJI) for _ in range(16)) + "の違いを説明してください。"
+
+
+class ScriptedEngine(Engine):
+    """Answers each pass by its request keys, no LLM: Self-Instruct tasks, Evol rewrites, 「異なる」 verdicts, and
+    answers; the answer to a task with 長い is cut at max_tokens."""
+
+    def generate(self, requests):
+        self.passes += 1
+        outputs = []
+        for r in requests:
+            key, prompt = r["key"], r["messages"][-1]["content"]
+            if key.startswith("si/"):
+                tasks = [{"instruction": scripted_text(f"{key}/{n}") + ("長い" if key.endswith("/0") and n == 0 else ""),
+                          "input": ""} for n in range(2)]  # fmt: skip
+                text = json.dumps({"tasks": tasks}, ensure_ascii=False)
+            elif key.startswith("evolve/"):
+                text = json.dumps({"instruction": scripted_text(key), "input": ""}, ensure_ascii=False)
+            elif key.startswith("judge/"):
+                text = "異なる"
+            else:
+                text = f"お答えします。{prompt[:12]}については、順に説明します。"
+            cut = key.startswith("answer/") and "長い" in prompt
+            tokens = r["sampling_params"]["max_tokens"] if cut else 9
+            outputs.append({"key": key, "text": text, "tokens_in": 20, "tokens_out": tokens, "error": None})
+        return outputs
+
+
+def test_every_pass_on_a_scripted_engine_keeps_evolutions_with_their_examples(tmp_path, monkeypatch):
+    """The whole synthesis with an engine that answers by script: evolutions survive and are answered with
+    seed examples, an answer cut at max_tokens is rejected as truncated."""
+    monkeypatch.setattr(synth_run, "init_ray", lambda ray: {"address": "none", "cpus": 0, "gpus": 0})
+    cfg = load_config(SynthConfig, "jobs/configs/synth.yaml", [
+        "seeds.paths=[seeds/fluency.jsonl,seeds/reasoning.jsonl]", "seeds.limit=8", "self_instruct.requests=4",
+        "evol.rounds=1", "respond.examples=2", "respond.example_chars=2000", "respond.drop_truncated=true",
+        f"out={tmp_path}"])  # fmt: skip
+    with ScriptedEngine(cfg.model, cfg.engine, log=lambda m: None) as llm:
+        manifest = synthesize(cfg, log=lambda m: None, llm=llm)
+    responses = pq.read_table(tmp_path / "responses").to_pylist()
+    evolved = [r for r in responses if r["origin"].startswith("evol")]
+    assert evolved and all(r["response"] and len(r["response_examples"]) == 2 for r in responses)
+    seeds = {json.loads(line)["id"]: json.loads(line)["perspective"] for name in ("fluency", "reasoning")
+             for line in open(f"seeds/{name}.jsonl", encoding="utf-8")}  # fmt: skip
+    for row in responses:
+        assert all(seeds[e] == row["perspective"] and e not in row["seed_ids"] for e in row["response_examples"])
+        assert row["category"]  # the category Self-Instruct asked for (an evolution keeps its parent's)
+    rejected = pq.read_table(tmp_path / "rejected").to_pylist()
+    assert [(r["stage"], r["reject_reason"]) for r in rejected if "長い" in (r["instruction"] or "")] == [
+        ("responses", "truncated")]  # fmt: skip
+    assert manifest["rejected_by_reason"]["truncated"] == 1
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
 import json
+from collections import Counter
 
 import pytest
 
@@ -49,9 +50,27 @@ def test_requests_rotate_perspectives_and_are_deterministic(seeds):
         prompt = request["messages"][0]["content"]
         assert taxonomy.perspectives[request["perspective"]]["name"] in prompt
         assert taxonomy.domains[request["domain"]] in prompt
-        assert all(s.instruction in prompt for s in shown)
+        assert all(json.dumps(s.instruction, ensure_ascii=False) in prompt for s in shown)  # as JSON strings
         assert json.loads(request["sampling_params"]["structured_outputs"]["json"])["required"] == ["tasks"]
     assert build_requests(seeds, taxonomy, cfg, 1, [], seed=1) != first
+
+
+def test_a_round_covers_every_category_and_shows_every_seed_evenly(seeds):
+    taxonomy = load_taxonomy()
+    cfg = SelfInstructConfig(requests=120, examples=6)
+    requests = build_requests(seeds, taxonomy, cfg, 1, [], seed=0)
+    categories = Counter(r["category"] for r in requests)
+    assert set(categories) == set(taxonomy.categories) and set(categories.values()) == {10}  # 120 / 12 each
+    for request in requests:
+        assert taxonomy.categories[request["category"]] in request["messages"][0]["content"]
+        assert "伏せ字" in request["messages"][0]["content"]
+        assert len(set(request["seed_ids"])) == 6  # 5 of its perspective, 1 of another, no repeat
+    shown = Counter(sid for r in requests for sid in r["seed_ids"])
+    assert set(shown) == {s.id for s in seeds}
+    own = Counter(sid for r in requests for sid in r["seed_ids"][:-1])  # the perspective's own seeds
+    assert max(own.values()) - min(own.values()) <= 1  # 40 requests x 5 over 40 seeds of each: 5 times each
+    by_id = {s.id: s for s in seeds}
+    assert all(by_id[r["seed_ids"][-1]].perspective != r["perspective"] for r in requests)
 
 
 def test_later_rounds_show_generated_rows(seeds):
