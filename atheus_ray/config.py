@@ -155,9 +155,12 @@ class FilterConfig(Strict):
 class SelfInstructConfig(Strict):
     requests: int = Field(12, ge=1, description="Prompts per round; each asks for `tasks_per_request` tasks.")
     tasks_per_request: int = Field(4, ge=1, description="New tasks asked for in one prompt.")
-    examples: int = Field(3, ge=1, description="Seeds shown per prompt: all but one from the target perspective.")
+    examples: int = Field(
+        6, ge=1, le=8, description="Seeds shown per prompt: all but one from the target perspective (the "
+        "original Self-Instruct showed 6 human-written tasks and 2 generated ones).",
+    )
     generated_examples: int = Field(
-        1, ge=0, description="Machine-generated rows shown per prompt from round 2 on (the growing pool)."
+        2, ge=0, le=8, description="Machine-generated rows shown per prompt from round 2 on (the growing pool)."
     )
     rounds: int = Field(1, ge=1, description="Self-Instruct rounds; later rounds also see earlier rounds' output.")
     novelty_threshold: float = Field(
@@ -196,8 +199,13 @@ class HeuristicsConfig(Strict):
 
 class TaggerConfig(Strict):
     sampling: SamplingConfig = Field(
-        default_factory=lambda: SamplingConfig(max_tokens=256, temperature=0.0),
-        description="Sampling for the tagger (JSON under a schema; greedy by default).",
+        default_factory=lambda: SamplingConfig(max_tokens=512, temperature=0.0),
+        description="Sampling for the tagger (JSON under a schema; greedy by default). max_tokens must leave room "
+        "for the three reasons (`reason_chars` each) and the scores.",
+    )
+    reason_chars: int = Field(
+        80, ge=1, le=80, description="Most characters of each reason the tagger writes before a score (the "
+        "schema's maxLength): shorter reasons cost fewer decode steps, which a CPU demo needs.",
     )
 
 

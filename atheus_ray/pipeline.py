@@ -36,7 +36,7 @@ def synth(cfg: SynthConfig, log=print) -> dict:
         if cfg.screen.enabled:
             responses = manifest["tables"]["responses"]
             manifest["screen"] = screen(read_rows(responses), cfg.out, cfg.screen, cfg.model, cfg.engine, cfg.ray,
-                                        log=log, source=responses, llm=llm)  # fmt: skip
+                                        log=log, source=responses, llm=llm, synthesis=manifest)  # fmt: skip
     return manifest
 
 

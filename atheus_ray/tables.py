@@ -40,6 +40,8 @@ CONTRACT_TYPES = {
     "ja_ratio": pa.float64(),
     "quality": pa.int32(),
     "quality_reason": pa.string(),
+    "difficulty_reason": pa.string(),
+    "score_reason": pa.string(),
     "difficulty": pa.int32(),
     "task_category": pa.string(),
     "request_safety": pa.string(),

@@ -24,6 +24,13 @@ def funnel(n_in: int, report: list[dict]) -> list[dict]:
     return steps
 
 
+def synthesis_funnel(manifest: dict) -> list[dict]:
+    """The synthesis stages as funnel steps: the seeds, then per stage the rows made so far and the rows it
+    dropped (by reason), from a synthesis manifest."""
+    return [{"stage": "seeds", "dropped": 0, "left": manifest["counts"]["seeds"], "by_reason": {}},
+            *funnel(0, manifest["stages"])[1:]]  # fmt: skip
+
+
 def distributions(rows: list[dict]) -> dict[str, dict[str, int]]:
     """Counts of each distribution column's values among `rows` (null shown as "(none)")."""
     result = {}
@@ -55,15 +62,13 @@ def write_card(out: Location, summary: dict) -> Location:
         "Load with `datasets.load_dataset(\"parquet\", data_dir=\"final\")`; chat-format training data is in "
         "`sft/train.jsonl`; every dropped row is in `rejected/<stage>/` with its `reject_reason`.",
         "",
-        "## Funnel",
-        "",
-        "| stage | dropped | left | dropped by reason |",
-        "|---|---:|---:|---|",
     ]
-    for step in summary["funnel"]:
-        reasons = ", ".join(f"{k} {v}" for k, v in step["by_reason"].items())
-        lines.append(f"| {step['stage']} | {step['dropped']} | {step['left']} | {reasons} |")
-    lines += ["", "![funnel](charts/funnel.png)", ""]
+    if summary.get("synthesis"):
+        lines += ["## Synthesis", "", "Rows made so far after each stage, and the ones each stage dropped.", ""]
+        lines += _funnel_table(summary["synthesis"], "rows")
+    lines += ["## Screening", "", "The answered rows through each screening stage.", ""]
+    lines += _funnel_table(summary["funnel"], "left")
+    lines += ["![funnel](charts/funnel.png)", ""]
     for column, counts in summary["distributions"].items():
         lines += [f"## {column}", "", f"| {column} | rows |", "|---|---:|"]
         lines += [f"| {value} | {n} |" for value, n in counts.items()]
@@ -74,12 +79,21 @@ def write_card(out: Location, summary: dict) -> Location:
         "Lineage: `id` (content hash), `parent_id`, `seed_ids`, `origin`, `round`, `domain`, `perspective`, "
         "`generator_model`, `prompt_version`. Screening: `ja_ratio` (Japanese share of the answer), `refusal` "
         "(the answer declines; kept only for a harmful request), `quality` (input quality 1-5) and "
-        "`quality_reason`, `difficulty` (1-5), `task_category`, `request_safety` (the request) and `safety` (the "
-        "answer), `safety_category`, `score` (response quality 1-10), `dup_of`, `tagger_model`, "
+        "`quality_reason`, `difficulty` (1-5) and `difficulty_reason`, `task_category`, `request_safety` (the "
+        "request) and `safety` (the answer), `safety_category`, `score` (response quality 1-10) and "
+        "`score_reason`, `dup_of`, `tagger_model`, "
         "`tagger_prompt_version`.",
         "",
     ]
     return (out / "README.md").write_text("\n".join(lines))
+
+
+def _funnel_table(steps: list[dict], left: str) -> list[str]:
+    lines = [f"| stage | dropped | {left} | dropped by reason |", "|---|---:|---:|---|"]
+    for step in steps:
+        reasons = ", ".join(f"{k} {v}" for k, v in step["by_reason"].items())
+        lines.append(f"| {step['stage']} | {step['dropped']} | {step['left']} | {reasons} |")
+    return [*lines, ""]
 
 
 def _charts(folder: Location, summary: dict) -> set[str]:

@@ -13,7 +13,8 @@ naming its file and line or row.
 
 Outputs under DIR:
 - `final/`: the kept rows, best first, with every screening column: `ja_ratio`, `refusal`, `quality`,
-  `quality_reason`, `difficulty`, `task_category`, `request_safety`, `safety`, `safety_category`, `score`, `dup_of`,
+  `quality_reason`, `difficulty`, `difficulty_reason`, `task_category`, `request_safety`, `safety`,
+  `safety_category`, `score`, `score_reason`, `dup_of`,
   `tagger_model`, `tagger_prompt_version`
 - `rejected/<stage>/`: the dropped rows of each stage (`heuristics`, `decontamination`, `tagging`, `dedup`,
   `selection`), with the screening columns known by then, `stage`, `reject_reason` and `detail`
@@ -87,15 +88,18 @@ def fingerprint(rows: list[dict], cfg: ScreenConfig, model: ModelConfig, engine:
 
 
 def screen(rows: list[dict], out: str | Location, cfg: ScreenConfig, model: ModelConfig, engine: EngineConfig,
-           ray: RayConfig | None = None, log=print, source: str = "", llm: Engine | None = None) -> dict:  # fmt: skip
+           ray: RayConfig | None = None, log=print, source: str = "", llm: Engine | None = None,
+           synthesis: dict | None = None) -> dict:  # fmt: skip
     """Screen `rows` into OUT (see module docstring); return the summary written to OUT/screen.json. The tagger
-    runs on `llm` (the pipeline's, shared with synthesis), or on an Engine of its own, closed at the end."""
+    runs on `llm` (the pipeline's, shared with synthesis), or on an Engine of its own, closed at the end.
+    `synthesis`, the manifest of the synthesis that made the rows, puts its funnel in the card too."""
     if llm is None:
         with Engine(model, engine, log) as own:
-            return screen(rows, out, cfg, model, engine, ray, log, source, own)
+            return screen(rows, out, cfg, model, engine, ray, log, source, own, synthesis)
     start = time.time()
     out = Location(out)
-    categories = list(load_taxonomy().categories)
+    taxonomy = load_taxonomy()
+    categories = list(taxonomy.categories)
     tagger_name = models.display_name(model.source)
     prompts = decontam.load_prompts(cfg.decontamination.paths) if cfg.decontamination.paths else []
     decon = decontam.Decontaminator(prompts, cfg.decontamination.ngram, cfg.decontamination.threshold)
@@ -112,7 +116,7 @@ def screen(rows: list[dict], out: str | Location, cfg: ScreenConfig, model: Mode
     rows = stages.run("decontamination", rows, lambda rows: (*decontam.contaminated(rows, decon), 0, 0))
 
     def tag(rows):
-        outputs = llm.generate([tagger.tag_request(r, categories, cfg.tagger.sampling) for r in rows])
+        outputs = llm.generate([tagger.tag_request(r, taxonomy, cfg.tagger) for r in rows])
         tagged, rejected = tagger.with_tags(rows, outputs, categories, tagger_name)
         return tagged, rejected, sum(o["tokens_in"] for o in outputs), sum(o["tokens_out"] for o in outputs)
 
@@ -120,7 +124,7 @@ def screen(rows: list[dict], out: str | Location, cfg: ScreenConfig, model: Mode
     rows = stages.run("dedup", rows, lambda rows: (*_dedup(rows, cfg.dedup, ray, log), 0, 0))
     rows = stages.run("selection", rows, lambda rows: (*select(rows, cfg.selection), 0, 0))
     return _write_outputs(out, sorted(rows, key=rank_key), n_in, stages.report, tagger_name, source,
-                          time.time() - start, log, llm.stats())  # fmt: skip
+                          time.time() - start, log, llm.stats(), synthesis)  # fmt: skip
 
 
 def _heuristics(rows: list[dict], cfg: ScreenConfig) -> tuple[list[dict], list[dict]]:
@@ -159,7 +163,7 @@ def sft_record(row: dict) -> dict:
 
 
 def _write_outputs(out: Location, rows: list[dict], n_in: int, report: list[dict], tagger_name: str, source: str,
-                   seconds: float, log, engine: dict) -> dict:  # fmt: skip
+                   seconds: float, log, engine: dict, synthesis: dict | None) -> dict:  # fmt: skip
     columns = dict.fromkeys([*LINEAGE_COLUMNS, "category", "instruction", "input", "response", *_columns(rows),
                              *SCREEN_COLUMNS])  # fmt: skip
     final = write_rows(rows, out / "final", tuple(columns))
@@ -170,6 +174,7 @@ def _write_outputs(out: Location, rows: list[dict], n_in: int, report: list[dict
         "tagger_model": tagger_name,
         "rows_in": n_in,
         "rows_out": len(rows),
+        "synthesis": card.synthesis_funnel(synthesis) if synthesis else None,
         "funnel": card.funnel(n_in, report),
         "distributions": card.distributions(rows),
         "stages": report,

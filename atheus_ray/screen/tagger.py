@@ -4,12 +4,13 @@ One request per row (prompts/screen/tag.md), decoded under a JSON schema (vLLM s
 `response_format` on an OpenAI-compatible endpoint), then parsed strictly by `parse_tags`.
 
 Reads:  `instruction`, `input`, and the answer (`response`, or `output` in other data sets).
-Writes: `quality` (input quality 1-5), `quality_reason` (one short sentence), `difficulty` (1-5),
+Writes: `quality` (input quality 1-5), `quality_reason` (one short sentence, written before the score, as
+        are the others), `difficulty` (1-5) and `difficulty_reason`,
         `task_category` (a category key of seeds/taxonomy.yaml), `request_safety` (`safe` | `unsafe`: what
         the instruction asks for), `safety` (`safe` | `unsafe`: the answer; a careful refusal of a harmful
-        request is safe), `safety_category` (`none` when both are safe), `score` (response quality 1-10),
-        `tagger_model`,
-        `tagger_prompt_version`.
+        request is safe), `safety_category` (`none` when both are safe), `score` (response quality 1-10, judged
+        against the row's perspective and the instruction's explicit constraints) and `score_reason`,
+        `tagger_model`, `tagger_prompt_version`.
 Rejects: a row whose output does not parse gets `reject_reason = "tag_parse_error"` and the parser's message
         in `detail`; one that got no answer (`prompt_too_long`, `http_<status>`: atheus_ray.engine.Engine.generate)
         gets that reason; the run goes on.
@@ -22,41 +23,46 @@ import re
 import unicodedata
 from pathlib import Path
 
-from atheus_ray.config import SamplingConfig
+from atheus_ray.config import TaggerConfig
 from atheus_ray.engine import error_reason, sampling_params
 from atheus_ray.rows import read_prompt
+from atheus_ray.seeds import Taxonomy
 from atheus_ray.text import lone_surrogate
 
 PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "screen" / "tag.md"
-SAFETY_CATEGORIES = ("none", "violence", "crime", "self_harm", "sexual", "hate_discrimination", "privacy",
-                     "dangerous_goods", "misinformation", "other")  # fmt: skip
-TAG_COLUMNS = ("quality", "quality_reason", "difficulty", "task_category", "request_safety", "safety",
-               "safety_category", "score", "tagger_model", "tagger_prompt_version")  # fmt: skip
+SAFETY_CATEGORIES = {  # key: what the tagger is told it means
+    "none": "どちらも安全", "violence": "暴力・武器による危害", "crime": "犯罪・違法行為（窃盗、詐欺、不正アクセスなど）",
+    "self_harm": "自傷・自殺", "sexual": "性的な内容", "hate_discrimination": "差別・ヘイト",
+    "privacy": "プライバシーの侵害（個人の特定、個人情報の拡散）", "dangerous_goods": "危険物・違法薬物の製造や入手",
+    "misinformation": "誤情報・デマの作成や拡散", "other": "その他の有害な内容",
+}  # fmt: skip
+TAG_COLUMNS = ("quality", "quality_reason", "difficulty", "difficulty_reason", "task_category", "request_safety",
+               "safety", "safety_category", "score", "score_reason", "tagger_model", "tagger_prompt_version")  # fmt: skip
 REASON_CHARS = 80
+NO_PERSPECTIVE = "（指定なし。一般的な指示として評価する）"
 
 
 class TagParseError(ValueError):
     """Tagger output that cannot be read as tags; the message says what was wrong."""
 
 
-def schema(categories: list[str]) -> dict:
-    """The JSON schema the tagger decodes under (field order = the order the model writes them)."""
-    return {
-        "type": "object",
-        "properties": {
-            "input_quality": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
-            "quality_reason": {"type": "string", "maxLength": REASON_CHARS},
-            "difficulty": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
-            "task_category": {"type": "string", "enum": list(categories)},
-            "request_safety": {"type": "string", "enum": ["safe", "unsafe"]},
-            "safety": {"type": "string", "enum": ["safe", "unsafe"]},
-            "safety_category": {"type": "string", "enum": list(SAFETY_CATEGORIES)},
-            "response_quality": {"type": "integer", "enum": list(range(1, 11))},
-        },
-        "required": ["input_quality", "quality_reason", "difficulty", "task_category", "request_safety", "safety",
-                     "safety_category", "response_quality"],  # fmt: skip
-        "additionalProperties": False,
+def schema(categories: list[str], reason_chars: int = REASON_CHARS) -> dict:
+    """The JSON schema the tagger decodes under. Its field order is the order the model writes them: each
+    score's reason before the score, so the score follows from the reason rather than the reason from it."""
+    reason = {"type": "string", "maxLength": reason_chars}
+    properties = {
+        "quality_reason": reason,
+        "input_quality": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
+        "difficulty_reason": reason,
+        "difficulty": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
+        "task_category": {"type": "string", "enum": list(categories)},
+        "request_safety": {"type": "string", "enum": ["safe", "unsafe"]},
+        "safety": {"type": "string", "enum": ["safe", "unsafe"]},
+        "safety_category": {"type": "string", "enum": list(SAFETY_CATEGORIES)},
+        "score_reason": reason,
+        "response_quality": {"type": "integer", "enum": list(range(1, 11))},
     }
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
 def answer_of(row: dict) -> str:
@@ -64,15 +70,20 @@ def answer_of(row: dict) -> str:
     return row.get("response") if row.get("response") is not None else row.get("output") or ""
 
 
-def tag_request(row: dict, categories: list[str], sampling: SamplingConfig) -> dict:
-    """A chat request {key, messages, sampling_params} asking for the tags of `row`."""
+def tag_request(row: dict, taxonomy: Taxonomy, cfg: TaggerConfig) -> dict:
+    """A chat request {key, messages, sampling_params} asking for the tags of `row`: told the row's
+    perspective (its name and definition in the taxonomy) and what each category and safety category means."""
     input_block = f"\n# 入力\n{row['input']}\n" if row.get("input") else ""
+    perspective = taxonomy.perspectives.get(row.get("perspective") or "")
     prompt = read_prompt(PROMPT)[0].format(
-        categories=", ".join(categories), instruction=row["instruction"], input_block=input_block,
-        response=answer_of(row),
+        perspective=f"{perspective['name']}: {perspective['definition']}" if perspective else NO_PERSPECTIVE,
+        categories="\n".join(f"  - {key}: {name}" for key, name in taxonomy.categories.items()),
+        safety_categories="\n".join(f"  - {key}: {name}" for key, name in SAFETY_CATEGORIES.items()),
+        instruction=row["instruction"], input_block=input_block, response=answer_of(row),
     )  # fmt: skip
+    structured = {"json": json.dumps(schema(list(taxonomy.categories), cfg.reason_chars))}
     return {"key": f"tag/{row['id']}", "messages": [{"role": "user", "content": prompt}],
-            "sampling_params": sampling_params(sampling, {"json": json.dumps(schema(categories))})}  # fmt: skip
+            "sampling_params": sampling_params(cfg.sampling, structured)}  # fmt: skip
 
 
 def _json_object(text: str) -> dict:
@@ -128,14 +139,21 @@ def parse_tags(text: str, categories: list[str]) -> dict:
     safety_category = _choice(data, "safety_category", SAFETY_CATEGORIES)
     return {
         "quality": _level(data, "input_quality", 5),
-        "quality_reason": str(data.get("quality_reason") or "").strip()[:REASON_CHARS],
+        "quality_reason": _reason(data, "quality_reason"),
         "difficulty": _level(data, "difficulty", 5),
+        "difficulty_reason": _reason(data, "difficulty_reason"),
         "task_category": _choice(data, "task_category", categories),
         "request_safety": request_safety,
         "safety": safety,
         "safety_category": "none" if safety == request_safety == "safe" else safety_category,
         "score": _level(data, "response_quality", 10),
+        "score_reason": _reason(data, "score_reason"),
     }
+
+
+def _reason(data: dict, key: str) -> str:
+    """A reason as text (an absent one is empty: the scores are what selection needs)."""
+    return str(data.get(key) or "").strip()[:REASON_CHARS]
 
 
 def with_tags(rows: list[dict], outputs: list[dict], categories: list[str], model_name: str) -> tuple[list, list]:

@@ -36,6 +36,11 @@ def pairs():
              "domain": "daily_life"} for i, ins, resp, _ in PAIRS]  # fmt: skip
 
 
+SYNTHESIS = {"counts": {"seeds": 11}, "stages": [  # the manifest of the synthesis that made the rows
+    {"stage": "self_instruct_1", "kept": 14, "rejected": 3, "rejected_by_reason": {"truncated": 2, "not_novel": 1}},
+    {"stage": "responses", "kept": 10, "rejected": 4, "rejected_by_reason": {"truncated": 4}}]}  # fmt: skip
+
+
 def fake_generate(calls):
     verdicts = {i: v for i, _, _, v in PAIRS}
 
@@ -75,7 +80,7 @@ def screened(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(screen_run, "Engine", fake_engine(calls))
     summary = screen_run.screen(pairs(), tmp_path, config(), ModelConfig(source="my-judge"), EngineConfig(),
-                                log=lambda m: None)  # fmt: skip
+                                log=lambda m: None, synthesis=SYNTHESIS)  # fmt: skip
     return tmp_path, summary, calls
 
 
@@ -119,7 +124,12 @@ def test_outputs_load_and_agree(screened):
 
 def test_the_card_numbers_equal_the_parquet(screened):
     out, _, _ = screened
-    card = (out / "README.md").read_text(encoding="utf-8")
+    whole = (out / "README.md").read_text(encoding="utf-8")
+    synthesis = whole.split("## Synthesis\n")[1].split("\n## ")[0]
+    assert re.findall(r"^\| (\w+) \| (\d+) \| (\d+) \| (.*) \|$", synthesis, re.MULTILINE) == [
+        ("seeds", "0", "11", ""), ("self_instruct_1", "3", "14", "not_novel 1, truncated 2"),
+        ("responses", "4", "10", "truncated 4")]  # fmt: skip
+    card = whole.split("## Screening\n")[1]
     final = pq.read_table(out / "final").to_pylist()
     rejected = pq.read_table(out / "rejected").to_pylist()
     funnel = re.findall(r"^\| (\w+) \| (\d+) \| (\d+) \|", card, re.MULTILINE)
@@ -181,3 +191,4 @@ def test_screen_with_the_real_vllm_tagger(ray_local, embedded_model, tmp_path):
     for row in final:
         assert 1 <= row["quality"] <= 5 and 1 <= row["difficulty"] <= 5 and 1 <= row["score"] <= 10
         assert row["safety"] in ("safe", "unsafe") and row["tagger_model"] == "SmolLM2-135M-Instruct"
+        assert all(isinstance(row[k], str) for k in ("quality_reason", "difficulty_reason", "score_reason"))

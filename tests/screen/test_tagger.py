@@ -2,12 +2,14 @@ import json
 
 import pytest
 
-from atheus_ray.config import SamplingConfig
+from atheus_ray.config import SamplingConfig, TaggerConfig
+from atheus_ray.seeds import load_taxonomy
 from atheus_ray.screen.tagger import SAFETY_CATEGORIES, TagParseError, parse_tags, schema, tag_request, with_tags
 
 CATEGORIES = ["qa", "reasoning", "advice"]
-GOOD = {"input_quality": 4, "quality_reason": "明確な指示", "difficulty": 2, "task_category": "advice",
-        "request_safety": "safe", "safety": "safe", "safety_category": "none", "response_quality": 8}  # fmt: skip
+GOOD = {"quality_reason": "明確な指示", "input_quality": 4, "difficulty_reason": "常識で答えられる", "difficulty": 2,
+        "task_category": "advice", "request_safety": "safe", "safety": "safe", "safety_category": "none",
+        "score_reason": "条件を守り正確", "response_quality": 8}  # fmt: skip
 
 
 def text(**changes):
@@ -16,8 +18,11 @@ def text(**changes):
 
 def test_clean_json():
     assert parse_tags(text(), CATEGORIES) == {"quality": 4, "quality_reason": "明確な指示", "difficulty": 2,
-                                              "task_category": "advice", "request_safety": "safe",
-                                              "safety": "safe", "safety_category": "none", "score": 8}  # fmt: skip
+                                              "difficulty_reason": "常識で答えられる", "task_category": "advice",
+                                              "request_safety": "safe", "safety": "safe", "safety_category": "none",
+                                              "score": 8, "score_reason": "条件を守り正確"}  # fmt: skip
+    no_reasons = {k: v for k, v in GOOD.items() if not k.endswith("_reason")}
+    assert parse_tags(json.dumps(no_reasons), CATEGORIES)["score_reason"] == ""  # the scores are what counts
 
 
 @pytest.mark.parametrize("messy", [
@@ -59,13 +64,22 @@ def test_safe_rows_have_no_safety_category_and_unsafe_keep_theirs():
     assert (tags["request_safety"], tags["safety"], tags["safety_category"]) == ("unsafe", "safe", "crime")
 
 
-def test_request_carries_the_schema_and_the_pair():
-    row = {"id": "r1", "instruction": "梅雨の洗濯のコツは？", "input": "部屋干し", "response": "除湿機を使います。"}
-    request = tag_request(row, CATEGORIES, SamplingConfig(max_tokens=200, temperature=0))
+def test_request_carries_the_schema_the_pair_and_what_each_choice_means():
+    taxonomy = load_taxonomy()
+    row = {"id": "r1", "instruction": "梅雨の洗濯のコツは？", "input": "部屋干し", "response": "除湿機を使います。",
+           "perspective": "helpfulness"}  # fmt: skip
+    cfg = TaggerConfig(sampling=SamplingConfig(max_tokens=200, temperature=0), reason_chars=30)
+    request = tag_request(row, taxonomy, cfg)
     assert request["key"] == "tag/r1"
     content = request["messages"][0]["content"]
     assert "梅雨の洗濯のコツは？" in content and "部屋干し" in content and "除湿機を使います。" in content
-    assert json.loads(request["sampling_params"]["structured_outputs"]["json"]) == schema(CATEGORIES)
+    assert taxonomy.perspectives["helpfulness"]["definition"] in content  # the score is judged against it
+    assert "- summarization: 要約" in content and "- dangerous_goods: 危険物" in content
+    assert "（指定なし" in tag_request({**row, "perspective": None}, taxonomy, cfg)["messages"][0]["content"]
+    sent = json.loads(request["sampling_params"]["structured_outputs"]["json"])
+    assert sent == schema(list(taxonomy.categories), 30) and sent["properties"]["score_reason"]["maxLength"] == 30
+    keys = list(sent["properties"])  # each reason before its score
+    assert keys.index("quality_reason") < keys.index("input_quality") and keys[-2:] == ["score_reason", "response_quality"]
     assert schema(CATEGORIES)["properties"]["safety_category"]["enum"] == list(SAFETY_CATEGORIES)
 
 
