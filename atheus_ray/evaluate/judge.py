@@ -1,7 +1,8 @@
 """Pairwise LLM judging over an OpenAI-compatible API (the OpenAI API, a vLLM server, the local Serve app).
 
-The judge sees the task, the reference answer, the rubric (`eval_aspect`) and two answers as A and B, never
-which model wrote them; each pair is judged in both orders. The verdict is the one `[[A]]`, `[[B]]` or
+The judge sees the task, the reference answer, the project's base rubric (prompts/eval/rubric.md: a base 1-5
+scale, standard deductions and an over-refusal cap, under the task's own rubric), the task's rubric
+(`eval_aspect`) and two answers as A and B, never which model wrote them; each pair is judged in both orders. The verdict is the one `[[A]]`, `[[B]]` or
 `[[C]]` (tie) in the reply: none or more than one is unreadable, and the request is sent again up to
 `verdict_retries` times, then recorded as `invalid` (counted, never dropped). A job without `answer_b` is an
 absolute judgment instead (prompts/eval/score.md, ELYZA-style): the verdict is the one `[[1]]`..`[[5]]`.
@@ -12,7 +13,7 @@ errors and timeouts, honouring Retry-After), at most `concurrency` requests in f
 fails is recorded as `error` and not cached, so a rerun tries it again. The API key is read from the
 environment variable `api_key_env` and never logged or written.
 
-Cache: readable judgments, keyed by a hash of (task, answer A, answer B, judge model, prompt version), are
+Cache: readable judgments, keyed by a hash of (task, answer A, answer B, judge model, prompt and rubric versions), are
 written as JSONL parts into a cache folder (a local disk or an object store: nothing appends), one part per
 `FLUSH_EVERY` judgments and one at the end of each batch; a rerun answers from them and makes no new call for
 them. A crash costs at most the judgments not yet in a part.
@@ -32,7 +33,7 @@ from atheus_ray.rows import read_prompt
 from atheus_ray.storage import Location
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts" / "eval"
-PROMPT, SCORE_PROMPT = PROMPTS / "pairwise.md", PROMPTS / "score.md"
+PROMPT, SCORE_PROMPT, RUBRIC = PROMPTS / "pairwise.md", PROMPTS / "score.md", PROMPTS / "rubric.md"
 VERDICT = re.compile(r"\[\[([ABC])\]\]")
 SCORE = re.compile(r"\[\[([1-5])\]\]")
 # `constrain`: the reply is the mark and nothing else (vLLM structured outputs, regex); a small local judge's
@@ -47,14 +48,15 @@ def parse_verdict(text: str, pattern: re.Pattern = VERDICT) -> str | None:
 
 
 def prompt(task: dict, answer_a: str, answer_b: str | None) -> str:
-    common = {"task": task["input"], "reference": task["output"], "rubric": task["eval_aspect"] or "（なし）"}
+    common = {"task": task["input"], "reference": task["output"], "rubric": task["eval_aspect"] or "（なし）",
+              "base_rubric": read_prompt(RUBRIC)[0].strip()}  # fmt: skip
     if answer_b is None:
         return read_prompt(SCORE_PROMPT)[0].format(**common, answer=answer_a)
     return read_prompt(PROMPT)[0].format(**common, answer_a=answer_a, answer_b=answer_b)
 
 
 def judgment_key(task: dict, answer_a: str, answer_b: str | None, judge_model: str) -> str:
-    version = read_prompt(SCORE_PROMPT if answer_b is None else PROMPT)[1]
+    version = read_prompt(SCORE_PROMPT if answer_b is None else PROMPT)[1] + read_prompt(RUBRIC)[1]
     data = json.dumps([task["input"], task["output"], task["eval_aspect"], answer_a, answer_b, judge_model,
                        version], ensure_ascii=False)  # fmt: skip
     return hashlib.sha256(data.encode()).hexdigest()[:24]

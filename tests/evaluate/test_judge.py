@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from atheus_ray.evaluate.judge import SCORE, Cache, Judge, parse_verdict
+from atheus_ray.evaluate.judge import RUBRIC, SCORE, Cache, Judge, judgment_key, parse_verdict, prompt
 
 SECRET = "sk-judge-test-0000"
 
@@ -126,6 +126,16 @@ def test_absolute_scores_use_their_own_prompt_and_cache_key(server, tmp_path):
     pair, score = judge.judge([{"task": TASK, "answer_a": "ok: 回答", "answer_b": "別の回答", "order": "XY"},
                                {"task": TASK, "answer_a": "ok: 回答", "answer_b": None, "order": "score"}])  # fmt: skip
     assert (pair["verdict"], score["verdict"]) == ("B", "4") and pair["key"] != score["key"]
+
+
+def test_both_prompts_carry_the_base_rubric_under_the_tasks_own(monkeypatch):
+    base = RUBRIC.read_text(encoding="utf-8").strip()
+    assert "過剰な拒否" in base and "最大2点" in base  # the over-refusal cap
+    for text in (prompt(TASK, "回答", "別の回答"), prompt(TASK, "回答", None)):
+        assert base in text and TASK["eval_aspect"] in text and text.index(base) < text.index(TASK["eval_aspect"])
+    before = judgment_key(TASK, "回答", None, "judge")
+    monkeypatch.setattr("atheus_ray.evaluate.judge.read_prompt", lambda path: ("x", "changed"))
+    assert judgment_key(TASK, "回答", None, "judge") != before  # a new rubric is a new judgment, not a cached one
 
 
 def test_the_same_judgment_twice_in_one_batch_is_asked_once(server, tmp_path):

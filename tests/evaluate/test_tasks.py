@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from atheus_ray.evaluate.tasks import SAMPLE, load_tasks
@@ -8,6 +10,8 @@ def test_the_shipped_sample_loads():
     tasks = load_tasks([SAMPLE])
     assert len(tasks) == 24 and len({t["id"] for t in tasks}) == 24
     assert all(t["input"] and t["output"] and t["eval_aspect"].startswith("- ") for t in tasks)
+    points = [p for t in tasks for p in re.findall(r"[-−]?\d+(?:\.\d+)?(?=点)", t["eval_aspect"])]
+    assert points and all(re.fullmatch(r"[-−]?\d+", p) for p in points)  # whole points only, as the base rubric
 
 
 def test_elyza_csv_columns_and_aliases(tmp_path):
