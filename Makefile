@@ -33,6 +33,8 @@ demo: install
 	$(BIN)/python jobs/pipeline.py --config $(CONFIG)
 
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/atheus models prepare
 	@# pytest exits 5 when it collects no test: say so plainly (it is a failure: the suite went missing).
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -ra $(PYTEST_ARGS); status=$$?; \

@@ -36,33 +36,68 @@ def _parser() -> argparse.ArgumentParser:
 
     seeds = sub.add_parser("seeds", help="check seed files")
     seeds_sub = seeds.add_subparsers(dest="seeds_command", required=True, metavar="ACTION")
-    for name, text in (("validate", "check seeds; print a perspective x category table or one line per problem"),
-                       ("stats", "print counts, length distributions and coverage gaps as JSON")):  # fmt: skip
+    for name, text in (
+        ("validate", "check seeds; print a perspective x category table or one line per problem"),
+        ("stats", "print counts, length distributions and coverage gaps as JSON"),
+    ):
         action = seeds_sub.add_parser(name, help=text)
-        action.add_argument("paths", nargs="+", metavar="PATH",
-                            help="JSONL/CSV/Parquet files, folders of them, or hf:owner/name[:split]")  # fmt: skip
-        action.add_argument("--default-perspective", default="helpfulness",
-                            help="perspective for imported Self-Instruct/Alpaca rows that name none (default: %(default)s)")  # fmt: skip
+        action.add_argument(
+            "paths",
+            nargs="+",
+            metavar="PATH",
+            help="JSONL/CSV/Parquet files, folders of them, or hf:owner/name[:split]",
+        )
+        action.add_argument(
+            "--default-perspective",
+            default="helpfulness",
+            help="perspective for imported Self-Instruct/Alpaca rows that name none (default: %(default)s)",
+        )
 
     for command, text, config in (
-        ("synth", "generate instructions and answers from seeds (Self-Instruct, Evol-Instruct) and screen them",
-         "jobs/configs/synth.yaml"),
-        ("pipeline", "seeds → data set → SFT of both conditions → Serve → evaluation report", "jobs/configs/pipeline.yaml"),
+        (
+            "synth",
+            "generate instructions and answers from seeds (Self-Instruct, Evol-Instruct) and screen them",
+            "jobs/configs/synth.yaml",
+        ),
+        (
+            "pipeline",
+            "seeds → data set → SFT of both conditions → Serve → evaluation report",
+            "jobs/configs/pipeline.yaml",
+        ),
         ("screen", "screen a table of pairs: tags, heuristics, dedup, selection, card", "jobs/configs/screen.yaml"),
-        ("train", "fine-tune every model on every data condition (Ray Train); export for vLLM", "jobs/configs/sft.yaml"),
+        (
+            "train",
+            "fine-tune every model on every data condition (Ray Train); export for vLLM",
+            "jobs/configs/sft.yaml",
+        ),
         ("eval", "candidates answer ELYZA-style tasks; a judge compares them pairwise", "jobs/configs/eval.yaml"),
-        ("serve", "host models behind one OpenAI-compatible Ray Serve app (blocks; Ctrl-C stops)",
-         "jobs/configs/serve.yaml"),
-    ):  # fmt: skip
+        (
+            "serve",
+            "host models behind one OpenAI-compatible Ray Serve app (blocks; Ctrl-C stops)",
+            "jobs/configs/serve.yaml",
+        ),
+    ):
         run = sub.add_parser(command, help=text)
-        run.add_argument("--config", required=command in ("train", "eval", "serve", "pipeline"), help=f"YAML config (see {config})")
-        run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                         help="override a config value: KEY is a dotted path, VALUE is read as YAML (repeatable)")  # fmt: skip
+        run.add_argument(
+            "--config", required=command in ("train", "eval", "serve", "pipeline"), help=f"YAML config (see {config})"
+        )
+        run.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config value: KEY is a dotted path, VALUE is read as YAML (repeatable)",
+        )
         if command != "serve":
             run.add_argument("--out", help="output folder (same as --set out=DIR)")
         if command == "screen":
-            run.add_argument("--in", dest="input", help="pairs: Parquet/JSONL/CSV file or folder, or "
-                             "hf:owner/name[:split], with instruction, input and output (or response) columns")  # fmt: skip
+            run.add_argument(
+                "--in",
+                dest="input",
+                help="pairs: Parquet/JSONL/CSV file or folder, or "
+                "hf:owner/name[:split], with instruction, input and output (or response) columns",
+            )
     return parser
 
 
@@ -117,13 +152,17 @@ def _print_synth(manifest: dict) -> None:
     reused = sum(s["resumed"] for s in manifest["stages"])
     note = f"; {reused} of {len(manifest['stages'])} stages reused from an earlier run" if reused else ""
     folder = tables["responses"].rsplit("/", 1)[0]  # a local folder or an s3:// / gs:// prefix
-    print(f"\nSynthesis: {manifest['wall_seconds']} s ({manifest['tokens_in']:,} tokens in, "
-          f"{manifest['tokens_out']:,} out{note}). Outputs (Parquet) are in {folder}:")  # fmt: skip
+    print(
+        f"\nSynthesis: {manifest['wall_seconds']} s ({manifest['tokens_in']:,} tokens in, "
+        f"{manifest['tokens_out']:,} out{note}). Outputs (Parquet) are in {folder}:"
+    )
     for name, path in tables.items():
         print(f"  {name:<10} {counts[name]:>6} rows  {path}" + ("/<stage>" if name == "rejected" else ""))
     print(f"  manifest             {folder}/manifest.json")
     if manifest["rejected_by_reason"]:
-        print("  rejected by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(manifest["rejected_by_reason"].items())))
+        print(
+            "  rejected by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(manifest["rejected_by_reason"].items()))
+        )
     if "screen" in manifest:
         _print_screen(manifest["screen"])
 
@@ -135,8 +174,10 @@ def _pipeline(args) -> int:
     _print_synth(summary["data"])
     _print_train(summary["train"])
     _print_eval(summary["eval"])
-    print(f"\nPipeline: {summary['wall_seconds']} s. The data set card is {summary['data']['screen']['tables']['card']}"
-          f"\nand the evaluation report {summary['eval']['report']['markdown']} (chart: {summary['eval']['report']['chart']}).")  # fmt: skip
+    print(
+        f"\nPipeline: {summary['wall_seconds']} s. The data set card is {summary['data']['screen']['tables']['card']}"
+        f"\nand the evaluation report {summary['eval']['report']['markdown']} (chart: {summary['eval']['report']['chart']})."
+    )
     return 0
 
 
@@ -151,9 +192,11 @@ def _serve(args) -> int:
     init_ray(cfg.ray)
     url = app.start(cfg.models, cfg.serve)
     auth = f' -H "Authorization: Bearer ${cfg.serve.auth_token_env}"' if cfg.serve.auth_token_env else ""
-    print(f"Serving {', '.join(m.name for m in cfg.models)} at {url} (Ctrl-C stops). Try:\n"
-          f"  curl {url}/chat/completions{auth} -H 'Content-Type: application/json' \\\n"
-          f"    -d '{{\"model\": \"{cfg.models[0].name}\", \"messages\": [{{\"role\": \"user\", \"content\": \"こんにちは\"}}]}}'")  # fmt: skip
+    print(
+        f"Serving {', '.join(m.name for m in cfg.models)} at {url} (Ctrl-C stops). Try:\n"
+        f"  curl {url}/chat/completions{auth} -H 'Content-Type: application/json' \\\n"
+        f'    -d \'{{"model": "{cfg.models[0].name}", "messages": [{{"role": "user", "content": "こんにちは"}}]}}\''
+    )
     try:
         while True:
             time.sleep(3600)
@@ -209,19 +252,25 @@ def _eval(args) -> int:
 
 
 def _print_eval(results: dict) -> None:
-    print(f"\nEvaluated {results['tasks']} tasks in {results['wall_seconds']} s (judge {results['judge_model']}, "
-          f"{results['judge_calls']} calls):")  # fmt: skip
+    print(
+        f"\nEvaluated {results['tasks']} tasks in {results['wall_seconds']} s (judge {results['judge_model']}, "
+        f"{results['judge_calls']} calls):"
+    )
     for c in results["comparisons"]:
-        print(f"  {c['model']:<28} {c['x']} vs {c['y']}: win rate {c['win_rate']} CI {c['ci95']} "
-              f"(W/T/L {c['wins']}/{c['ties']}/{c['losses']}, invalid {c['invalid']}, errors {c['errors']})")  # fmt: skip
+        print(
+            f"  {c['model']:<28} {c['x']} vs {c['y']}: win rate {c['win_rate']} CI {c['ci95']} "
+            f"(W/T/L {c['wins']}/{c['ties']}/{c['losses']}, invalid {c['invalid']}, errors {c['errors']})"
+        )
     for name, path in results["report"].items():
         print(f"  {name:<9} {path}")
 
 
 def _print_screen(summary: dict) -> None:
     tables = summary["tables"]
-    print(f"\nScreening: {summary['rows_in']} rows in, {summary['rows_out']} in the data set "
-          f"({summary['wall_seconds']} s):")  # fmt: skip
+    print(
+        f"\nScreening: {summary['rows_in']} rows in, {summary['rows_out']} in the data set "
+        f"({summary['wall_seconds']} s):"
+    )
     for step in summary["funnel"][1:]:
         reasons = ", ".join(f"{k} {v}" for k, v in step["by_reason"].items())
         print(f"  {step['stage']:<16} -{step['dropped']:<5} {step['left']:>6} left  {reasons}")

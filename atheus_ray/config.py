@@ -26,8 +26,10 @@ def _a_folder(value: str) -> str:
     store (s3://bucket/prefix, gs://bucket/prefix; atheus_ray.storage). Any other URI scheme is refused rather
     than turned into a local folder named after it."""
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value) and not value.startswith(("file://", *OBJECT_STORES)):
-        raise ValueError(f"{value.split('://')[0]}:// is not a supported place for outputs: use a folder, "
-                         "s3://bucket/prefix or gs://bucket/prefix")  # fmt: skip
+        raise ValueError(
+            f"{value.split('://')[0]}:// is not a supported place for outputs: use a folder, "
+            "s3://bucket/prefix or gs://bucket/prefix"
+        )
     if value.startswith(OBJECT_STORES) and not value.split("://", 1)[1].strip("/"):
         raise ValueError("an object-store URI needs a bucket: s3://bucket/prefix")
     return value.removeprefix("file://")
@@ -54,10 +56,11 @@ class ModelConfig(Strict):
 
 class EngineConfig(Strict):
     kind: Literal["serve", "vllm", "openai"] = Field(
-        "serve", description="'serve': the model started once per phase as a Ray Serve deployment (vLLM), every "
+        "serve",
+        description="'serve': the model started once per phase as a Ray Serve deployment (vLLM), every "
         "pass sent to it by deployment handle; 'vllm': vLLM engines in-process in each pass (ray.data.llm), started "
         "again for every pass; 'openai': an OpenAI-compatible endpoint (a Ray Serve app, a vLLM server, or a "
-        "hosted API) called over HTTP from Ray Data."
+        "hosted API) called over HTTP from Ray Data.",
     )
     base_url: str = Field(
         "https://api.openai.com/v1", description="openai: base URL of the endpoint (…/v1); /chat/completions is added."
@@ -71,11 +74,15 @@ class EngineConfig(Strict):
         "cpu", description="Where vLLM replicas run: 'cpu' (one CPU bundle each) or 'gpu' (tensor x pipeline GPUs)."
     )
     concurrency: int = Field(
-        1, ge=1, description="vLLM engine replicas (serve: the most the deployment scales to), or (openai) "
+        1,
+        ge=1,
+        description="vLLM engine replicas (serve: the most the deployment scales to), or (openai) "
         "concurrent HTTP workers.",
     )
     min_replicas: int | None = Field(
-        None, ge=1, description="serve: replicas kept up when the load is low (None: all `concurrency` of them).",
+        None,
+        ge=1,
+        description="serve: replicas kept up when the load is low (None: all `concurrency` of them).",
     )
     batch_size: int = Field(
         8, ge=1, description="Rows per batch sent to one engine replica (serve: requests in flight per replica)."
@@ -92,7 +99,8 @@ class EngineConfig(Strict):
         True, description="Skip torch.compile and CUDA graphs: starts ~60 s faster on CPU; set false on GPU."
     )
     resources: dict[str, float] = Field(
-        {}, description="Custom Ray resources each vLLM bundle (one per GPU; on CPU the one CPU bundle) asks for, "
+        {},
+        description="Custom Ray resources each vLLM bundle (one per GPU; on CPU the one CPU bundle) asks for, "
         "e.g. {gen: 1}: pins replicas to the worker group that advertises them. On GPU a replica's tensor x "
         "pipeline bundles are always STRICT_PACKed onto one node.",
     )
@@ -100,8 +108,9 @@ class EngineConfig(Strict):
     @model_validator(mode="after")
     def _replicas(self):
         if self.min_replicas is not None and self.min_replicas > self.concurrency:
-            raise ValueError(f"min_replicas ({self.min_replicas}) is more than concurrency ({self.concurrency}), the "
-                             "most replicas")  # fmt: skip
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) is more than concurrency ({self.concurrency}), the most replicas"
+            )
         return self
 
     def output_settings(self) -> dict:
@@ -115,17 +124,21 @@ class EngineConfig(Strict):
 
 class RayConfig(Strict):
     address: str | None = Field(
-        None, description="Ray cluster to join. Unset: RAY_ADDRESS if set (as under `ray job submit`), else a new local cluster."
+        None,
+        description="Ray cluster to join. Unset: RAY_ADDRESS if set (as under `ray job submit`), else a new local cluster.",
     )
     num_cpus: int | None = Field(
-        None, ge=1, description="Logical CPUs of a new local cluster (default: max(4, cores), so that stage actors fit)."
+        None,
+        ge=1,
+        description="Logical CPUs of a new local cluster (default: max(4, cores), so that stage actors fit).",
     )
     object_store_gb: float = Field(2.0, gt=0, description="Object store cap of a new local cluster, in GiB.")
 
 
 class SeedsConfig(Strict):
     paths: list[str] = Field(
-        ["seeds/*.jsonl"], min_length=1,
+        ["seeds/*.jsonl"],
+        min_length=1,
         description="Seed sources: JSONL/CSV/Parquet files, folders, globs (relative to the working directory), "
         "or hf:owner/name[:split].",
     )
@@ -156,7 +169,10 @@ class SelfInstructConfig(Strict):
     requests: int = Field(12, ge=1, description="Prompts per round; each asks for `tasks_per_request` tasks.")
     tasks_per_request: int = Field(4, ge=1, description="New tasks asked for in one prompt.")
     examples: int = Field(
-        6, ge=1, le=8, description="Seeds shown per prompt: all but one from the target perspective (the "
+        6,
+        ge=1,
+        le=8,
+        description="Seeds shown per prompt: all but one from the target perspective (the "
         "original Self-Instruct showed 6 human-written tasks and 2 generated ones).",
     )
     generated_examples: int = Field(
@@ -164,7 +180,10 @@ class SelfInstructConfig(Strict):
     )
     rounds: int = Field(1, ge=1, description="Self-Instruct rounds; later rounds also see earlier rounds' output.")
     novelty_threshold: float = Field(
-        0.7, gt=0, le=1, description="Drop an instruction whose character ROUGE-L with a seed or kept one exceeds this."
+        0.7,
+        gt=0,
+        le=1,
+        description="Drop an instruction whose character ROUGE-L with a seed or kept one exceeds this.",
     )
     filters: FilterConfig = Field(default_factory=FilterConfig, description="Heuristic checks of new tasks.")
     sampling: SamplingConfig = Field(
@@ -174,12 +193,13 @@ class SelfInstructConfig(Strict):
 
 class EvolConfig(Strict):
     rounds: int = Field(1, ge=0, description="Evol-Instruct rounds (0: none).")
-    operations: list[Literal[
-        "add_constraints", "deepen", "concretize", "increase_reasoning", "complicate_input", "breadth"
-    ]] = Field(
+    operations: list[
+        Literal["add_constraints", "deepen", "concretize", "increase_reasoning", "complicate_input", "breadth"]
+    ] = Field(
         ["add_constraints", "deepen", "concretize", "increase_reasoning", "complicate_input", "breadth"],
-        min_length=1, description="Operations to draw from; each row gets one per round, chosen by its id.",
-    )  # fmt: skip
+        min_length=1,
+        description="Operations to draw from; each row gets one per round, chosen by its id.",
+    )
     min_answer_chars: int = Field(10, ge=0, description="An evolution whose answer is shorter than this fails.")
     filters: FilterConfig = Field(default_factory=FilterConfig, description="Heuristic checks of evolved tasks.")
     sampling: SamplingConfig = Field(
@@ -193,7 +213,10 @@ class HeuristicsConfig(Strict):
     min_output_chars: int = Field(10, ge=0, description="Shortest answer kept, in characters.")
     max_output_chars: int = Field(8000, ge=1, description="Longest answer kept, in characters.")
     copy_threshold: float = Field(
-        0.9, gt=0, le=1, description="Drop an answer whose character ROUGE-L with its instruction + input exceeds this."
+        0.9,
+        gt=0,
+        le=1,
+        description="Drop an answer whose character ROUGE-L with its instruction + input exceeds this.",
     )
 
 
@@ -204,7 +227,10 @@ class TaggerConfig(Strict):
         "for the three reasons (`reason_chars` each) and the scores.",
     )
     reason_chars: int = Field(
-        80, ge=1, le=80, description="Most characters of each reason the tagger writes before a score (the "
+        80,
+        ge=1,
+        le=80,
+        description="Most characters of each reason the tagger writes before a score (the "
         "schema's maxLength): shorter reasons cost fewer decode steps, which a CPU demo needs.",
     )
 
@@ -214,15 +240,18 @@ class DedupConfig(Strict):
         0.7, gt=0, le=1, description="Rows whose character ROUGE-L of instruction + input exceeds this are duplicates."
     )
     on_ray_above: int = Field(
-        1_000_000, ge=0, description="With more rows than this, the near-duplicate search runs as Ray Data tasks "
+        1_000_000,
+        ge=0,
+        description="With more rows than this, the near-duplicate search runs as Ray Data tasks "
         "across the cluster (atheus_ray.neardup_ray; the same result); up to it, in the driver's process, which "
-        "takes about 25 s for a million rows on 2 cores (benchmarks/dedup.py)."
+        "takes about 25 s for a million rows on 2 cores (benchmarks/dedup.py).",
     )
 
 
 class DecontaminationConfig(Strict):
     paths: list[str] = Field(
-        [], description="Evaluation prompts to keep out of the data: CSV/JSONL/Parquet files with an `input` (or "
+        [],
+        description="Evaluation prompts to keep out of the data: CSV/JSONL/Parquet files with an `input` (or "
         "`input_text`) column, plain .txt files (one prompt per line), or hf:owner/name[:split] (e.g. "
         "hf:elyza/ELYZA-tasks-100:test). Empty: no decontamination.",
     )
@@ -257,7 +286,8 @@ class ScreenJobConfig(Strict):
     """`atheus screen`: screening of any pair table, with its own tagger model and engine."""
 
     input: str | None = Field(
-        None, description="Pairs to screen: a Parquet/JSONL file or folder with instruction/input/output (or "
+        None,
+        description="Pairs to screen: a Parquet/JSONL file or folder with instruction/input/output (or "
         "response) columns, or hf:owner/name[:split]. Usually given as --in.",
     )
     out: Folder = Field("outputs/screen", description="Output folder (final/, rejected/, sft/, README.md).")
@@ -270,15 +300,21 @@ class ScreenJobConfig(Strict):
 class RespondConfig(Strict):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampling for answers.")
     examples: int = Field(
-        2, ge=0, le=4, description="Hand-written seed pairs shown with each task as answering examples: of the "
+        2,
+        ge=0,
+        le=4,
+        description="Hand-written seed pairs shown with each task as answering examples: of the "
         "row's perspective (and category, where enough seeds have it), never the row's own seeds (0: none).",
     )
     example_chars: int = Field(
-        900, ge=100, description="Longest seed pair (instruction + input + answer, in characters) shown as an "
+        900,
+        ge=100,
+        description="Longest seed pair (instruction + input + answer, in characters) shown as an "
         "example, so that examples leave the prompt room.",
     )
     drop_truncated: bool = Field(
-        True, description="Reject an answer cut at sampling.max_tokens (`truncated`). The demo config keeps them: "
+        True,
+        description="Reject an answer cut at sampling.max_tokens (`truncated`). The demo config keeps them: "
         "the embedded 135M model seldom finishes within the demo's token budget.",
     )
 
@@ -304,7 +340,8 @@ class SynthConfig(Strict):
 class ConditionConfig(Strict):
     name: str = Field(description="Name of the condition, used in run and output names (e.g. 'open', 'atheus').")
     paths: list[str] = Field(
-        min_length=1, description="Training data: JSONL/Parquet/CSV files or folders, or hf:owner/name[:split], in "
+        min_length=1,
+        description="Training data: JSONL/Parquet/CSV files or folders, or hf:owner/name[:split], in "
         "chat-messages format (`messages`) or Alpaca format (`instruction`, `input`, `output`).",
     )
     license: str | None = Field(None, description="Licence(s) of the data, recorded with the trained model.")
@@ -313,20 +350,28 @@ class ConditionConfig(Strict):
 class TrainConfig(Strict):
     out: Folder = Field("outputs/sft", description="Output folder: one subfolder per condition x model.")
     storage_path: str | None = Field(
-        None, description="Where Ray Train keeps checkpoints (local dir, NFS or s3://...); default OUT/checkpoints.",
+        None,
+        description="Where Ray Train keeps checkpoints (local dir, NFS or s3://...); default OUT/checkpoints.",
     )
     models: list[str] = Field(
         ["embedded"], min_length=1, description="Models to fine-tune: 'embedded', HF ids or local folders."
     )
     conditions: list[ConditionConfig] = Field(min_length=1, description="Data conditions; each trains every model.")
     examples: int | None = Field(
-        None, ge=1, description="Training examples per condition, subsampled (None: as many as the smallest has), "
+        None,
+        ge=1,
+        description="Training examples per condition, subsampled (None: as many as the smallest has), "
         "so every condition trains on the same number of examples with the same budget.",
     )
-    dev_fraction: float = Field(0.05, ge=0, lt=1, description="Share of each condition's examples held out for dev loss.")
-    max_length: int = Field(2048, ge=16, description="Longest sequence in tokens; longer examples are dropped (counted).")
+    dev_fraction: float = Field(
+        0.05, ge=0, lt=1, description="Share of each condition's examples held out for dev loss."
+    )
+    max_length: int = Field(
+        2048, ge=16, description="Longest sequence in tokens; longer examples are dropped (counted)."
+    )
     packing: bool = Field(
-        True, description="Pack several examples per sequence (attention kept within each example); "
+        True,
+        description="Pack several examples per sequence (attention kept within each example); "
         "false: length-bucketed padding.",
     )
     epochs: float = Field(2, gt=0, description="Passes over the training examples.")
@@ -339,20 +384,26 @@ class TrainConfig(Strict):
     betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW betas.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     save_steps: int = Field(
-        50, ge=1, description="Checkpoint every this many optimizer steps; must not exceed the run's planned steps "
+        50,
+        ge=1,
+        description="Checkpoint every this many optimizer steps; must not exceed the run's planned steps "
         "(else no checkpoint is written before the end, and a crash restarts from step 0).",
     )
     activation_checkpointing: bool = Field(
-        False, description="Recompute each decoder layer's activations in the backward pass instead of keeping "
+        False,
+        description="Recompute each decoder layer's activations in the backward pass instead of keeping "
         "them (FSDP's activation checkpointing on GPU; gradient checkpointing otherwise): ~30% slower steps, "
         "a fraction of the activation memory. The memory planner says when it is needed.",
     )
     gpu_memory_gb: float | None = Field(
-        None, gt=0, description="Memory of one training GPU in GB for the memory plan (GPU only). None: read by a "
+        None,
+        gt=0,
+        description="Memory of one training GPU in GB for the memory plan (GPU only). None: read by a "
         "one-GPU Ray task on a node the workers would use, before training starts.",
     )
     resources_per_worker: dict[str, float] = Field(
-        {}, description="Custom Ray resources each Ray Train worker asks for besides its GPU (or CPU), e.g. "
+        {},
+        description="Custom Ray resources each Ray Train worker asks for besides its GPU (or CPU), e.g. "
         "{train: 1}: pins workers to the worker group that advertises them. On GPU all workers are STRICT_PACKed "
         "onto one node (FSDP over NVLink, never TCP).",
     )
@@ -377,15 +428,19 @@ class ServeConfig(Strict):
     host: str = Field("127.0.0.1", description="Address the HTTP proxy listens on (0.0.0.0 on a cluster head).")
     port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP proxy.")
     auth_token_env: str | None = Field(
-        None, description="Environment variable holding a bearer token every request must carry (None: no auth). "
+        None,
+        description="Environment variable holding a bearer token every request must carry (None: no auth). "
         "Read where the app is built (only its hash reaches the replicas) and by our clients; never logged or written.",
-    )  # fmt: skip
+    )
     accelerator: Literal["cpu", "gpu"] = Field("cpu", description="cpu: one CPU bundle per replica; gpu: tp GPUs.")
     dtype: str = Field("float32", description="Weights dtype for vLLM: float32 on CPU, bfloat16 on GPU.")
     max_model_len: int = Field(4096, gt=0, description="Context length of every served model, in tokens.")
     gpu_memory_utilization: float = Field(
-        0.1, gt=0, le=1, description="Share of GPU memory (on CPU: of RAM) vLLM reserves per replica.",
-    )  # fmt: skip
+        0.1,
+        gt=0,
+        le=1,
+        description="Share of GPU memory (on CPU: of RAM) vLLM reserves per replica.",
+    )
     enforce_eager: bool = Field(True, description="Skip graph capture: faster start, slower decode (CPU: keep true).")
     min_replicas: int = Field(1, ge=0, description="Replicas per model kept up (0: scale to zero when idle).")
     max_replicas: int = Field(1, ge=1, description="Most replicas per model under load.")
@@ -393,11 +448,13 @@ class ServeConfig(Strict):
     max_ongoing_requests: int = Field(64, ge=1, description="Requests one replica accepts at once (more wait).")
     ingress_cpus: float = Field(0.1, ge=0, description="CPUs the HTTP ingress replica reserves.")
     ingress_resources: dict[str, float] = Field(
-        {}, description="Custom Ray resources the ingress replica asks for, e.g. {ingress: 1}: pins it to a small "
+        {},
+        description="Custom Ray resources the ingress replica asks for, e.g. {ingress: 1}: pins it to a small "
         "CPU group, so GPU pods can scale to zero (cluster/rayservice.yaml).",
     )
     resources: dict[str, float] = Field(
-        {}, description="Custom Ray resources each model replica's bundle (one per GPU) asks for, e.g. {gen: 1}: "
+        {},
+        description="Custom Ray resources each model replica's bundle (one per GPU) asks for, e.g. {gen: 1}: "
         "pins replicas to a worker group. A replica's tensor-parallel bundles are STRICT_PACKed onto one node.",
     )
 
@@ -412,7 +469,9 @@ class ServeAppConfig(Strict):
 
 class CandidateConfig(Strict):
     name: str = Field(description="The data condition this model was trained on (e.g. 'open', 'atheus').")
-    group: str = Field(description="What candidates are compared within, usually the base model (e.g. 'llm-jp-3-1.8b').")
+    group: str = Field(
+        description="What candidates are compared within, usually the base model (e.g. 'llm-jp-3-1.8b')."
+    )
     model: str = Field(description="The model: an exported folder (OUT/<run>/model), a HF id, or 'embedded'.")
 
 
@@ -421,25 +480,30 @@ class JudgeConfig(Strict):
     model: str = Field("gpt-4o-mini", description="Judge model name at that endpoint.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key (never logged).")
     concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
-    max_retries: int = Field(5, ge=0, description="Retries with backoff on 408/409/429/5xx, connection errors, timeouts.")
+    max_retries: int = Field(
+        5, ge=0, description="Retries with backoff on 408/409/429/5xx, connection errors, timeouts."
+    )
     timeout: float = Field(60.0, gt=0, description="Seconds before a request counts as timed out (then retried).")
     verdict_retries: int = Field(2, ge=0, description="Re-asks when a reply holds no single [[A]]/[[B]]/[[C]].")
     max_tokens: int = Field(512, ge=16, description="Longest judge reply.")
     source: str | None = Field(
-        None, description="A local judge: this model (folder, HF id or 'embedded') is hosted as `model` in the "
+        None,
+        description="A local judge: this model (folder, HF id or 'embedded') is hosted as `model` in the "
         "evaluation's Serve app, and base_url/api_key_env are not used. None: the judge is at base_url.",
-    )  # fmt: skip
+    )
     tensor_parallel_size: int = Field(1, ge=1, description="Local judge only: GPUs per replica.")
     constrain: bool = Field(
-        False, description="Constrain replies to exactly one verdict mark and nothing else (vLLM structured "
+        False,
+        description="Constrain replies to exactly one verdict mark and nothing else (vLLM structured "
         "outputs; for small local judges that do not follow the format). Not for the OpenAI API.",
-    )  # fmt: skip
+    )
 
 
 class EvalConfig(Strict):
     out: Folder = Field("outputs/eval", description="Output folder: answers/, judgments/, results.json, report.*.")
     tasks: list[str] = Field(
-        ["atheus_ray/data/eval_tasks_sample.jsonl"], min_length=1,
+        ["atheus_ray/data/eval_tasks_sample.jsonl"],
+        min_length=1,
         description="Tasks in the ELYZA-tasks-100 format: files, or hf:elyza/ELYZA-tasks-100:test.",
     )
     limit: int | None = Field(None, ge=1, description="Use only the first N tasks (a quick run); None: all of them.")
@@ -450,11 +514,15 @@ class EvalConfig(Strict):
         default_factory=lambda: SamplingConfig(max_tokens=512, temperature=0.0), description="Sampling for answers."
     )
     serve: ServeConfig = Field(
-        default_factory=ServeConfig, description="How Ray Serve hosts the candidates (and a local judge).",
-    )  # fmt: skip
+        default_factory=ServeConfig,
+        description="How Ray Serve hosts the candidates (and a local judge).",
+    )
     concurrency: int = Field(8, ge=1, description="Answer requests in flight per candidate.")
     max_error_share: float = Field(
-        0.1, ge=0, le=1, description="Most share of a candidate's answers that may be errors (an HTTP error such "
+        0.1,
+        ge=0,
+        le=1,
+        description="Most share of a candidate's answers that may be errors (an HTTP error such "
         "as a prompt too long for the model: recorded, counted, left out of judging) before the run fails.",
     )
     ray: RayConfig = Field(default_factory=RayConfig, description="Which Ray cluster to use.")
@@ -468,19 +536,21 @@ class PipelineConfig(Strict):
     (`synth: jobs/configs/synth.yaml`); `--set train.epochs=1` then overrides a key inside it."""
 
     out: Folder = Field(
-        "outputs/pipeline", description="Output folder (local, a shared file system, or s3:// / gs://): data/ (data "
+        "outputs/pipeline",
+        description="Output folder (local, a shared file system, or s3:// / gs://): data/ (data "
         "set), sft/ (models), eval/ (report).",
     )
     synthetic: str = Field(
-        "atheus", description="The training condition that trains on the data set this run makes: its `paths` "
+        "atheus",
+        description="The training condition that trains on the data set this run makes: its `paths` "
         "become OUT/data/sft/train.jsonl.",
-    )  # fmt: skip
+    )
     ray: RayConfig = Field(default_factory=RayConfig, description="The Ray cluster every phase uses.")
     synth: SynthConfig = Field(description="Synthesis and screening (its `out` becomes OUT/data).")
     train: TrainConfig = Field(description="SFT (its `out` becomes OUT/sft).")
     eval: EvalConfig = Field(
         description="Evaluation (its `out` becomes OUT/eval; its candidates are the models `train` exports).",
-    )  # fmt: skip
+    )
 
 
 C = TypeVar("C", bound=BaseModel)

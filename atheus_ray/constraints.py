@@ -31,13 +31,17 @@ from dataclasses import dataclass, replace
 NUM = r"([0-9０-９]+|[一二三四五六七八九十百]+)"
 KANJI_DIGITS = {c: i for i, c in enumerate("〇一二三四五六七八九")}
 # words that scope a constraint to a part or to each item: such a constraint is not checked on the whole answer
-SCOPED = re.compile(r"各|それぞれ|ずつ|ごと|につき|一つ一つ|[QＱAＡ][.．]?は|見出し|タイトル|件名|本文|署名|"
-                    r"1行目以外|[0-9０-９一二三四五]+[文行句番]目|最初の|最後の|には|では|文が|項目は|ステップは|下は")  # fmt: skip
+SCOPED = re.compile(
+    r"各|それぞれ|ずつ|ごと|につき|一つ一つ|[QＱAＡ][.．]?は|見出し|タイトル|件名|本文|署名|"
+    r"1行目以外|[0-9０-９一二三四五]+[文行句番]目|最初の|最後の|には|では|文が|項目は|ステップは|下は"
+)
 EACH = re.compile(r"各|それぞれ")  # within a few characters before a limit of characters or sentences: per item
 SENTENCE_END = re.compile(r"[。！？!?\n]")
 
-ITEM = re.compile(r"^(?:[-*+・•●○◦▪■□◆◇▶︎★☆]|[0-9０-９]{1,2}\s*[.)．、）:：]|[①-⑳]|[（(][0-9０-９]{1,2}[)）]|"
-                  r"#{1,4}\s*[0-9０-９]{1,2}[.)．]?)\s*\S")  # fmt: skip
+ITEM = re.compile(
+    r"^(?:[-*+・•●○◦▪■□◆◇▶︎★☆]|[0-9０-９]{1,2}\s*[.)．、）:：]|[①-⑳]|[（(][0-9０-９]{1,2}[)）]|"
+    r"#{1,4}\s*[0-9０-９]{1,2}[.)．]?)\s*\S"
+)
 ITEM_MARK = re.compile(ITEM.pattern.removesuffix(r"\s*\S") + r"\s*")
 TRAILING_NOTE = re.compile(r"\s*[（(][^（()）]*[）)]\s*$")  # 「…（19字）」: an item's note on itself
 KATAKANA_RUN = re.compile(r"[ァ-ヺ][ァ-ヺー]+")
@@ -85,10 +89,17 @@ class Constraint:
         constraint 1 when kept and 0 when broken."""
         text = answer.strip()
         if self.per_item:
-            items = [TRAILING_NOTE.sub("", ITEM_MARK.sub("", line, count=1)) for line in text.splitlines()
-                     if ITEM.match(line)]  # fmt: skip
+            items = [
+                TRAILING_NOTE.sub("", ITEM_MARK.sub("", line, count=1))
+                for line in text.splitlines()
+                if ITEM.match(line)
+            ]
             counts = [len(re.sub(r"\s", "", i)) if self.kind == "chars" else sentences(i) for i in items]
-            return next((c for c in counts if not _within(c, self.low, self.high)), counts[0]) if len(counts) >= 2 else None
+            return (
+                next((c for c in counts if not _within(c, self.low, self.high)), counts[0])
+                if len(counts) >= 2
+                else None
+            )
         if self.kind == "chars":
             return len(re.sub(r"\s", "", text))
         if self.kind == "items":
@@ -152,10 +163,16 @@ PATTERNS: list[tuple[str, re.Pattern]] = [
     ("chars_range", re.compile(NUM + r"\s*(?:字|文字)?\s*[〜~～\-－]\s*" + NUM + r"\s*(?:字|文字)")),
     ("chars_max", re.compile(NUM + r"\s*(?:字|文字)(以内|以下|まで|未満)")),
     ("chars_min", re.compile(NUM + r"\s*(?:字|文字)以上")),
-    ("chars_about", re.compile(r"約\s*" + NUM + r"\s*(?:字|文字)|" + NUM + r"\s*(?:字|文字)(?:程度|前後|くらい|ぐらい|ほど)")),
+    (
+        "chars_about",
+        re.compile(r"約\s*" + NUM + r"\s*(?:字|文字)|" + NUM + r"\s*(?:字|文字)(?:程度|前後|くらい|ぐらい|ほど)"),
+    ),
     ("items_list", re.compile(r"(?:ちょうど)?" + NUM + r"\s*" + COUNTERS + r"\s*の?" + LIST_WORDS)),
     ("items_list", re.compile(LIST_WORDS + r"(?:で|に|にして)?[、,]?\s*(?:ちょうど)?" + NUM + r"\s*" + COUNTERS)),
-    ("items", re.compile(r"を\s*(?:ちょうど)?" + NUM + r"\s*(?:つ|個|案|点|パターン)(?!の|ずつ|以上|以内|程度|ほど|くらい)")),
+    (
+        "items",
+        re.compile(r"を\s*(?:ちょうど)?" + NUM + r"\s*(?:つ|個|案|点|パターン)(?!の|ずつ|以上|以内|程度|ほど|くらい)"),
+    ),
     ("items", re.compile(NUM + r"\s*(?:つ|点)の(?:ポイント|要点)に")),
     ("lines", re.compile(NUM + r"\s*行(以内|以下|で|に収め|におさめ)")),
     ("sentences", re.compile(NUM + r"\s*[〜~～\-－]\s*" + NUM + r"\s*(?:つの)?文(?:で|に|以内)")),
@@ -164,15 +181,34 @@ PATTERNS: list[tuple[str, re.Pattern]] = [
     ("no_kanji", re.compile(r"漢字(?:を|は)(?:一切|いっさい|一つも|ひとつも)?使わ(?:ず|ない)")),
     ("no_kanji", re.compile(r"ひらがなとカタカナ(?:だけ|のみ)")),
     ("no_katakana_words", re.compile(r"カタカナ語?(?:を|は)(?:一切|いっさい|一つも|ひとつも)?使わ(?:ず|ない)")),
-    ("forbidden", re.compile(r"((?:[「『][^」』]{1,20}[」』]、?)+)(?:という(?:言葉|語|単語|表現|文字|字)|の(?:文字|字))?"
-                             r"(?:は|を|も)(?:一度も|一切|いっさい|絶対に)?使わ(?:ず|ない|ないで)")),  # fmt: skip
-    ("count", re.compile(r"[「『]([^」』]{1,20})[」』](?:という(?:言葉|語|単語|表現))?を\s*(ちょうど)?" + NUM + r"\s*回")),
-    ("include", re.compile(r"[「『]([^」』]{1,20})[」』](?:という(?:言葉|語|単語|表現|文字|字))?を必ず(?:入れ|含め|使)")),
+    (
+        "forbidden",
+        re.compile(
+            r"((?:[「『][^」』]{1,20}[」』]、?)+)(?:という(?:言葉|語|単語|表現|文字|字)|の(?:文字|字))?"
+            r"(?:は|を|も)(?:一度も|一切|いっさい|絶対に)?使わ(?:ず|ない|ないで)"
+        ),
+    ),
+    (
+        "count",
+        re.compile(r"[「『]([^」』]{1,20})[」』](?:という(?:言葉|語|単語|表現))?を\s*(ちょうど)?" + NUM + r"\s*回"),
+    ),
+    (
+        "include",
+        re.compile(r"[「『]([^」』]{1,20})[」』](?:という(?:言葉|語|単語|表現|文字|字))?を必ず(?:入れ|含め|使)"),
+    ),
     ("starts_with", re.compile(r"[「『]([^」』]{1,30})[」』]で始め(?=て|る(?!と|場合|の)|ること|なさい|、)")),
     ("starts_with", re.compile(r"[「『]([^」』]{1,30})[」』]で始まる(?=、|" + DOCUMENTS + ")")),
-    ("choice", re.compile(r"((?:[「『][^」』]{1,20}[」』](?:か|または|、|・|と)?){2,})の?(?:一語|一つ|ひとつ|いずれか|どちらか|どれか)"
-                          r"(?:だけ|のみ)で?(?:答え|回答|出力|返)")),  # fmt: skip
-    ("digits", re.compile(r"(?:答え|回答|出力)は?(?:算用)?数字(?:のみ|だけ)|(?:算用)?数字(?:のみ|だけ)で(?:答え|回答|出力)")),
+    (
+        "choice",
+        re.compile(
+            r"((?:[「『][^」』]{1,20}[」』](?:か|または|、|・|と)?){2,})の?(?:一語|一つ|ひとつ|いずれか|どちらか|どれか)"
+            r"(?:だけ|のみ)で?(?:答え|回答|出力|返)"
+        ),
+    ),
+    (
+        "digits",
+        re.compile(r"(?:答え|回答|出力)は?(?:算用)?数字(?:のみ|だけ)|(?:算用)?数字(?:のみ|だけ)で(?:答え|回答|出力)"),
+    ),
     ("json", re.compile(r"JSON(?:形式)?(?:の)?(?:のみ|だけ)(?:を|で|に)|JSON以外(?:は|の)?(?:何も|文章は|文字は)?")),
 ]
 
@@ -187,7 +223,9 @@ def find(instruction: str) -> list[Constraint]:
             if any(span.start < t.stop and t.start < span.stop for t in taken):
                 continue  # a longer form read this phrase already (a range before its bounds)
             taken.append(span)
-            sentence = QUOTED.sub("「」", SENTENCE_END.split(instruction[: m.start()])[-1])  # quoted words scope nothing
+            sentence = QUOTED.sub(
+                "「」", SENTENCE_END.split(instruction[: m.start()])[-1]
+            )  # quoted words scope nothing
             each = kind in ("chars_max", "sentences") and EACH.search(sentence[-15:])
             if (SCOPED.search(sentence) and not each) or SCOPED.search(QUOTED.sub("「」", m.group(0))):
                 continue

@@ -30,14 +30,13 @@ variable named by `api_key_env` and only ever put in the request header.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import contextlib
 import functools
 import json
 import os
 import re
 import time
+from typing import Callable
 from urllib.parse import urlparse
 
 import ray
@@ -50,8 +49,13 @@ from atheus_ray.config import EngineConfig, ModelConfig, SamplingConfig
 def sampling_params(cfg: SamplingConfig, structured: dict | None = None) -> dict:
     """vLLM sampling parameters for one request; `structured` constrains decoding, e.g.
     {"json": schema_as_json_text} or {"choice": ["同じ", "異なる"]} (vLLM structured outputs)."""
-    return {"max_tokens": cfg.max_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
-            "repetition_penalty": cfg.repetition_penalty, "structured_outputs": structured}  # fmt: skip
+    return {
+        "max_tokens": cfg.max_tokens,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "repetition_penalty": cfg.repetition_penalty,
+        "structured_outputs": structured,
+    }
 
 
 def build_llm_processor(
@@ -74,11 +78,16 @@ def build_llm_processor(
 
 def engine_kwargs(model: ModelConfig, engine: EngineConfig) -> dict:
     """vLLM engine arguments, the same for an in-process engine (`vllm`) and a Serve replica (`serve`)."""
-    return {"dtype": model.dtype, "max_model_len": model.max_model_len,
-            "gpu_memory_utilization": engine.gpu_memory_utilization,
-            "tensor_parallel_size": engine.tensor_parallel_size, "pipeline_parallel_size": engine.pipeline_parallel_size,
-            "enforce_eager": engine.enforce_eager, "seed": engine.seed,
-            "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True}}  # fmt: skip
+    return {
+        "dtype": model.dtype,
+        "max_model_len": model.max_model_len,
+        "gpu_memory_utilization": engine.gpu_memory_utilization,
+        "tensor_parallel_size": engine.tensor_parallel_size,
+        "pipeline_parallel_size": engine.pipeline_parallel_size,
+        "enforce_eager": engine.enforce_eager,
+        "seed": engine.seed,
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+    }
 
 
 def placement(engine: EngineConfig) -> dict:
@@ -88,8 +97,10 @@ def placement(engine: EngineConfig) -> dict:
     if engine.accelerator == "cpu":
         return {"bundles": [{"CPU": 1, **engine.resources}]}
     bundle = {"GPU": 1, "CPU": 1, **engine.resources}
-    return {"bundles": [dict(bundle) for _ in range(engine.tensor_parallel_size * engine.pipeline_parallel_size)],
-            "strategy": "STRICT_PACK"}
+    return {
+        "bundles": [dict(bundle) for _ in range(engine.tensor_parallel_size * engine.pipeline_parallel_size)],
+        "strategy": "STRICT_PACK",
+    }
 
 
 SERVE_APP, SERVED_AS = "atheus-engine", "generator"  # the Serve application of a phase's `serve` engine, model id
@@ -159,8 +170,10 @@ class Engine:
                     serve.delete(SERVE_APP)
                 raise
             self.start_seconds += time.time() - began
-            self.log(f"[engine] {models.display_name(self.model.source)} up as a Serve deployment "
-                     f"({self.engine.concurrency} replica(s) at most) in {time.time() - began:.0f} s")  # fmt: skip
+            self.log(
+                f"[engine] {models.display_name(self.model.source)} up as a Serve deployment "
+                f"({self.engine.concurrency} replica(s) at most) in {time.time() - began:.0f} s"
+            )
         return self.deployment
 
     def close(self) -> None:
@@ -175,8 +188,12 @@ class Engine:
             serve_app.stop(SERVE_APP)
 
     def stats(self) -> dict:
-        return {"kind": self.engine.kind, "starts": self.starts, "start_seconds": round(self.start_seconds, 1),
-                "passes": self.passes}  # fmt: skip
+        return {
+            "kind": self.engine.kind,
+            "starts": self.starts,
+            "start_seconds": round(self.start_seconds, 1),
+            "passes": self.passes,
+        }
 
 
 def generate(requests: list[dict], model: ModelConfig, engine: EngineConfig) -> list[dict]:
@@ -185,8 +202,7 @@ def generate(requests: list[dict], model: ModelConfig, engine: EngineConfig) -> 
         return llm.generate(requests)
 
 
-def generate_by_handle(requests: list[dict], app: str, deployment: str, model_id: str,
-                       in_flight: int) -> list[dict]:  # fmt: skip
+def generate_by_handle(requests: list[dict], app: str, deployment: str, model_id: str, in_flight: int) -> list[dict]:
     """One pass on a `ray.serve.llm` deployment that is already up (the evaluation's candidates), by handle,
     up to `in_flight` requests at once; outputs as `Engine.generate` (a prompt too long for the model comes
     back as the replica's error, `prompt_too_long`)."""
@@ -200,8 +216,13 @@ def _vllm_preprocess(row: dict) -> dict:
 
 
 def _vllm_postprocess(row: dict) -> dict:
-    return {"key": row["key"], "text": row["generated_text"], "tokens_in": int(row["num_input_tokens"]),
-            "tokens_out": int(row["num_generated_tokens"]), "error": None}  # fmt: skip
+    return {
+        "key": row["key"],
+        "text": row["generated_text"],
+        "tokens_in": int(row["num_input_tokens"]),
+        "tokens_out": int(row["num_generated_tokens"]),
+        "error": None,
+    }
 
 
 def _start_deployment(model: ModelConfig, engine: EngineConfig) -> str:
@@ -211,10 +232,15 @@ def _start_deployment(model: ModelConfig, engine: EngineConfig) -> str:
     from ray.serve.llm import LLMConfig, build_llm_deployment
 
     replicas = engine.concurrency
-    deployment = {"autoscaling_config": {"min_replicas": replicas if engine.min_replicas is None else engine.min_replicas,
-                                         "max_replicas": replicas, "initial_replicas": replicas,
-                                         "target_ongoing_requests": engine.batch_size},
-                  "max_ongoing_requests": 4 * engine.batch_size}  # fmt: skip
+    deployment = {
+        "autoscaling_config": {
+            "min_replicas": replicas if engine.min_replicas is None else engine.min_replicas,
+            "max_replicas": replicas,
+            "initial_replicas": replicas,
+            "target_ongoing_requests": engine.batch_size,
+        },
+        "max_ongoing_requests": 4 * engine.batch_size,
+    }
     if engine.accelerator == "cpu":  # the engine's one CPU bundle; the replica actor itself shares it
         deployment["ray_actor_options"] = {"num_cpus": 0}
     config = LLMConfig(
@@ -228,8 +254,14 @@ def _start_deployment(model: ModelConfig, engine: EngineConfig) -> str:
     return f"Engine:{SERVED_AS}"
 
 
-def _by_handle(requests: list[dict], app: str, deployment: str, model_id: str, in_flight: int,
-               log: Callable[[str], None] | None = None) -> list[dict]:  # fmt: skip
+def _by_handle(
+    requests: list[dict],
+    app: str,
+    deployment: str,
+    model_id: str,
+    in_flight: int,
+    log: Callable[[str], None] | None = None,
+) -> list[dict]:
     """Send each request to a `ray.serve.llm` deployment's `chat` method by handle, from this process,
     `in_flight` at once; outputs in request order (see Engine.generate).
 
@@ -262,15 +294,24 @@ def _by_handle(requests: list[dict], app: str, deployment: str, model_id: str, i
                 cause = e.cause if isinstance(e, RayTaskError) and hasattr(e, "cause") else e
                 if not isinstance(cause, recoverable):
                     raise
-                outputs[i] = {"key": request["key"], "text": "", "tokens_in": 0, "tokens_out": 0,
-                              "error": f"engine_error: {type(cause).__name__}: {str(cause)[:500]}"}  # fmt: skip
+                outputs[i] = {
+                    "key": request["key"],
+                    "text": "",
+                    "tokens_in": 0,
+                    "tokens_out": 0,
+                    "error": f"engine_error: {type(cause).__name__}: {str(cause)[:500]}",
+                }
                 return
         reply = reply.model_dump() if isinstance(reply, BaseModel) else reply
         error = openai_error(reply)
         usage = (reply.get("usage") or {}) if isinstance(reply, dict) else {}
-        outputs[i] = {"key": request["key"], "text": "" if error else openai_text(reply, False),
-                      "tokens_in": int(usage.get("prompt_tokens") or 0),
-                      "tokens_out": int(usage.get("completion_tokens") or 0), "error": error}  # fmt: skip
+        outputs[i] = {
+            "key": request["key"],
+            "text": "" if error else openai_text(reply, False),
+            "tokens_in": int(usage.get("prompt_tokens") or 0),
+            "tokens_out": int(usage.get("completion_tokens") or 0),
+            "error": error,
+        }
         if log is not None and time.time() - said >= 30:
             said = time.time()
             done = sum(o is not None for o in outputs)
@@ -308,9 +349,13 @@ def _too_long(requests: list[dict], model: ModelConfig) -> dict[str, dict]:
         ids = tokenizer.apply_chat_template(request["messages"], add_generation_prompt=True, tokenize=True)
         n = len(ids if isinstance(ids, list) else ids["input_ids"])
         if n >= model.max_model_len:
-            found[request["key"]] = {"key": request["key"], "text": "", "tokens_in": 0, "tokens_out": 0,
-                                     "error": f"prompt_too_long: {n} prompt tokens, model.max_model_len "
-                                              f"{model.max_model_len}"}  # fmt: skip
+            found[request["key"]] = {
+                "key": request["key"],
+                "text": "",
+                "tokens_in": 0,
+                "tokens_out": 0,
+                "error": f"prompt_too_long: {n} prompt tokens, model.max_model_len {model.max_model_len}",
+            }
     return found
 
 
@@ -330,8 +375,12 @@ def openai_payload(request: dict, model_name: str, repetition_penalty: bool = Tr
         schema = json.loads(structured["json"])
         body["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
     elif structured.get("choice"):
-        schema = {"type": "object", "properties": {CHOICE_KEY: {"type": "string", "enum": list(structured["choice"])}},
-                  "required": [CHOICE_KEY], "additionalProperties": False}  # fmt: skip
+        schema = {
+            "type": "object",
+            "properties": {CHOICE_KEY: {"type": "string", "enum": list(structured["choice"])}},
+            "required": [CHOICE_KEY],
+            "additionalProperties": False,
+        }
         body["response_format"] = {"type": "json_schema", "json_schema": {"name": "choice", "schema": schema}}
     return body
 
@@ -384,15 +433,22 @@ def _openai_processor(model: ModelConfig, engine: EngineConfig) -> Processor:
 
     def preprocess(row: dict) -> dict:
         is_choice = bool((row["sampling_params"].get("structured_outputs") or {}).get("choice"))
-        return {"key": row["key"], "is_choice": is_choice,
-                "payload": openai_payload(row, model.source, repetition_penalty=takes_penalty)}  # fmt: skip
+        return {
+            "key": row["key"],
+            "is_choice": is_choice,
+            "payload": openai_payload(row, model.source, repetition_penalty=takes_penalty),
+        }
 
     def postprocess(row: dict) -> dict:
         response = row["http_response"]
         error = openai_error(response)
         usage = (response.get("usage") if isinstance(response, dict) else None) or {}
-        return {"key": row["key"], "text": "" if error else openai_text(response, row["is_choice"]),
-                "tokens_in": int(usage.get("prompt_tokens") or 0),
-                "tokens_out": int(usage.get("completion_tokens") or 0), "error": error}  # fmt: skip
+        return {
+            "key": row["key"],
+            "text": "" if error else openai_text(response, row["is_choice"]),
+            "tokens_in": int(usage.get("prompt_tokens") or 0),
+            "tokens_out": int(usage.get("completion_tokens") or 0),
+            "error": error,
+        }
 
     return build_processor(config, preprocess=preprocess, postprocess=postprocess)

@@ -183,14 +183,20 @@ def near_pairs(texts: list[str], threshold: float) -> tuple[np.ndarray, np.ndarr
     if len(unique) < 2:
         return group, np.empty((0, 2), dtype=np.int64), np.empty(0)
     pairs = unique[candidate_pairs(signatures([texts[i] for i in unique]))]
-    scores = process.cpdist([texts[i] for i in pairs[:, 0]], [texts[j] for j in pairs[:, 1]],
-                            scorer=Indel.normalized_similarity, workers=-1, dtype=np.float64)  # fmt: skip
+    scores = process.cpdist(
+        [texts[i] for i in pairs[:, 0]],
+        [texts[j] for j in pairs[:, 1]],
+        scorer=Indel.normalized_similarity,
+        workers=-1,
+        dtype=np.float64,
+    )
     keep = scores > threshold
     return group, pairs[keep], scores[keep]
 
 
-def first_matches(indexed: dict[str, str], new: dict[str, str],
-                  threshold: float) -> dict[str, tuple[str, float] | None]:  # fmt: skip
+def first_matches(
+    indexed: dict[str, str], new: dict[str, str], threshold: float
+) -> dict[str, tuple[str, float] | None]:
     """The novelty check of a batch: each new text, in key order, against the indexed texts and the new texts
     before it that were novel themselves. Returns, for each new key, its most similar such text's (key,
     ROUGE-L) above `threshold` (ties go to the larger key), or None: novel. The same decisions as checking

@@ -94,8 +94,7 @@ def near_pairs_on_ray(texts: list[str], threshold: float, blocks: int) -> tuple[
     candidates = bands.rename_columns({"id": "band"}).map_batches(
         _bucket, fn_kwargs={"sig": ray.put(sig), "keys": ray.put(keys)}, batch_size=None
     )
-    verified = candidates.map_batches(_verify, fn_kwargs={"texts": texts_ref, "threshold": threshold},
-                                      batch_size=4096)  # fmt: skip
+    verified = candidates.map_batches(_verify, fn_kwargs={"texts": texts_ref, "threshold": threshold}, batch_size=4096)
     found = [batch for batch in verified.iter_batches(batch_size=None, batch_format="numpy") if len(batch["i"])]
     if not found:
         return group, np.empty((0, 2), dtype=np.int64), np.empty(0)

@@ -21,8 +21,8 @@ from atheus_ray.engine import Engine
 from atheus_ray.evaluate.run import evaluate
 from atheus_ray.ray_init import init_ray
 from atheus_ray.screen.run import screen
-from atheus_ray.synth.run import synthesize
 from atheus_ray.storage import Location
+from atheus_ray.synth.run import synthesize
 from atheus_ray.tables import read_rows
 from atheus_ray.train.run import run_name, train
 
@@ -35,8 +35,18 @@ def synth(cfg: SynthConfig, log=print) -> dict:
         manifest = synthesize(cfg, log=log, llm=llm)
         if cfg.screen.enabled:
             responses = manifest["tables"]["responses"]
-            manifest["screen"] = screen(read_rows(responses), cfg.out, cfg.screen, cfg.model, cfg.engine, cfg.ray,
-                                        log=log, source=responses, llm=llm, synthesis=manifest)  # fmt: skip
+            manifest["screen"] = screen(
+                read_rows(responses),
+                cfg.out,
+                cfg.screen,
+                cfg.model,
+                cfg.engine,
+                cfg.ray,
+                log=log,
+                source=responses,
+                llm=llm,
+                synthesis=manifest,
+            )
     return manifest
 
 
@@ -57,9 +67,13 @@ def wire(cfg: PipelineConfig) -> PipelineConfig:
     for condition in cfg.train.conditions:
         if condition.name == cfg.synthetic:
             condition.paths = [str(out / "data" / "sft" / "train.jsonl")]
-    cfg.eval.candidates = [CandidateConfig(name=c.name, group=models.display_name(m),
-                                           model=str(out / "sft" / run_name(c.name, m) / "model"))
-                           for m in cfg.train.models for c in cfg.train.conditions]  # fmt: skip
+    cfg.eval.candidates = [
+        CandidateConfig(
+            name=c.name, group=models.display_name(m), model=str(out / "sft" / run_name(c.name, m) / "model")
+        )
+        for m in cfg.train.models
+        for c in cfg.train.conditions
+    ]
     return cfg
 
 

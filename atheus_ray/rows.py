@@ -19,8 +19,16 @@ import hashlib
 from pathlib import Path
 
 LINEAGE_COLUMNS = (
-    "id", "parent_id", "seed_ids", "origin", "round", "domain", "perspective", "generator_model", "prompt_version",
-)  # fmt: skip
+    "id",
+    "parent_id",
+    "seed_ids",
+    "origin",
+    "round",
+    "domain",
+    "perspective",
+    "generator_model",
+    "prompt_version",
+)
 
 
 def content_id(*parts: str | None) -> str:

@@ -108,15 +108,31 @@ def _to_seed_dicts(record: object, where: str, taxonomy: Taxonomy, default_persp
         base = record.get("id") or record.get("name") or _fallback_id(where)
         category = "classification" if record.get("is_classification") else IMPORT_CATEGORY
         return [
-            _imported(record, f"{base}#{k}" if len(instances) > 1 else base, category, inst.get("input"),
-                      inst.get("output"), taxonomy, default_perspective)  # fmt: skip
+            _imported(
+                record,
+                f"{base}#{k}" if len(instances) > 1 else base,
+                category,
+                inst.get("input"),
+                inst.get("output"),
+                taxonomy,
+                default_perspective,
+            )
             for k, inst in enumerate(instances, 1)
         ]
     if {"category", "domain"} & record.keys():  # native (an Alpaca row may carry a perspective alone)
         return [record]
     # Alpaca
-    return [_imported(record, record.get("id") or _fallback_id(where), IMPORT_CATEGORY, record.get("input"),
-                      record.get("output"), taxonomy, default_perspective)]  # fmt: skip
+    return [
+        _imported(
+            record,
+            record.get("id") or _fallback_id(where),
+            IMPORT_CATEGORY,
+            record.get("input"),
+            record.get("output"),
+            taxonomy,
+            default_perspective,
+        )
+    ]
 
 
 def _imported(record, seed_id, category, input_text, output, taxonomy, default_perspective) -> dict:
@@ -181,8 +197,11 @@ def _validate(data: dict, where: str, taxonomy: Taxonomy, problems: list[str]) -
             problems.append(f"{where}: {field}: {msg}")
         return None
     bad = False
-    for field, allowed in (("perspective", taxonomy.perspectives), ("category", taxonomy.categories),
-                           ("domain", taxonomy.domains)):  # fmt: skip
+    for field, allowed in (
+        ("perspective", taxonomy.perspectives),
+        ("category", taxonomy.categories),
+        ("domain", taxonomy.domains),
+    ):
         value = getattr(seed, field)
         if value not in allowed:
             problems.append(f"{where}: {field}: unknown {field} {value!r} (not in the taxonomy)")
@@ -246,8 +265,13 @@ def stats(seeds: list[Seed], taxonomy: Taxonomy) -> dict:
 
     def dist(values: list[int]) -> dict:
         q = statistics.quantiles(values, n=10) if len(values) > 1 else values * 9
-        return {"min": min(values), "p10": round(q[0]), "median": round(statistics.median(values)),
-                "p90": round(q[-1]), "max": max(values)}  # fmt: skip
+        return {
+            "min": min(values),
+            "p10": round(q[0]),
+            "median": round(statistics.median(values)),
+            "p90": round(q[-1]),
+            "max": max(values),
+        }
 
     per = Counter(s.perspective for s in seeds)
     cat = Counter(s.category for s in seeds)
@@ -262,8 +286,9 @@ def stats(seeds: list[Seed], taxonomy: Taxonomy) -> dict:
         "input_chars": dist([len(s.input) for s in seeds if s.input]) if any(s.input for s in seeds) else None,
         "output_chars": dist([len(s.output) for s in seeds]),
         "gaps": {
-            f"perspectives_under_{MIN_PER_PERSPECTIVE}": {p: per[p] for p in taxonomy.perspectives
-                                                          if per[p] < MIN_PER_PERSPECTIVE},  # fmt: skip
+            f"perspectives_under_{MIN_PER_PERSPECTIVE}": {
+                p: per[p] for p in taxonomy.perspectives if per[p] < MIN_PER_PERSPECTIVE
+            },
             "unused_categories": [c for c in taxonomy.categories if not cat[c]],
             "unused_domains": [d for d in taxonomy.domains if not dom[d]],
         },

@@ -32,8 +32,6 @@ class SourceError(ValueError):
         super().__init__("\n".join(problems))
 
 
-
-
 def expand_paths(patterns: list[str]) -> list[str]:
     """Expand globs and folders into source names. Folders contribute their JSONL, CSV and Parquet files; `hf:` names pass through.
     A pattern that matches nothing is an error naming it."""

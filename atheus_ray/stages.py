@@ -21,8 +21,14 @@ from atheus_ray.tables import REJECTED_COLUMNS, read_rows, write_rows
 class Stages:
     """Runs stages in order, reusing each one already done with the same fingerprint (see module docstring)."""
 
-    def __init__(self, out: Location, fingerprint: str, log: Callable[[str], None], on_first_compute: Callable[[], None],
-                 rejected_columns: tuple[str, ...] = REJECTED_COLUMNS):  # fmt: skip
+    def __init__(
+        self,
+        out: Location,
+        fingerprint: str,
+        log: Callable[[str], None],
+        on_first_compute: Callable[[], None],
+        rejected_columns: tuple[str, ...] = REJECTED_COLUMNS,
+    ):
         self.out, self.fingerprint, self.log, self.rejected_columns = out, fingerprint, log, rejected_columns
         self.resuming, self.on_first_compute, self.computed = True, on_first_compute, False
         self.report: list[dict] = []
@@ -46,9 +52,16 @@ class Stages:
         rows, rejected, tokens_in, tokens_out = compute(rows)
         write_rows([{**r, "stage": name} for r in rejected], self.out / "rejected" / name, self.rejected_columns)
         write_rows(rows, folder / "state")
-        info = {"stage": name, "fingerprint": self.fingerprint, "kept": len(rows), "rejected": len(rejected),
-                "rejected_by_reason": dict(Counter(r["reject_reason"] for r in rejected)),
-                "tokens_in": tokens_in, "tokens_out": tokens_out, "seconds": round(time.time() - start, 1)}  # fmt: skip
+        info = {
+            "stage": name,
+            "fingerprint": self.fingerprint,
+            "kept": len(rows),
+            "rejected": len(rejected),
+            "rejected_by_reason": dict(Counter(r["reject_reason"] for r in rejected)),
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+            "seconds": round(time.time() - start, 1),
+        }
         done.write_text(json.dumps(info, indent=2))
         self.log(f"[{name}] kept {len(rows)} rows, rejected {len(rejected)} {info['rejected_by_reason']}")
         self.report.append({**info, "resumed": False})

@@ -127,8 +127,9 @@ class Location:
         self.delete()
         if not self.scheme:  # copy_files makes no folders on a local disk (an object store needs none)
             os.makedirs(self.path)
-        pyarrow.fs.copy_files(str(folder), self.path, source_filesystem=pyarrow.fs.LocalFileSystem(),
-                              destination_filesystem=self.fs)  # fmt: skip
+        pyarrow.fs.copy_files(
+            str(folder), self.path, source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=self.fs
+        )
         return self
 
 

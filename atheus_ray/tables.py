@@ -57,8 +57,16 @@ CONTRACT_TYPES = {
     "detail": pa.string(),
 }
 PART = "part-0.parquet"
-REJECTED_COLUMNS = (*LINEAGE_COLUMNS, "category", "instruction", "input", "response", "stage", "reject_reason",
-                    "detail")  # fmt: skip
+REJECTED_COLUMNS = (
+    *LINEAGE_COLUMNS,
+    "category",
+    "instruction",
+    "input",
+    "response",
+    "stage",
+    "reject_reason",
+    "detail",
+)
 
 
 def conform(table: pa.Table) -> pa.Table:

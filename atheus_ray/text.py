@@ -15,7 +15,6 @@ import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
-
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -102,26 +101,34 @@ def letters(text: str) -> int:
 # not one: 「申し訳ございません」 opens mails and customer replies that do the work. Neither is a negative that is
 # the content (「妊娠中は服用できません」), nor a decline of one part followed by real help (「〜はお伝えできませんが、
 # 安全に使うためのポイントをご説明します。…」). Calibrated on calibration/refusals.jsonl (tests/test_text.py).
-_ACT = (r"(?:お|ご)?(?:答え|回答|伝え|案内|説明|手伝い|協力|提供|作成|教え|応え|対応|引き受け|お受け|紹介|調べ|特定|"
-        r"共有|開示|手助け|力添え)")  # fmt: skip
+_ACT = (
+    r"(?:お|ご)?(?:答え|回答|伝え|案内|説明|手伝い|協力|提供|作成|教え|応え|対応|引き受け|お受け|紹介|調べ|特定|"
+    r"共有|開示|手助け|力添え)"
+)
 _NEG = r"(?:でき(?:ません|ない|かねます)|出来(?:ません|ない)|(?:いた|致|)しかねます|(?:いた|致|)しません|られません|られない)"
-DECLINE = re.compile("|".join([
-    _ACT + r"(?:する|いたす|させていただく)?(?:こと|の)?(?:は|が|を|には|も)?" + _NEG,
-    _ACT + r"(?:する|いたす)?(?:こと|の)?(?:は|を)?(?:差し)?控え(?:させていただきます|させて頂きます|ます)",
-    r"お断り(?:します|いたします|致します|させていただきます)",
-    r"応じ(?:られません|られない|かねます|ることはできません)",
-    r"(?:は|を)(?:作成|作れ|書け|入れられ|教えられ|伝えられ|手を貸せ|引き受けられ)(?:ません|ない)",
-    r"私には(?:でき|出来)(?:ません|ない)",
-    r"それは(?:できない|できません|無理)",
-    r"\b(?:I'm|I am) (?:sorry|afraid)\b|\bI apologi[sz]e, but\b|\bSorry, I\b|\bAs an AI\b",
-    r"\bI'm (?:unable|not able) to\b",
-    r"\bI (?:can(?:no|')t|cannot|won't|will not|am unable to|am not able to) "
-    r"(?:help|assist|provide|do|create|write|share|give|support|comply|fulfil)",
-]))  # fmt: skip
+DECLINE = re.compile(
+    "|".join(
+        [
+            _ACT + r"(?:する|いたす|させていただく)?(?:こと|の)?(?:は|が|を|には|も)?" + _NEG,
+            _ACT + r"(?:する|いたす)?(?:こと|の)?(?:は|を)?(?:差し)?控え(?:させていただきます|させて頂きます|ます)",
+            r"お断り(?:します|いたします|致します|させていただきます)",
+            r"応じ(?:られません|られない|かねます|ることはできません)",
+            r"(?:は|を)(?:作成|作れ|書け|入れられ|教えられ|伝えられ|手を貸せ|引き受けられ)(?:ません|ない)",
+            r"私には(?:でき|出来)(?:ません|ない)",
+            r"それは(?:できない|できません|無理)",
+            r"\b(?:I'm|I am) (?:sorry|afraid)\b|\bI apologi[sz]e, but\b|\bSorry, I\b|\bAs an AI\b",
+            r"\bI'm (?:unable|not able) to\b",
+            r"\bI (?:can(?:no|')t|cannot|won't|will not|am unable to|am not able to) "
+            r"(?:help|assist|provide|do|create|write|share|give|support|comply|fulfil)",
+        ]
+    )
+)
 REFUSAL_WINDOW = 150  # a refusal declines in its first sentences (after a word of sympathy at most)
 # what turns a decline into partial help: 「〜できませんが、」 or an offer of something else, then real content
 _BUT = re.compile(r"\s*(?:が|けれど|けど)[、,]")
-_OFFER = re.compile(r"代わりに|かわりに|一方|(?:ご)?紹介します|まとめます|(?:ご)?説明します|お伝えします|ご案内します|説明できます|お答えできます")
+_OFFER = re.compile(
+    r"代わりに|かわりに|一方|(?:ご)?紹介します|まとめます|(?:ご)?説明します|お伝えします|ご案内します|説明できます|お答えできます"
+)
 HELP_AFTER = 150  # characters after the decline that make it partial help rather than a refusal with a pointer
 
 

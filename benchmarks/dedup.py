@@ -34,10 +34,12 @@ import subprocess
 import sys
 import time
 
-KANJI = ("日本語学校会社社会文化経済政治技術情報環境健康医療教育地域生活家庭料理旅行歴史科学研究開発計画管理"
-         "製品販売市場価格安全災害防止交通電車道路建物住宅土地農業漁業工場産業資源電力水道通信放送新聞雑誌"
-         "音楽美術映画写真運動選手試合大会季節天気気温自然植物動物森林海洋山川公園図書館病院薬局保険年金税金"
-         "法律契約手続申請書類予算費用収入支出貯金投資株式銀行資料会議報告説明相談問題解決方法手順注意準備")
+KANJI = (
+    "日本語学校会社社会文化経済政治技術情報環境健康医療教育地域生活家庭料理旅行歴史科学研究開発計画管理"
+    "製品販売市場価格安全災害防止交通電車道路建物住宅土地農業漁業工場産業資源電力水道通信放送新聞雑誌"
+    "音楽美術映画写真運動選手試合大会季節天気気温自然植物動物森林海洋山川公園図書館病院薬局保険年金税金"
+    "法律契約手続申請書類予算費用収入支出貯金投資株式銀行資料会議報告説明相談問題解決方法手順注意準備"
+)
 KATAKANA = "アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモヤユヨラリルレロワンガギグゲゴザジズゼゾダデドバビブベボパピプペポー"
 OPENERS = ["", "", "", "", "すみません、", "質問です。", "相談です。"]
 TASKS = [
@@ -66,7 +68,15 @@ def vocabulary(size: int, rng: random.Random) -> list[str]:
 
 
 PARTICLES = ["の", "と", "や", "による", "における", "に向けた"]
-ENDINGS = ["である。", "が増えている。", "が課題だ。", "を進めている。", "が話題になった。", "に関心が集まる。", "は見直された。"]
+ENDINGS = [
+    "である。",
+    "が増えている。",
+    "が課題だ。",
+    "を進めている。",
+    "が話題になった。",
+    "に関心が集まる。",
+    "は見直された。",
+]
 
 
 def phrase(rng: random.Random, words: list[str], k: int) -> str:
@@ -83,9 +93,14 @@ def sentence(rng: random.Random, words: list[str]) -> str:
 
 def fresh(rng: random.Random, words: list[str]) -> tuple[str, str | None, list[str]]:
     """A new request, its input (or None) and its three noun phrases."""
-    slots = dict(a=phrase(rng, words, rng.randint(2, 4)), b=phrase(rng, words, rng.randint(2, 3)),
-                 c=phrase(rng, words, rng.randint(2, 3)), n=rng.choice(NUMBERS), form=rng.choice(FORMS),
-                 verb=rng.choice(VERBS))  # fmt: skip
+    slots = dict(
+        a=phrase(rng, words, rng.randint(2, 4)),
+        b=phrase(rng, words, rng.randint(2, 3)),
+        c=phrase(rng, words, rng.randint(2, 3)),
+        n=rng.choice(NUMBERS),
+        form=rng.choice(FORMS),
+        verb=rng.choice(VERBS),
+    )
     text = rng.choice(OPENERS) + rng.choice(TASKS).format(**slots)
     inp = None
     if rng.random() < 0.3:
@@ -112,7 +127,7 @@ def edit(text: str, rng: random.Random, words: list[str], fillers: list[str]) ->
                 return text.replace(f, rng.choice(FORMS), 1)
         return text.replace("ください", "くれますか", 1)
     i = rng.randrange(len(text))
-    return text[:i] + text[i + 1:]
+    return text[:i] + text[i + 1 :]
 
 
 def make_rows(n: int, rng: random.Random) -> list[dict]:
@@ -176,8 +191,14 @@ def one_size(n: int, sample_size: int, on_ray: bool) -> dict:
 
     sample = sorted(random.Random(1).sample(range(n), sample_size))
     t0 = time.perf_counter()
-    scores = process.cdist([texts[i] for i in sample], texts, scorer=Indel.normalized_similarity, score_cutoff=0.7,
-                           workers=-1, dtype="float32")  # fmt: skip
+    scores = process.cdist(
+        [texts[i] for i in sample],
+        texts,
+        scorer=Indel.normalized_similarity,
+        score_cutoff=0.7,
+        workers=-1,
+        dtype="float32",
+    )
     truth_s = time.perf_counter() - t0
     x, y = np.nonzero(scores > 0.7)
     truth = {(min(sample[a], b), max(sample[a], b)) for a, b in zip(x.tolist(), y.tolist()) if sample[a] != b}
@@ -191,21 +212,45 @@ def one_size(n: int, sample_size: int, on_ray: bool) -> dict:
     for i, g in enumerate(group.tolist()):
         members.setdefault(g, []).append(i)
     in_sample = set(sample)
-    claimed = {(min(a, b), max(a, b)) for gi, gj in found for a in members[gi] for b in members[gj]
-               if a in in_sample or b in in_sample}  # fmt: skip
-    claimed |= {(min(a, b), max(a, b)) for g in members.values() if len(g) > 1 for a in g for b in g
-                if a != b and (a in in_sample or b in in_sample)}  # fmt: skip
+    claimed = {
+        (min(a, b), max(a, b))
+        for gi, gj in found
+        for a in members[gi]
+        for b in members[gj]
+        if a in in_sample or b in in_sample
+    }
+    claimed |= {
+        (min(a, b), max(a, b))
+        for g in members.values()
+        if len(g) > 1
+        for a in g
+        for b in g
+        if a != b and (a in in_sample or b in in_sample)
+    }
     return {
-        "rows": n, "make_rows_s": round(make_s, 1), "wall_s": round(dedup_s, 2), "removed": removed,
+        "rows": n,
+        "make_rows_s": round(make_s, 1),
+        "wall_s": round(dedup_s, 2),
+        "removed": removed,
         "peak_rss_mb": round(rss_mb),
-        "pairs_s": round(pairs_s, 2), "pairs": len(pairs),
-        "on_ray": on_ray and {"blocks": 2 * os.cpu_count(), "pairs_s": round(ray_s, 2), "same_pairs": ray_same,
-                              "overhead_x": round(ray_s / pairs_s, 2)},
-        "truth": {"sampled_rows": sample_size, "true_pairs": len(truth),
-                  "true_neighbours_per_row": round(len(truth) / sample_size, 3), "cdist_s": round(truth_s, 1)},
+        "pairs_s": round(pairs_s, 2),
+        "pairs": len(pairs),
+        "on_ray": on_ray
+        and {
+            "blocks": 2 * os.cpu_count(),
+            "pairs_s": round(ray_s, 2),
+            "same_pairs": ray_same,
+            "overhead_x": round(ray_s / pairs_s, 2),
+        },
+        "truth": {
+            "sampled_rows": sample_size,
+            "true_pairs": len(truth),
+            "true_neighbours_per_row": round(len(truth) / sample_size, 3),
+            "cdist_s": round(truth_s, 1),
+        },
         "recall": round(hits / len(truth), 4) if truth else None,
         "precision": round(len(claimed & truth) / len(claimed), 4) if claimed else None,
-    }  # fmt: skip
+    }
 
 
 def novelty(n_kept: int, n_new: int) -> dict:
@@ -219,8 +264,12 @@ def novelty(n_kept: int, n_new: int) -> dict:
     first_matches({k: texts[k] for k in keys[:1000]}, {k: texts[k] for k in keys[1000:1100]}, 0.7)  # compiles
     t0 = time.perf_counter()
     found = first_matches({k: texts[k] for k in keys[:n_kept]}, {k: texts[k] for k in keys[n_kept:]}, 0.7)
-    return {"kept": n_kept, "new": n_new, "wall_s": round(time.perf_counter() - t0, 2),
-            "not_novel": sum(m is not None for m in found.values())}  # fmt: skip
+    return {
+        "kept": n_kept,
+        "new": n_new,
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "not_novel": sum(m is not None for m in found.values()),
+    }
 
 
 def naive(n: int, n_pairs: int) -> dict:
@@ -240,9 +289,13 @@ def naive(n: int, n_pairs: int) -> dict:
     t0 = time.perf_counter()
     process.cdist(texts, texts, scorer=Indel.normalized_similarity, score_cutoff=0.7, workers=-1, dtype="float32")
     all_pairs = n * (n - 1) // 2
-    return {"rows": n, "pairs": all_pairs, "python_rouge_l_us_per_pair": round(per_pair * 1e6, 1),
-            "python_rouge_l_extrapolated_h": round(per_pair * all_pairs / 3600, 2),
-            "rapidfuzz_cdist_measured_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
+    return {
+        "rows": n,
+        "pairs": all_pairs,
+        "python_rouge_l_us_per_pair": round(per_pair * 1e6, 1),
+        "python_rouge_l_extrapolated_h": round(per_pair * all_pairs / 3600, 2),
+        "rapidfuzz_cdist_measured_s": round(time.perf_counter() - t0, 1),
+    }
 
 
 def _python_rouge_l(a: str, b: str) -> float:
@@ -277,9 +330,18 @@ def main() -> None:
         out = subprocess.run(one, capture_output=True, text=True, check=True).stdout
         sizes.append(json.loads(out.splitlines()[-1]))
         print(json.dumps(sizes[-1]), file=sys.stderr)
-    print(json.dumps({"benchmark": "dedup", "machine": {"cpus": os.cpu_count()}, "threshold": 0.7, "sizes": sizes,
-                      "novelty": novelty(*args.novelty),
-                      "naive_all_pairs": naive(args.naive_rows, args.naive_pairs)}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "dedup",
+                "machine": {"cpus": os.cpu_count()},
+                "threshold": 0.7,
+                "sizes": sizes,
+                "novelty": novelty(*args.novelty),
+                "naive_all_pairs": naive(args.naive_rows, args.naive_pairs),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,13 @@ def main() -> None:
     batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     t0 = time.perf_counter()
     with torch.no_grad():
-        out = hf.generate(**batch, max_new_tokens=args.max_tokens, min_new_tokens=args.max_tokens, do_sample=False,
-                          pad_token_id=tok.pad_token_id)  # fmt: skip
+        out = hf.generate(
+            **batch,
+            max_new_tokens=args.max_tokens,
+            min_new_tokens=args.max_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+        )
     gen = time.perf_counter() - t0
     tokens = out.shape[0] * (out.shape[1] - batch.input_ids.shape[1])  # min_new_tokens: every row is full length
     results["hf_generate"] = _figures(start, gen, tokens)
@@ -69,8 +74,13 @@ def main() -> None:
     from vllm import LLM, SamplingParams
 
     t0 = time.perf_counter()
-    llm = LLM(model=path, dtype=model_cfg.dtype, max_model_len=model_cfg.max_model_len,
-              gpu_memory_utilization=engine_cfg.gpu_memory_utilization, enforce_eager=engine_cfg.enforce_eager)  # fmt: skip
+    llm = LLM(
+        model=path,
+        dtype=model_cfg.dtype,
+        max_model_len=model_cfg.max_model_len,
+        gpu_memory_utilization=engine_cfg.gpu_memory_utilization,
+        enforce_eager=engine_cfg.enforce_eager,
+    )
     start = time.perf_counter() - t0
     params = SamplingParams(max_tokens=args.max_tokens, temperature=0.0, ignore_eos=True)
     t0 = time.perf_counter()
@@ -100,11 +110,14 @@ def main() -> None:
                 timed.append((time.perf_counter() - t1, sum(o["tokens_out"] for o in outs)))
             stats = llm.stats()
         wall = time.perf_counter() - t0
-        results[f"two_passes_{kind}"] = {"wall_s": round(wall, 2), "engine_starts": stats["starts"],
-                                         "startup_s": round(began, 2) if kind == "serve" else None,
-                                         "pass_s": [round(t, 2) for t, _ in timed],
-                                         "output_tokens": [n for _, n in timed],
-                                         "tokens_per_s": [round(n / t, 1) for t, n in timed]}  # fmt: skip
+        results[f"two_passes_{kind}"] = {
+            "wall_s": round(wall, 2),
+            "engine_starts": stats["starts"],
+            "startup_s": round(began, 2) if kind == "serve" else None,
+            "pass_s": [round(t, 2) for t, _ in timed],
+            "output_tokens": [n for _, n in timed],
+            "tokens_per_s": [round(n / t, 1) for t, n in timed],
+        }
 
     vllm, serve = results["vllm_llm_chat"], results["two_passes_serve"]
     report = {
@@ -126,8 +139,12 @@ def main() -> None:
 
 
 def _figures(startup: float, generate: float, tokens: int) -> dict:
-    return {"startup_s": round(startup, 2), "generate_s": round(generate, 2), "output_tokens": tokens,
-            "tokens_per_s": round(tokens / generate, 1)}  # fmt: skip
+    return {
+        "startup_s": round(startup, 2),
+        "generate_s": round(generate, 2),
+        "output_tokens": tokens,
+        "tokens_per_s": round(tokens / generate, 1),
+    }
 
 
 if __name__ == "__main__":

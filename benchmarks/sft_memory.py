@@ -36,14 +36,21 @@ SHAPES = {  # llm-jp-3 config.json shapes (Llama, untied embeddings)
     "980m": dict(hidden_size=1536, intermediate_size=5376, num_hidden_layers=20, num_attention_heads=8, head_dim=192),
     "1.8b": dict(hidden_size=2048, intermediate_size=7168, num_hidden_layers=24, num_attention_heads=16, head_dim=128),
     "3.7b": dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24, head_dim=128),
-}  # fmt: skip
+}
 VOCAB = 99584
 
 
 def build(name: str) -> LlamaForCausalLM:
     shape = SHAPES[name]
-    config = LlamaConfig(vocab_size=VOCAB, num_key_value_heads=shape["num_attention_heads"], tie_word_embeddings=False,
-                         max_position_embeddings=4096, attn_implementation="sdpa", use_cache=False, **shape)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        num_key_value_heads=shape["num_attention_heads"],
+        tie_word_embeddings=False,
+        max_position_embeddings=4096,
+        attn_implementation="sdpa",
+        use_cache=False,
+        **shape,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -76,8 +83,12 @@ def measure(name: str, micro_batch: int, length: int, checkpointing: bool, steps
             else:
                 times.append(time.time() - began)
         peak = torch.cuda.max_memory_allocated()
-        result.update(oom=False, peak_gb=round(peak / 1e9, 2), activation_peak_gb=round((peak - held) / 1e9, 2),
-                      tokens_per_s=round(micro_batch * length * len(times) / sum(times), 1))  # fmt: skip
+        result.update(
+            oom=False,
+            peak_gb=round(peak / 1e9, 2),
+            activation_peak_gb=round((peak - held) / 1e9, 2),
+            tokens_per_s=round(micro_batch * length * len(times) / sum(times), 1),
+        )
     except torch.cuda.OutOfMemoryError:
         result.update(oom=True)
     finally:
@@ -85,8 +96,11 @@ def measure(name: str, micro_batch: int, length: int, checkpointing: bool, steps
         gc.collect()
         torch.cuda.empty_cache()
     plan = estimate(shape, micro_batch, length, 1, checkpointing)
-    result.update(plan_total_gb=plan.total_gb, plan_activations_and_logits_gb=round(plan.activations_gb + plan.logits_gb, 2),
-                  gpu=torch.cuda.get_device_name(0))  # fmt: skip
+    result.update(
+        plan_total_gb=plan.total_gb,
+        plan_activations_and_logits_gb=round(plan.activations_gb + plan.logits_gb, 2),
+        gpu=torch.cuda.get_device_name(0),
+    )
     return result
 
 

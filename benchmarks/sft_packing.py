@@ -69,11 +69,14 @@ def main() -> None:
     order = examples[:]
     random.Random(1).shuffle(order)
     layouts = {
-        "packed": [collate(packed_batches[i : i + args.batch_size], pad, packed=True)
-                   for i in range(0, len(packed_batches), args.batch_size)],
-        "padded": [collate(order[i : i + args.batch_size], pad, packed=False)
-                   for i in range(0, len(order), args.batch_size)],
-    }  # fmt: skip
+        "packed": [
+            collate(packed_batches[i : i + args.batch_size], pad, packed=True)
+            for i in range(0, len(packed_batches), args.batch_size)
+        ],
+        "padded": [
+            collate(order[i : i + args.batch_size], pad, packed=False) for i in range(0, len(order), args.batch_size)
+        ],
+    }
     results = {}
     for name, batches in layouts.items():
         m = model().train()
@@ -86,23 +89,38 @@ def main() -> None:
             optimizer.zero_grad()
         seconds = time.perf_counter() - start
         slots = sum(b["input_ids"].numel() for b in batches)
-        results[name] = {"steps": len(batches), "sequences": sum(b["input_ids"].shape[0] for b in batches),
-                         "token_slots": slots, "padding_share": round(1 - real_tokens / slots, 3),
-                         "wall_s": round(seconds, 1), "real_tokens_per_s": round(real_tokens / seconds, 1)}  # fmt: skip
+        results[name] = {
+            "steps": len(batches),
+            "sequences": sum(b["input_ids"].shape[0] for b in batches),
+            "token_slots": slots,
+            "padding_share": round(1 - real_tokens / slots, 3),
+            "wall_s": round(seconds, 1),
+            "real_tokens_per_s": round(real_tokens / seconds, 1),
+        }
         del m, optimizer
 
-    print(json.dumps({
-        "benchmark": "sft_packing",
-        "machine": {"cpus": os.cpu_count(), "device": "cpu", "torch_threads": torch.get_num_threads()},
-        "model": models.display_name(args.model), "examples": len(examples), "real_tokens": real_tokens,
-        "example_tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1]},
-        "max_length": args.max_length, "batch_size": args.batch_size,
-        **results,
-        "speedup": round(results["packed"]["real_tokens_per_s"] / results["padded"]["real_tokens_per_s"], 2),
-        "fixed_batch_loss": {"packed": round(packed_loss, 6), "padded": round(padded_loss, 6),
-                             "one_by_one": round(single, 6), "max_abs_diff": round(max(abs(packed_loss - padded_loss),
-                                                                                    abs(packed_loss - single)), 8)},
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "sft_packing",
+                "machine": {"cpus": os.cpu_count(), "device": "cpu", "torch_threads": torch.get_num_threads()},
+                "model": models.display_name(args.model),
+                "examples": len(examples),
+                "real_tokens": real_tokens,
+                "example_tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1]},
+                "max_length": args.max_length,
+                "batch_size": args.batch_size,
+                **results,
+                "speedup": round(results["packed"]["real_tokens_per_s"] / results["padded"]["real_tokens_per_s"], 2),
+                "fixed_batch_loss": {
+                    "packed": round(packed_loss, 6),
+                    "padded": round(padded_loss, 6),
+                    "one_by_one": round(single, 6),
+                    "max_abs_diff": round(max(abs(packed_loss - padded_loss), abs(packed_loss - single)), 8),
+                },
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -61,10 +61,18 @@ def tiny_model(embedded_model, tmp_path_factory) -> str:
     tokenizer = AutoTokenizer.from_pretrained(embedded_model)
     torch.manual_seed(0)
     # head_dim 64: vLLM's CPU attention supports no smaller head (16 fails: "Unsupported CPU attention configuration")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         tie_word_embeddings=True)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
@@ -84,8 +92,15 @@ def free_port():
 
 def _agent_ports() -> list[str]:
     """Ports of a node's own agents: the session's local cluster holds Ray's defaults."""
-    return [f"--{name}={_free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-            "runtime-env-agent-port", "metrics-export-port")]  # fmt: skip
+    return [
+        f"--{name}={_free_port()}"
+        for name in (
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+            "runtime-env-agent-port",
+            "metrics-export-port",
+        )
+    ]
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -114,18 +129,38 @@ def _ray_cluster(tmp_path: Path, head_cpus: int, workers: list[dict], extra_env:
     try:
         with open(log, "wb") as out:
             # --block keeps each node in its own process group, so one signal stops it (and only it)
-            processes.append(subprocess.Popen(
-                [bin_dir / "ray", "start", "--head", "--block", f"--port={port}", f"--dashboard-port={dashboard}",
-                 f"--num-cpus={head_cpus}", "--object-store-memory=1000000000", "--include-dashboard=true",
-                 "--disable-usage-stats", f"--temp-dir={temp}", f"--ray-client-server-port={_free_port()}",
-                 *_agent_ports()],
-                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            ))  # fmt: skip
+            processes.append(
+                subprocess.Popen(
+                    [
+                        bin_dir / "ray",
+                        "start",
+                        "--head",
+                        "--block",
+                        f"--port={port}",
+                        f"--dashboard-port={dashboard}",
+                        f"--num-cpus={head_cpus}",
+                        "--object-store-memory=1000000000",
+                        "--include-dashboard=true",
+                        "--disable-usage-stats",
+                        f"--temp-dir={temp}",
+                        f"--ray-client-server-port={_free_port()}",
+                        *_agent_ports(),
+                    ],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
         url = f"http://127.0.0.1:{dashboard}"
         for _ in range(120):  # the job server answers once the dashboard is up
             assert processes[0].poll() is None, log.read_text(errors="replace")[-3000:]
-            if subprocess.run([bin_dir / "ray", "job", "list", f"--address={url}"], env=env,
-                              capture_output=True).returncode == 0:  # fmt: skip
+            if (
+                subprocess.run(
+                    [bin_dir / "ray", "job", "list", f"--address={url}"], env=env, capture_output=True
+                ).returncode
+                == 0
+            ):
                 break
             time.sleep(1)
         else:
@@ -135,28 +170,54 @@ def _ray_cluster(tmp_path: Path, head_cpus: int, workers: list[dict], extra_env:
             temps.append(tempfile.mkdtemp(prefix=f"r{worker['name'][0]}", dir="/tmp"))
             logs[worker["name"]] = tmp_path / f"{worker['name']}.log"
             with open(logs[worker["name"]], "wb") as out:
-                processes.append(subprocess.Popen(
-                    [bin_dir / "ray", "start", "--block", f"--address=127.0.0.1:{port}", f"--num-cpus={worker['cpus']}",
-                     f"--resources={json.dumps(worker['resources'])}", "--object-store-memory=500000000",
-                     "--disable-usage-stats", f"--temp-dir={temps[-1]}", *_agent_ports()],
-                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                ))  # fmt: skip
+                processes.append(
+                    subprocess.Popen(
+                        [
+                            bin_dir / "ray",
+                            "start",
+                            "--block",
+                            f"--address=127.0.0.1:{port}",
+                            f"--num-cpus={worker['cpus']}",
+                            f"--resources={json.dumps(worker['resources'])}",
+                            "--object-store-memory=500000000",
+                            "--disable-usage-stats",
+                            f"--temp-dir={temps[-1]}",
+                            *_agent_ports(),
+                        ],
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
         want = 1 + len(workers)
         for _ in range(120):
-            done = subprocess.run([bin_dir / "ray", "list", "nodes", f"--address={url}", "--format=json"], env=env,
-                                  capture_output=True, text=True)  # fmt: skip
+            done = subprocess.run(
+                [bin_dir / "ray", "list", "nodes", f"--address={url}", "--format=json"],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             try:  # before the head has registered, it prints "No resource in the cluster" instead of JSON
                 alive = sum(n["state"] == "ALIVE" for n in json.loads(done.stdout)) if done.returncode == 0 else 0
             except ValueError:
                 alive = 0
             if alive == want:
                 break
-            assert all(p.poll() is None for p in processes), {n: p.read_text(errors="replace")[-2000:] for n, p in logs.items()}
+            assert all(p.poll() is None for p in processes), {
+                n: p.read_text(errors="replace")[-2000:] for n, p in logs.items()
+            }
             time.sleep(1)
         else:
             pytest.fail(f"{want} nodes did not come up in 120 s")
-        yield {"address": f"127.0.0.1:{port}", "dashboard": url, "env": env, "log": log, "nodes": logs,
-               "temp_dirs": temps}  # fmt: skip
+        yield {
+            "address": f"127.0.0.1:{port}",
+            "dashboard": url,
+            "env": env,
+            "log": log,
+            "nodes": logs,
+            "temp_dirs": temps,
+        }
     finally:
         for process in reversed(processes):
             _stop(process)
@@ -185,8 +246,10 @@ def ray_two_nodes(tmp_path):
 
 # The local stand-in for cluster/raycluster.yaml: a head that runs no work, and two worker nodes that advertise
 # the custom resources of its worker groups (`gen` for vLLM, Serve replicas; `train` for Ray Train workers).
-WORKER_NODES = [{"name": "gen", "cpus": 6, "resources": {"gen": 4}},
-                {"name": "train", "cpus": 2, "resources": {"train": 1}}]  # fmt: skip
+WORKER_NODES = [
+    {"name": "gen", "cpus": 6, "resources": {"gen": 4}},
+    {"name": "train", "cpus": 2, "resources": {"train": 1}},
+]
 
 
 @pytest.fixture
@@ -194,10 +257,19 @@ def s3_server(free_port):
     """A real S3-compatible server (moto's server mode) on 127.0.0.1 with a bucket `atheus-test`; yields the
     standard AWS environment variables that point pyarrow, Ray Train and boto3 at it."""
     port = free_port()
-    server = subprocess.Popen([Path(sys.executable).parent / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
+    server = subprocess.Popen(
+        [Path(sys.executable).parent / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
     try:
         for _ in range(60):
             try:
@@ -207,8 +279,13 @@ def s3_server(free_port):
                 time.sleep(0.5)
         import boto3
 
-        client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="testing",
-                              aws_secret_access_key="testing", region_name="us-east-1")  # fmt: skip
+        client = boto3.client(
+            "s3",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
         client.create_bucket(Bucket="atheus-test")
         yield {"env": env, "client": client, "bucket": "atheus-test"}
     finally:
@@ -235,8 +312,14 @@ def _near_copies(n: int, seed: int = 0) -> list[str]:
             text = rng.choice(texts)
             for _ in range(rng.randint(1, 3)):
                 i = rng.randrange(len(text))
-                text = rng.choice([text[:i] + text[i + 1 :], text[:i] + chr(0x4E00 + rng.randrange(5000)) + text[i:],
-                                   text.replace("ください", "下さい"), "あの、" + text])  # fmt: skip
+                text = rng.choice(
+                    [
+                        text[:i] + text[i + 1 :],
+                        text[:i] + chr(0x4E00 + rng.randrange(5000)) + text[i:],
+                        text.replace("ください", "下さい"),
+                        "あの、" + text,
+                    ]
+                )
         else:
             a, b, c, d, e, f = rng.sample(words, 6)
             text = f"{a}{b}の{c}{d}を{e}{f}に説明してください"
@@ -261,8 +344,10 @@ def _calibrate(name: str, judge, label: str) -> tuple[int, float, float]:
     fn = sum(not said[r["id"]] and r[label] for r in rows)
     wrong = Counter(r["kind"] for r in rows if said[r["id"]] != r[label])
     precision, recall = tp / (tp + fp), tp / (tp + fn)
-    print(f"{name} on {len(rows)} labeled rows: precision {precision:.3f}, recall {recall:.3f}, "
-          f"wrong by kind {dict(wrong)}")  # fmt: skip
+    print(
+        f"{name} on {len(rows)} labeled rows: precision {precision:.3f}, recall {recall:.3f}, "
+        f"wrong by kind {dict(wrong)}"
+    )
     return len(rows), precision, recall
 
 

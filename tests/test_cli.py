@@ -5,8 +5,9 @@ from pathlib import Path
 
 
 def atheus(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "atheus_ray.cli", *args], capture_output=True, text=True,
-                          timeout=300, **kw)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "atheus_ray.cli", *args], capture_output=True, text=True, timeout=300, **kw
+    )
 
 
 def test_help_lists_the_commands():
@@ -45,17 +46,33 @@ def test_unknown_override_exits_2_naming_the_key():
     done = atheus("synth", "--config", "jobs/configs/synth.yaml", "--set", "engine.bogus=1")
     assert done.returncode == 2
     assert "engine.bogus: unknown key" in done.stderr
-    done = atheus("pipeline", "--config", "jobs/configs/pipeline.yaml", "--set", "train.bogus=1")  # inside an included file
+    done = atheus(
+        "pipeline", "--config", "jobs/configs/pipeline.yaml", "--set", "train.bogus=1"
+    )  # inside an included file
     assert done.returncode == 2
     assert "train.bogus: unknown key" in done.stderr
 
 
 def test_bad_seed_file_exits_2_naming_file_line_and_field(tmp_path):
     bad = tmp_path / "bad.jsonl"
-    row = {"id": "a", "perspective": "fluency", "category": "qa", "domain": "nowhere", "instruction": "x", "output": "y"}
+    row = {
+        "id": "a",
+        "perspective": "fluency",
+        "category": "qa",
+        "domain": "nowhere",
+        "instruction": "x",
+        "output": "y",
+    }
     bad.write_text(json.dumps(row) + "\n", encoding="utf-8")
-    done = atheus("pipeline", "--config", "jobs/configs/pipeline.yaml", "--set", f"synth.seeds.paths=[{bad}]",
-                  "--out", str(tmp_path / "out"))  # fmt: skip
+    done = atheus(
+        "pipeline",
+        "--config",
+        "jobs/configs/pipeline.yaml",
+        "--set",
+        f"synth.seeds.paths=[{bad}]",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert done.returncode == 2
     assert f"{bad}:1: domain: unknown domain 'nowhere'" in done.stderr
     assert not (tmp_path / "out").exists()  # nothing was written
@@ -63,7 +80,9 @@ def test_bad_seed_file_exits_2_naming_file_line_and_field(tmp_path):
 
 def test_screen_bad_input_exits_2_naming_file_line_and_field(tmp_path):
     bad = tmp_path / "pairs.jsonl"
-    bad.write_text('{"instruction": "挨拶して", "output": "こんにちは"}\n{"instruction": "挨拶して"}\n', encoding="utf-8")
+    bad.write_text(
+        '{"instruction": "挨拶して", "output": "こんにちは"}\n{"instruction": "挨拶して"}\n', encoding="utf-8"
+    )
     done = atheus("screen", "--in", str(bad), "--out", str(tmp_path / "out"))
     assert done.returncode == 2
     assert f"{bad}:2: output: missing" in done.stderr
@@ -76,7 +95,14 @@ def test_screen_without_input_exits_2():
 
 
 def test_eval_config_without_both_conditions_exits_2(tmp_path):
-    done = atheus("eval", "--config", "jobs/configs/eval.yaml", "--out", str(tmp_path),
-                  "--set", "candidates=[{name: open, group: g, model: m1}, {name: other, group: g, model: m2}]")  # fmt: skip
+    done = atheus(
+        "eval",
+        "--config",
+        "jobs/configs/eval.yaml",
+        "--out",
+        str(tmp_path),
+        "--set",
+        "candidates=[{name: open, group: g, model: m1}, {name: other, group: g, model: m2}]",
+    )
     assert done.returncode == 2
     assert "candidates: group 'g' needs candidates named 'atheus' and 'open'" in done.stderr

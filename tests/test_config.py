@@ -64,8 +64,14 @@ def test_overrides_are_typed_and_nested(tmp_path):
     cfg = load_config(
         SynthConfig,
         path,
-        ["engine.batch_size=16", "seeds.paths=[a.jsonl, b.jsonl]", "respond.sampling.temperature=0",
-         "ray.address=auto", "self_instruct.sampling.max_tokens=99", "evol.operations=[deepen]"],
+        [
+            "engine.batch_size=16",
+            "seeds.paths=[a.jsonl, b.jsonl]",
+            "respond.sampling.temperature=0",
+            "ray.address=auto",
+            "self_instruct.sampling.max_tokens=99",
+            "evol.operations=[deepen]",
+        ],
     )
     assert cfg.engine.batch_size == 16
     assert cfg.seeds.paths == ["a.jsonl", "b.jsonl"]
@@ -100,14 +106,20 @@ def test_cluster_synth_config_loads():
 
 
 CONFIGS = [
-    ("jobs/configs/synth.yaml", "SynthConfig"), ("jobs/configs/cluster/synth.yaml", "SynthConfig"),
+    ("jobs/configs/synth.yaml", "SynthConfig"),
+    ("jobs/configs/cluster/synth.yaml", "SynthConfig"),
     ("jobs/configs/screen.yaml", "ScreenJobConfig"),
-    ("jobs/configs/sft.yaml", "TrainConfig"), ("jobs/configs/cluster/sft.yaml", "TrainConfig"),
+    ("jobs/configs/sft.yaml", "TrainConfig"),
+    ("jobs/configs/cluster/sft.yaml", "TrainConfig"),
     ("jobs/configs/eval.yaml", "EvalConfig"),
-    ("jobs/configs/serve.yaml", "ServeAppConfig"), ("jobs/configs/pipeline.yaml", "PipelineConfig"),
-    ("jobs/configs/cluster/screen.yaml", "ScreenJobConfig"), ("jobs/configs/cluster/eval.yaml", "EvalConfig"),
-    ("jobs/configs/cluster/serve.yaml", "ServeAppConfig"), ("jobs/configs/cluster/pipeline.yaml", "PipelineConfig"),
-]  # fmt: skip
+    ("jobs/configs/serve.yaml", "ServeAppConfig"),
+    ("jobs/configs/pipeline.yaml", "PipelineConfig"),
+    ("jobs/configs/cluster/screen.yaml", "ScreenJobConfig"),
+    ("jobs/configs/cluster/eval.yaml", "EvalConfig"),
+    ("jobs/configs/cluster/serve.yaml", "ServeAppConfig"),
+    ("jobs/configs/cluster/pipeline.yaml", "PipelineConfig"),
+]
+
 
 def test_every_config_file_is_checked():
     shipped = {str(p) for p in Path("jobs/configs").rglob("*.yaml")}

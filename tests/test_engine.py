@@ -10,8 +10,12 @@ from atheus_ray.config import EngineConfig, ModelConfig, SamplingConfig, SynthCo
 from atheus_ray.engine import error_reason, generate, openai_error, openai_payload, openai_text, sampling_params
 
 SECRET = "sk-test-not-a-real-key-1234"
-TASKS = ["梅雨の時期に洗濯物を早く乾かす工夫を五つ挙げてください。", "消費税の軽減税率の仕組みを中学生向けに説明して。",
-         "新入社員向けに、電話応対の基本を箇条書きでまとめてください。", "俳句の季語「木枯らし」を使った例句を一つ作り、意味を添えて。"]
+TASKS = [
+    "梅雨の時期に洗濯物を早く乾かす工夫を五つ挙げてください。",
+    "消費税の軽減税率の仕組みを中学生向けに説明して。",
+    "新入社員向けに、電話応対の基本を箇条書きでまとめてください。",
+    "俳句の季語「木枯らし」を使った例句を一つ作り、意味を添えて。",
+]
 
 
 class FakeOpenAI(BaseHTTPRequestHandler):
@@ -31,14 +35,26 @@ class FakeOpenAI(BaseHTTPRequestHandler):
             self.log.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
         prompt = body["messages"][-1]["content"]
         if "TOO_LONG" in prompt:  # vLLM's server, a prompt over max_model_len
-            return self._send(400, {"object": "error", "code": 400, "message": "This model's maximum context "
-                                    "length is 4096 tokens. However, your request has 9000 input tokens."})  # fmt: skip
+            return self._send(
+                400,
+                {
+                    "object": "error",
+                    "code": 400,
+                    "message": "This model's maximum context "
+                    "length is 4096 tokens. However, your request has 9000 input tokens.",
+                },
+            )
         if "BAD_FIELD" in prompt:  # OpenAI's shape of a request error
             return self._send(400, {"error": {"message": "Unrecognized request argument", "code": 400}})
         if first:
             return self._send(429, {"error": {"message": "rate limited"}})
-        return self._send(200, {"choices": [{"message": {"content": self._answer(body)}}],
-                                "usage": {"prompt_tokens": 11, "completion_tokens": 7}})  # fmt: skip
+        return self._send(
+            200,
+            {
+                "choices": [{"message": {"content": self._answer(body)}}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 7},
+            },
+        )
 
     def _answer(self, body):
         fmt = (body.get("response_format") or {}).get("json_schema", {})
@@ -50,8 +66,10 @@ class FakeOpenAI(BaseHTTPRequestHandler):
             return json.dumps({"tasks": [{"instruction": task, "input": ""}]}, ensure_ascii=False)
         if fmt:
             parent = prompt.split("# 元の指示")[1].strip().splitlines()[0]
-            return json.dumps({"instruction": f"{parent}ただし、理由も添えて三百字以内で答えてください。", "input": ""},
-                              ensure_ascii=False)  # fmt: skip
+            return json.dumps(
+                {"instruction": f"{parent}ただし、理由も添えて三百字以内で答えてください。", "input": ""},
+                ensure_ascii=False,
+            )
         return "はい、順を追って丁寧にご説明します。まず全体像から述べます。"
 
     def _send(self, status, data):
@@ -81,8 +99,10 @@ def openai_engine(url):
 
 
 def test_payload_maps_structured_outputs_to_response_format():
-    json_req = {"messages": [{"role": "user", "content": "x"}],
-                "sampling_params": sampling_params(SamplingConfig(max_tokens=5), {"json": json.dumps({"type": "object"})})}  # fmt: skip
+    json_req = {
+        "messages": [{"role": "user", "content": "x"}],
+        "sampling_params": sampling_params(SamplingConfig(max_tokens=5), {"json": json.dumps({"type": "object"})}),
+    }
     body = openai_payload(json_req, "gpt-4o-mini")
     assert body["model"] == "gpt-4o-mini" and body["max_tokens"] == 5
     assert body["response_format"]["json_schema"]["schema"] == {"type": "object"}
@@ -95,10 +115,21 @@ def test_payload_maps_structured_outputs_to_response_format():
 
 
 def test_generate_over_http_retries_429_and_keeps_order(ray_local, fake_openai):
-    requests = [{"key": f"k{i}", "messages": [{"role": "user", "content": f"質問{i}"}],
-                 "sampling_params": sampling_params(SamplingConfig(max_tokens=16))} for i in range(5)]  # fmt: skip
-    requests.append({"key": "judge", "messages": [{"role": "user", "content": "同じか"}],
-                     "sampling_params": sampling_params(SamplingConfig(), {"choice": ["同じ", "異なる"]})})  # fmt: skip
+    requests = [
+        {
+            "key": f"k{i}",
+            "messages": [{"role": "user", "content": f"質問{i}"}],
+            "sampling_params": sampling_params(SamplingConfig(max_tokens=16)),
+        }
+        for i in range(5)
+    ]
+    requests.append(
+        {
+            "key": "judge",
+            "messages": [{"role": "user", "content": "同じか"}],
+            "sampling_params": sampling_params(SamplingConfig(), {"choice": ["同じ", "異なる"]}),
+        }
+    )
     outputs = generate(requests, ModelConfig(source="fake-model"), openai_engine(fake_openai))
     assert [o["key"] for o in outputs] == [r["key"] for r in requests]
     assert outputs[0]["text"].startswith("はい") and outputs[-1]["text"] == "異なる"
@@ -114,14 +145,17 @@ def test_error_bodies_become_errors_with_their_reason():
     vllm = {"object": "error", "code": 400, "message": "This model's maximum context length is 4096 tokens."}
     assert openai_error(vllm).startswith("prompt_too_long: http 400: This model's maximum context length")
     assert openai_error({"error": {"message": "Unrecognized request argument", "code": 400}}) == (
-        "http_400: Unrecognized request argument")
+        "http_400: Unrecognized request argument"
+    )
     assert openai_error({"choices": [{"message": {"content": "はい"}}]}) is None
     assert error_reason({"error": "http_400: bad"}) == ("http_400", "bad") and error_reason({"error": None}) is None
 
 
 def test_repetition_penalty_goes_where_the_endpoint_takes_it():
-    request = {"messages": [{"role": "user", "content": "x"}],
-               "sampling_params": sampling_params(SamplingConfig(repetition_penalty=1.1))}  # fmt: skip
+    request = {
+        "messages": [{"role": "user", "content": "x"}],
+        "sampling_params": sampling_params(SamplingConfig(repetition_penalty=1.1)),
+    }
     assert openai_payload(request, "served")["repetition_penalty"] == 1.1  # vLLM's server, Serve
     assert "repetition_penalty" not in openai_payload(request, "gpt-4o-mini", repetition_penalty=False)
 
@@ -129,9 +163,13 @@ def test_repetition_penalty_goes_where_the_endpoint_takes_it():
 def test_generate_over_http_records_4xx_as_errors_and_keeps_going(ray_local, fake_openai):
     """One request too long and one bad request among good ones: each gets its error (no retry, no crash),
     the others their answers."""
+
     def ask(key, text):
-        return {"key": key, "messages": [{"role": "user", "content": text}],
-                "sampling_params": sampling_params(SamplingConfig(max_tokens=16))}  # fmt: skip
+        return {
+            "key": key,
+            "messages": [{"role": "user", "content": text}],
+            "sampling_params": sampling_params(SamplingConfig(max_tokens=16)),
+        }
 
     requests = [ask("a", "質問A"), ask("long", "TOO_LONG " * 3), ask("bad", "BAD_FIELD"), ask("b", "質問B")]
     outputs = generate(requests, ModelConfig(source="fake-model"), openai_engine(fake_openai))
@@ -143,9 +181,20 @@ def test_generate_over_http_records_4xx_as_errors_and_keeps_going(ray_local, fak
 
 
 def test_synth_runs_end_to_end_on_an_openai_endpoint(ray_local, fake_openai, tmp_path):
-    cfg = load_config(SynthConfig, "jobs/configs/synth.yaml", [
-        f"out={tmp_path}", "seeds.limit=4", "self_instruct.requests=2", "evol.rounds=1", "engine.kind=openai",
-        f"engine.base_url={fake_openai}", "engine.api_key_env=ATHEUS_TEST_KEY", "model.source=fake-model"])  # fmt: skip
+    cfg = load_config(
+        SynthConfig,
+        "jobs/configs/synth.yaml",
+        [
+            f"out={tmp_path}",
+            "seeds.limit=4",
+            "self_instruct.requests=2",
+            "evol.rounds=1",
+            "engine.kind=openai",
+            f"engine.base_url={fake_openai}",
+            "engine.api_key_env=ATHEUS_TEST_KEY",
+            "model.source=fake-model",
+        ],
+    )
     from atheus_ray.synth.run import synthesize
 
     manifest = synthesize(cfg, log=lambda m: None)
@@ -174,9 +223,15 @@ def test_one_serve_deployment_answers_every_pass_with_its_constraints(ray_local,
     logs = []
     model = ModelConfig(source=embedded_model, max_model_len=512)
     with Engine(model, EngineConfig(kind="serve", batch_size=4), log=logs.append) as llm:
-        first = llm.generate([ask("plain", TASKS[0]), ask("json", "数をJSONで答えて。", {"json": json.dumps(schema)}),
-                              ask("choice", "同じ意味ですか？", {"choice": ["同じ", "異なる"]}),
-                              ask("long", "長い" * 600), ask("bad", "こんにちは。")])  # fmt: skip
+        first = llm.generate(
+            [
+                ask("plain", TASKS[0]),
+                ask("json", "数をJSONで答えて。", {"json": json.dumps(schema)}),
+                ask("choice", "同じ意味ですか？", {"choice": ["同じ", "異なる"]}),
+                ask("long", "長い" * 600),
+                ask("bad", "こんにちは。"),
+            ]
+        )
         [regex] = llm.generate([ask("regex", "1から5で採点して。", {"regex": r"\[\[[1-5]\]\]"})])
         stats = llm.stats()
         assert serve.status().applications  # up between the passes
@@ -199,8 +254,11 @@ def test_a_deployment_that_fails_to_start_is_removed_and_the_error_kept(monkeypa
 
     removed = []
     monkeypatch.setattr(engine_module, "_too_long", lambda requests, model: {})
-    monkeypatch.setattr(engine_module, "_start_deployment", lambda model, engine: (_ for _ in ()).throw(
-        RuntimeError("replica failed: out of memory")))  # fmt: skip
+    monkeypatch.setattr(
+        engine_module,
+        "_start_deployment",
+        lambda model, engine: (_ for _ in ()).throw(RuntimeError("replica failed: out of memory")),
+    )
     monkeypatch.setattr(serve, "delete", removed.append)
     llm = engine_module.Engine(ModelConfig(), EngineConfig(kind="serve"), log=lambda m: None)
     request = {"key": "k", "messages": [{"role": "user", "content": TASKS[0]}], "sampling_params": {}}

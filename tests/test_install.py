@@ -10,11 +10,11 @@ so they fail on a CPU as soon as the pins drift.
 import ast
 import importlib
 import re
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 

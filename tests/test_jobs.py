@@ -30,13 +30,21 @@ def test_job_scripts_run(job):
 
 
 SMALLEST = [  # the local pipeline config, cut to the least that still flows through every phase
-    "synth.seeds.limit=11", "synth.self_instruct.requests=6", "synth.evol.rounds=0",
+    "synth.seeds.limit=11",
+    "synth.self_instruct.requests=6",
+    "synth.evol.rounds=0",
     "synth.respond.sampling.max_tokens=96",
-    "train.examples=4", "train.dev_fraction=0.25", "train.max_length=256",
-    "eval.answer.max_tokens=24", "eval.judge.max_tokens=48", "eval.resamples=200",
-]  # fmt: skip
+    "train.examples=4",
+    "train.dev_fraction=0.25",
+    "train.max_length=256",
+    "eval.answer.max_tokens=24",
+    "eval.judge.max_tokens=48",
+    "eval.resamples=200",
+]
 PINNED = [  # the cluster configs' placement, on the local nodes: work goes where its resource is
-    "synth.engine.resources={gen: 1}", "eval.serve.resources={gen: 1}", "train.resources_per_worker={train: 1}",
+    "synth.engine.resources={gen: 1}",
+    "eval.serve.resources={gen: 1}",
+    "train.resources_per_worker={train: 1}",
     "synth.screen.dedup.on_ray_above=0",  # the near-duplicate search as Ray Data tasks on the worker nodes
 ]
 
@@ -53,8 +61,18 @@ def ray_cli(cluster: dict, *args: str, timeout: int = 1800, check: bool = True) 
 
 
 def alive_actors(cluster: dict) -> list[str]:
-    actors = json.loads(ray_cli(cluster, "list", "actors", f"--address={cluster['dashboard']}", "--format=json",
-                                "--filter", "state=ALIVE", "--limit=10000").stdout)  # fmt: skip
+    actors = json.loads(
+        ray_cli(
+            cluster,
+            "list",
+            "actors",
+            f"--address={cluster['dashboard']}",
+            "--format=json",
+            "--filter",
+            "state=ALIVE",
+            "--limit=10000",
+        ).stdout
+    )
     return [a["class_name"] for a in actors]
 
 
@@ -64,7 +82,9 @@ def node_of_actors(cluster: dict) -> dict[str, set[str]]:
     address = f"--address={cluster['dashboard']}"
     nodes = json.loads(ray_cli(cluster, "list", "nodes", address, "--format=json", "--detail").stdout)
     name_of = {n["node_id"]: next((r for r in ("gen", "train") if r in n["resources_total"]), "head") for n in nodes}
-    actors = json.loads(ray_cli(cluster, "list", "actors", address, "--format=json", "--detail", "--limit=10000").stdout)
+    actors = json.loads(
+        ray_cli(cluster, "list", "actors", address, "--format=json", "--detail", "--limit=10000").stdout
+    )
     found: dict[str, set[str]] = {}
     for actor in actors:
         if actor.get("node_id"):
@@ -78,8 +98,9 @@ def test_pipeline_on_a_multi_node_cluster_stopped_and_resubmitted(tmp_path, embe
     sample = (REPO / "atheus_ray" / "data" / "eval_tasks_sample.jsonl").read_text(encoding="utf-8").splitlines()
     tasks.write_text("\n".join(sample[:4]) + "\n", encoding="utf-8")
     s3 = ray_cluster["s3"]
-    store = pyarrow.fs.S3FileSystem(endpoint_override=s3["env"]["AWS_ENDPOINT_URL"], access_key="testing",
-                                    secret_key="testing", region="us-east-1")  # fmt: skip
+    store = pyarrow.fs.S3FileSystem(
+        endpoint_override=s3["env"]["AWS_ENDPOINT_URL"], access_key="testing", secret_key="testing", region="us-east-1"
+    )
     out = "s3://atheus-test/run"
 
     def key(uri: str) -> str:
@@ -99,19 +120,40 @@ def test_pipeline_on_a_multi_node_cluster_stopped_and_resubmitted(tmp_path, embe
         return pq.read_table(key(uri), filesystem=store, **kwargs)
 
     dashboard = f"--address={ray_cluster['dashboard']}"
-    entrypoint = ["python", "jobs/pipeline.py", "--config", "jobs/configs/pipeline.yaml", "--out", out,
-                  "--set", f"eval.tasks=[{tasks}]", "--set", f"eval.serve.port={free_port()}",
-                  *(a for s in SMALLEST + PINNED for a in ("--set", s))]  # fmt: skip
+    entrypoint = [
+        "python",
+        "jobs/pipeline.py",
+        "--config",
+        "jobs/configs/pipeline.yaml",
+        "--out",
+        out,
+        "--set",
+        f"eval.tasks=[{tasks}]",
+        "--set",
+        f"eval.serve.port={free_port()}",
+        *(a for s in SMALLEST + PINNED for a in ("--set", s)),
+    ]
 
     # 1. submitted, then stopped once its first stage is done (the stage's state is written last)
-    ray_cli(ray_cluster, "job", "submit", dashboard, "--submission-id=atheus-first", "--no-wait", "--working-dir",
-            str(REPO), "--", *entrypoint)  # fmt: skip
+    ray_cli(
+        ray_cluster,
+        "job",
+        "submit",
+        dashboard,
+        "--submission-id=atheus-first",
+        "--no-wait",
+        "--working-dir",
+        str(REPO),
+        "--",
+        *entrypoint,
+    )
     first_stage = f"{out}/data/.stages/self_instruct_1/done.json"
     deadline = time.time() + 900
     while not exists(first_stage) and time.time() < deadline:
         status = ray_cli(ray_cluster, "job", "status", dashboard, "atheus-first", check=False)
-        assert not re.search(r"\b(failed|stopped|succeeded)\b", status.stdout + status.stderr, re.IGNORECASE), (
-            ray_cli(ray_cluster, "job", "logs", dashboard, "atheus-first").stdout[-4000:])  # fmt: skip
+        assert not re.search(r"\b(failed|stopped|succeeded)\b", status.stdout + status.stderr, re.IGNORECASE), ray_cli(
+            ray_cluster, "job", "logs", dashboard, "atheus-first"
+        ).stdout[-4000:]
         time.sleep(2)
     assert exists(first_stage), "the first stage did not finish in 15 minutes"
     ray_cli(ray_cluster, "job", "stop", dashboard, "atheus-first")  # waits until it has stopped
@@ -123,8 +165,17 @@ def test_pipeline_on_a_multi_node_cluster_stopped_and_resubmitted(tmp_path, embe
         time.sleep(2)
 
     # 2. the same command again: it reuses the finished stage and runs to the end
-    result = ray_cli(ray_cluster, "job", "submit", dashboard, "--submission-id=atheus-again", "--working-dir",
-                     str(REPO), "--", *entrypoint)  # fmt: skip
+    result = ray_cli(
+        ray_cluster,
+        "job",
+        "submit",
+        dashboard,
+        "--submission-id=atheus-again",
+        "--working-dir",
+        str(REPO),
+        "--",
+        *entrypoint,
+    )
     logs = result.stdout + result.stderr
     assert "succeeded" in logs, logs[-4000:]
     assert "[self_instruct_1] done in an earlier run" in logs

@@ -6,14 +6,16 @@ from atheus_ray.neardup import candidate_pairs, first_matches, near_pairs, signa
 from atheus_ray.text import near_duplicate_pairs, rouge_l
 
 
-
 def test_finds_the_pairs_that_all_pairs_finds(near_copies):
     texts = near_copies(1500)
     group, pairs, scores = near_pairs(texts, 0.7)
     found = {(int(i), int(j)) for i, j in pairs}
     exact = near_duplicate_pairs(texts, 0.7)  # every pair, in C++
-    missed = [(texts[i], texts[j], score) for i, j, score in exact
-              if group[i] != group[j] and (min(group[i], group[j]), max(group[i], group[j])) not in found]  # fmt: skip
+    missed = [
+        (texts[i], texts[j], score)
+        for i, j, score in exact
+        if group[i] != group[j] and (min(group[i], group[j]), max(group[i], group[j])) not in found
+    ]
     print(f"{len(exact)} pairs above 0.7, {len(missed)} missed")
     assert len(exact) > 300
     assert len(missed) <= 0.01 * len(exact), missed
@@ -83,8 +85,12 @@ def test_first_matches_decide_as_one_at_a_time(near_copies):
 
 
 def test_first_matches_catch_japanese_near_duplicates_and_keep_distinct_tasks():
-    new = {"a": "東京の観光名所を三つ教えてください", "b": "東京の観光名所を三つ教えて下さい",
-           "c": "大阪でおすすめの郷土料理は何ですか", "d": "次の文章を敬語に書き換えてください：明日行きます"}  # fmt: skip
+    new = {
+        "a": "東京の観光名所を三つ教えてください",
+        "b": "東京の観光名所を三つ教えて下さい",
+        "c": "大阪でおすすめの郷土料理は何ですか",
+        "d": "次の文章を敬語に書き換えてください：明日行きます",
+    }
     found = first_matches({}, new, 0.7)
     assert found["a"] is None and found["c"] is None and found["d"] is None
     assert found["b"][0] == "a" and found["b"][1] > 0.85

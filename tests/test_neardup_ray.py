@@ -35,8 +35,13 @@ def test_finds_the_single_process_pairs_on_two_nodes(ray_two_nodes, near_copies,
     rows = [{"id": f"r{k:04d}", "instruction": t, "input": None, "score": k % 5} for k, t in enumerate(texts)]
     (tmp_path / "rows.json").write_text(json.dumps(rows, ensure_ascii=False))
     env = ray_two_nodes["env"] | {"RAY_ADDRESS": ray_two_nodes["address"]}
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "rows.json")], env=env, capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "rows.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["pairs"] > 300

@@ -35,11 +35,14 @@ def test_wiring_leaves_the_input_alone():
     assert cfg.synth.out == "outputs/local"
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["synthetic=mine"], "synthetic: no training condition is named 'mine'"),
-    (["eval.x=other"], "'other' is not a training condition"),
-    (["synth.screen.enabled=false"], "synth.screen.enabled"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["synthetic=mine"], "synthetic: no training condition is named 'mine'"),
+        (["eval.x=other"], "'other' is not a training condition"),
+        (["synth.screen.enabled=false"], "synth.screen.enabled"),
+    ],
+)
 def test_configs_that_cannot_be_wired_are_named(overrides, message):
     with pytest.raises(ConfigError, match=message):
         wire(shipped(*overrides))

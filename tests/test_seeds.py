@@ -7,8 +7,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from atheus_ray.cli import main
-from atheus_ray.seeds import (MIN_PER_PERSPECTIVE, SEEDS_DIR, SeedError, duplicate_problems, expand_paths,
-                              load_located, load_seeds, load_taxonomy, round_robin, stats)  # fmt: skip
+from atheus_ray.seeds import (
+    MIN_PER_PERSPECTIVE,
+    SEEDS_DIR,
+    SeedError,
+    duplicate_problems,
+    expand_paths,
+    load_located,
+    load_seeds,
+    load_taxonomy,
+    round_robin,
+    stats,
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +59,14 @@ def test_validate_prints_the_table_for_the_shipped_seeds(capsys):
 
 
 def row(**changes):
-    data = {"id": "x-1", "perspective": "fluency", "category": "qa", "domain": "it",
-            "instruction": "質問です", "output": "答えです"}  # fmt: skip
+    data = {
+        "id": "x-1",
+        "perspective": "fluency",
+        "category": "qa",
+        "domain": "it",
+        "instruction": "質問です",
+        "output": "答えです",
+    }
     data.update(changes)
     return {k: v for k, v in data.items() if v is not None}
 
@@ -106,9 +122,12 @@ def test_a_folder_with_mixed_formats_loads_each_and_rejects_the_unsupported(tmp_
     (folder / "a.jsonl").write_bytes(jsonl(row(id="j-1", instruction="JSONLの質問")))
     (folder / "b.csv").write_text(
         "id,perspective,category,domain,instruction,input,output\r\n"
-        'c-1,safety,advice,medical,"CSVの質問\r\n二行目",,答え\r\n', encoding="utf-8")  # fmt: skip
-    pq.write_table(pa.Table.from_pylist([row(id="p-1", instruction="Parquetの質問", input=None)]),
-                   folder / "c.parquet")  # fmt: skip
+        'c-1,safety,advice,medical,"CSVの質問\r\n二行目",,答え\r\n',
+        encoding="utf-8",
+    )
+    pq.write_table(
+        pa.Table.from_pylist([row(id="p-1", instruction="Parquetの質問", input=None)]), folder / "c.parquet"
+    )
     (folder / "notes.txt").write_text("ignored: folders contribute .jsonl, .csv and .parquet files")
     seeds = load_seeds(expand_paths([str(folder)]))
     assert [s.id for s in seeds] == ["j-1", "c-1", "p-1"]
@@ -116,7 +135,10 @@ def test_a_folder_with_mixed_formats_loads_each_and_rejects_the_unsupported(tmp_
 
     (folder / "d.jsonl").write_bytes(jsonl(row(id="p-1", instruction="重複ID")))
     assert main(["seeds", "validate", str(folder)]) == 1
-    assert f"{folder / 'd.jsonl'}:1: id: duplicate id 'p-1' (first at {folder / 'c.parquet'}:row 1)" in capsys.readouterr().out
+    assert (
+        f"{folder / 'd.jsonl'}:1: id: duplicate id 'p-1' (first at {folder / 'c.parquet'}:row 1)"
+        in capsys.readouterr().out
+    )
 
 
 def test_unsupported_file_format_is_named(tmp_path):
@@ -128,8 +150,12 @@ def test_unsupported_file_format_is_named(tmp_path):
 
 def test_near_duplicates_are_reported_with_both_places(tmp_path, capsys):
     path = tmp_path / "dup.jsonl"
-    path.write_bytes(jsonl(row(id="a", instruction="東京の観光名所を三つ教えてください"),
-                           row(id="b", instruction="東京の観光名所を三つ教えて下さい")))  # fmt: skip
+    path.write_bytes(
+        jsonl(
+            row(id="a", instruction="東京の観光名所を三つ教えてください"),
+            row(id="b", instruction="東京の観光名所を三つ教えて下さい"),
+        )
+    )
     assert main(["seeds", "validate", str(path)]) == 1
     out = capsys.readouterr().out
     assert f"{path}:2: instruction: near-duplicate of a at {path}:1 (character ROUGE-L" in out
@@ -140,10 +166,16 @@ def test_near_duplicates_are_reported_with_both_places(tmp_path, capsys):
 
 def test_self_instruct_format_is_imported_one_seed_per_instance(tmp_path):
     path = tmp_path / "self_instruct.jsonl"
-    record = {"id": "seed_task_7", "name": "sentiment", "is_classification": True,
-              "instruction": "この文の感情を判定してください。",
-              "instances": [{"input": "最高の一日だった", "output": "ポジティブ"},
-                            {"input": "雨で台無し", "output": "ネガティブ"}]}  # fmt: skip
+    record = {
+        "id": "seed_task_7",
+        "name": "sentiment",
+        "is_classification": True,
+        "instruction": "この文の感情を判定してください。",
+        "instances": [
+            {"input": "最高の一日だった", "output": "ポジティブ"},
+            {"input": "雨で台無し", "output": "ネガティブ"},
+        ],
+    }
     path.write_bytes(jsonl(record))
     seeds = load_seeds([path], default_perspective="robustness")
     assert [(s.id, s.perspective, s.category, s.input) for s in seeds] == [
@@ -154,9 +186,13 @@ def test_self_instruct_format_is_imported_one_seed_per_instance(tmp_path):
 
 def test_alpaca_format_maps_unknown_perspectives_to_the_default(tmp_path):
     path = tmp_path / "alpaca.jsonl"
-    path.write_bytes(jsonl({"instruction": "俳句を作って", "input": "", "output": "古池や"},
-                           {"instruction": "要約して", "input": "本文", "output": "要旨", "perspective": "made_up"},
-                           {"instruction": "敬語に", "input": "", "output": "はい", "perspective": "fluency"}))  # fmt: skip
+    path.write_bytes(
+        jsonl(
+            {"instruction": "俳句を作って", "input": "", "output": "古池や"},
+            {"instruction": "要約して", "input": "本文", "output": "要旨", "perspective": "made_up"},
+            {"instruction": "敬語に", "input": "", "output": "はい", "perspective": "fluency"},
+        )
+    )
     seeds = load_seeds([path], default_perspective="creativity")
     assert [s.perspective for s in seeds] == ["creativity", "creativity", "fluency"]
     assert [s.id for s in seeds] == [f"{path}-1", f"{path}-2", f"{path}-3"]

@@ -36,8 +36,11 @@ def test_write_rows_replaces_and_never_leaves_a_half_table(tmp_path, monkeypatch
 
 def test_fixed_columns_make_tables_that_read_together(tmp_path):
     write_rows([], tmp_path / "rejected" / "stage_a", REJECTED_COLUMNS)
-    write_rows([{"id": "x", "reject_reason": "too_short", "seed_ids": ["s"], "extra": 1}],
-               tmp_path / "rejected" / "stage_b", REJECTED_COLUMNS)  # fmt: skip
+    write_rows(
+        [{"id": "x", "reject_reason": "too_short", "seed_ids": ["s"], "extra": 1}],
+        tmp_path / "rejected" / "stage_b",
+        REJECTED_COLUMNS,
+    )
     table = pq.read_table(tmp_path / "rejected")
     assert table.column_names == list(REJECTED_COLUMNS)
     assert table.column("reject_reason").to_pylist() == ["too_short"]
@@ -47,5 +50,7 @@ def test_a_column_only_later_rows_have_is_kept(tmp_path):
     """The evaluation's judgments: pairwise rows first, then 1-5 score rows that also name their `candidate`."""
     rows = [{"id": "p", "verdict": "A"}, {"id": "s", "verdict": "4", "candidate": "open"}]
     write_rows(rows, tmp_path / "judgments")
-    assert read_rows(tmp_path / "judgments") == [{"id": "p", "verdict": "A", "candidate": None},
-                                                 {"id": "s", "verdict": "4", "candidate": "open"}]  # fmt: skip
+    assert read_rows(tmp_path / "judgments") == [
+        {"id": "p", "verdict": "A", "candidate": None},
+        {"id": "s", "verdict": "4", "candidate": "open"},
+    ]

@@ -48,8 +48,12 @@ def parse_verdict(text: str, pattern: re.Pattern = VERDICT) -> str | None:
 
 
 def prompt(task: dict, answer_a: str, answer_b: str | None) -> str:
-    common = {"task": task["input"], "reference": task["output"], "rubric": task["eval_aspect"] or "（なし）",
-              "base_rubric": read_prompt(RUBRIC)[0].strip()}  # fmt: skip
+    common = {
+        "task": task["input"],
+        "reference": task["output"],
+        "rubric": task["eval_aspect"] or "（なし）",
+        "base_rubric": read_prompt(RUBRIC)[0].strip(),
+    }
     if answer_b is None:
         return read_prompt(SCORE_PROMPT)[0].format(**common, answer=answer_a)
     return read_prompt(PROMPT)[0].format(**common, answer_a=answer_a, answer_b=answer_b)
@@ -57,8 +61,10 @@ def prompt(task: dict, answer_a: str, answer_b: str | None) -> str:
 
 def judgment_key(task: dict, answer_a: str, answer_b: str | None, judge_model: str) -> str:
     version = read_prompt(SCORE_PROMPT if answer_b is None else PROMPT)[1] + read_prompt(RUBRIC)[1]
-    data = json.dumps([task["input"], task["output"], task["eval_aspect"], answer_a, answer_b, judge_model,
-                       version], ensure_ascii=False)  # fmt: skip
+    data = json.dumps(
+        [task["input"], task["output"], task["eval_aspect"], answer_a, answer_b, judge_model, version],
+        ensure_ascii=False,
+    )
     return hashlib.sha256(data.encode()).hexdigest()[:24]
 
 
@@ -98,9 +104,19 @@ class Cache:
 class Judge:
     """Judges pairs over an OpenAI-compatible endpoint; see the module docstring."""
 
-    def __init__(self, base_url: str, model: str, cache: Cache, api_key_env: str = "OPENAI_API_KEY",
-                 concurrency: int = 8, max_retries: int = 5, timeout: float = 60.0, verdict_retries: int = 2,
-                 max_tokens: int = 512, constrain: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        cache: Cache,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        max_retries: int = 5,
+        timeout: float = 60.0,
+        verdict_retries: int = 2,
+        max_tokens: int = 512,
+        constrain: bool = False,
+    ):
         self.base_url, self.model, self.cache, self.api_key_env = base_url, model, cache, api_key_env
         self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
         self.verdict_retries, self.max_tokens, self.constrain = verdict_retries, max_tokens, constrain
@@ -119,8 +135,12 @@ class Judge:
         unique = {}  # the same judgment asked twice (identical answers) is made once
         for key, job in zip(keys, jobs):
             unique.setdefault(key, job)
-        client = AsyncOpenAI(base_url=self.base_url, api_key=os.environ.get(self.api_key_env) or "none",
-                             max_retries=self.max_retries, timeout=self.timeout)  # fmt: skip
+        client = AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=os.environ.get(self.api_key_env) or "none",
+            max_retries=self.max_retries,
+            timeout=self.timeout,
+        )
         limit = asyncio.Semaphore(self.concurrency)
         try:
             done = await asyncio.gather(*(self._one(client, limit, key, job) for key, job in unique.items()))
@@ -128,8 +148,10 @@ class Judge:
             self.cache.flush()
             await client.close()
         found = dict(zip(unique, done))
-        return [{**{k: v for k, v in job.items() if k != "task"}, "task_id": job["task"]["id"], "key": key,
-                 **found[key]} for key, job in zip(keys, jobs)]  # fmt: skip
+        return [
+            {**{k: v for k, v in job.items() if k != "task"}, "task_id": job["task"]["id"], "key": key, **found[key]}
+            for key, job in zip(keys, jobs)
+        ]
 
     async def _one(self, client, limit: asyncio.Semaphore, key: str, job: dict) -> dict:
         """{verdict, attempts, reply, cached} of one judgment: from the cache, or asked."""
@@ -147,9 +169,12 @@ class Judge:
                 self.calls += 1
                 try:
                     response = await client.chat.completions.create(
-                        model=self.model, messages=messages, max_tokens=self.max_tokens,
-                        temperature=0.0 if attempts == 1 else 0.7, extra_body=extra,
-                    )  # fmt: skip
+                        model=self.model,
+                        messages=messages,
+                        max_tokens=self.max_tokens,
+                        temperature=0.0 if attempts == 1 else 0.7,
+                        extra_body=extra,
+                    )
                 except (openai.APIError, openai.APITimeoutError) as e:  # retries exhausted
                     return {"verdict": "error", "attempts": attempts, "reply": type(e).__name__, "cached": False}
                 reply = (response.choices[0].message.content or "") if response.choices else ""

@@ -46,16 +46,31 @@ def model_identity(model: str) -> str:
 
 def _saved_answers(candidate, tasks: list[dict], cfg: EvalConfig, out: Location) -> Location:
     """Where a candidate's answers are kept, by a hash of its model (`model_identity`), the tasks and the sampling."""
-    key = hashlib.sha256(json.dumps(["v2", model_identity(candidate.model), cfg.serve.max_model_len,
-                                     cfg.answer.model_dump(), [t["input"] for t in tasks]],
-                                    ensure_ascii=False).encode()).hexdigest()[:16]  # fmt: skip
+    key = hashlib.sha256(
+        json.dumps(
+            [
+                "v2",
+                model_identity(candidate.model),
+                cfg.serve.max_model_len,
+                cfg.answer.model_dump(),
+                [t["input"] for t in tasks],
+            ],
+            ensure_ascii=False,
+        ).encode()
+    ).hexdigest()[:16]
     return out / ".answers" / f"{key}.json"
 
 
 def _answer(candidate, tasks: list[dict], cfg: EvalConfig, saved: Location, log) -> None:
     """Ask the served candidate every task, `concurrency` at once, by deployment handle; save {task id: answer}."""
-    requests = [{"key": t["id"], "messages": [{"role": "user", "content": t["input"]}],
-                 "sampling_params": sampling_params(cfg.answer)} for t in tasks]  # fmt: skip
+    requests = [
+        {
+            "key": t["id"],
+            "messages": [{"role": "user", "content": t["input"]}],
+            "sampling_params": sampling_params(cfg.answer),
+        }
+        for t in tasks
+    ]
     name = f"{candidate.group}/{candidate.name}"
     outputs = generate_by_handle(requests, serve_app.APP_NAME, serve_app.deployment_name(name), name, cfg.concurrency)
     errors = {t["id"]: o["error"] for t, o in zip(tasks, outputs) if o["error"]}
@@ -64,12 +79,16 @@ def _answer(candidate, tasks: list[dict], cfg: EvalConfig, saved: Location, log)
         raise RuntimeError(f"candidate {name} answered no task (first error: {first}; see the Serve logs)")
     if len(errors) > cfg.max_error_share * len(tasks):
         first = next(iter(errors.items()))
-        raise RuntimeError(f"candidate {name}: {len(errors)} of {len(tasks)} answers are errors, more than "
-                           f"max_error_share {cfg.max_error_share:g} (task {first[0]}: {first[1]})")  # fmt: skip
+        raise RuntimeError(
+            f"candidate {name}: {len(errors)} of {len(tasks)} answers are errors, more than "
+            f"max_error_share {cfg.max_error_share:g} (task {first[0]}: {first[1]})"
+        )
     answers = {t["id"]: o["text"].strip() for t, o in zip(tasks, outputs) if not o["error"]}
     saved.write_text(json.dumps({"answers": answers, "errors": errors}, ensure_ascii=False))
-    log(f"[answers] {name}: {sum(o['tokens_out'] for o in outputs)} tokens"
-        + (f", {len(errors)} error(s), left out of judging (first: {next(iter(errors.values()))})" if errors else ""))  # fmt: skip
+    log(
+        f"[answers] {name}: {sum(o['tokens_out'] for o in outputs)} tokens"
+        + (f", {len(errors)} error(s), left out of judging (first: {next(iter(errors.values()))})" if errors else "")
+    )
 
 
 def evaluate(cfg: EvalConfig, log=print) -> dict:
@@ -81,8 +100,10 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     for group in groups:
         names = {c.name for c in cfg.candidates if c.group == group}
         if not {cfg.x, cfg.y} <= names:
-            raise ConfigError(f"candidates: group {group!r} needs candidates named {cfg.x!r} and {cfg.y!r} "
-                              f"(x and y), has {sorted(names)}")  # fmt: skip
+            raise ConfigError(
+                f"candidates: group {group!r} needs candidates named {cfg.x!r} and {cfg.y!r} "
+                f"(x and y), has {sorted(names)}"
+            )
     where = init_ray(cfg.ray)
     log(f"{len(tasks)} tasks, {len(cfg.candidates)} candidates; ray: {where['address']}")
 
@@ -90,13 +111,21 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     pending = [c for c in cfg.candidates if not saved[c.group, c.name].exists()]
     cache = Cache(out / "judge_cache")
     # a local judge is started only when something is left to judge (a rerun of a finished run starts nothing)
-    serve_judge = cfg.judge.source is not None and (bool(pending) or not all(
-        judgment_key(j["task"], j["answer_a"], j["answer_b"], cfg.judge.model) in cache.records
-        for jobs in _jobs(cfg, tasks, groups, _load_answers(cfg, tasks, saved)) for j in jobs))  # fmt: skip
+    serve_judge = cfg.judge.source is not None and (
+        bool(pending)
+        or not all(
+            judgment_key(j["task"], j["answer_a"], j["answer_b"], cfg.judge.model) in cache.records
+            for jobs in _jobs(cfg, tasks, groups, _load_answers(cfg, tasks, saved))
+            for j in jobs
+        )
+    )
     served = [ServedModelConfig(name=f"{c.group}/{c.name}", source=c.model) for c in pending]
     if serve_judge:
-        served.append(ServedModelConfig(name=cfg.judge.model, source=cfg.judge.source,
-                                        tensor_parallel_size=cfg.judge.tensor_parallel_size))  # fmt: skip
+        served.append(
+            ServedModelConfig(
+                name=cfg.judge.model, source=cfg.judge.source, tensor_parallel_size=cfg.judge.tensor_parallel_size
+            )
+        )
     url = serve_app.start(served, cfg.serve, log=log) if served else None
     try:
         for candidate in cfg.candidates:
@@ -130,51 +159,100 @@ def _jobs(cfg: EvalConfig, tasks: list[dict], groups: list[str], answers: dict) 
             if ax is None or ay is None:  # an answer that was an error is not judged (counted in answer_errors)
                 continue
             for order, (a, b) in (("XY", (ax, ay)), ("YX", (ay, ax))):
-                jobs.append({"task": task, "answer_a": a, "answer_b": b, "order": order, "group": group,
-                             "len_x": len(ax), "len_y": len(ay)})  # fmt: skip
+                jobs.append(
+                    {
+                        "task": task,
+                        "answer_a": a,
+                        "answer_b": b,
+                        "order": order,
+                        "group": group,
+                        "len_x": len(ax),
+                        "len_y": len(ay),
+                    }
+                )
         batches.append(jobs)
     for candidate in cfg.candidates:  # the second view: ELYZA-style 1-5 scores, one answer at a time
-        batches.append([{"task": t, "answer_a": answers[candidate.group, candidate.name, t["id"]], "answer_b": None,
-                         "order": "score", "group": candidate.group, "candidate": candidate.name} for t in tasks
-                        if answers[candidate.group, candidate.name, t["id"]] is not None])  # fmt: skip
+        batches.append(
+            [
+                {
+                    "task": t,
+                    "answer_a": answers[candidate.group, candidate.name, t["id"]],
+                    "answer_b": None,
+                    "order": "score",
+                    "group": candidate.group,
+                    "candidate": candidate.name,
+                }
+                for t in tasks
+                if answers[candidate.group, candidate.name, t["id"]] is not None
+            ]
+        )
     return batches
 
 
-def _judge_and_report(cfg: EvalConfig, tasks, groups, saved, cache, out: Location, url: str | None, start: float,
-                      log) -> dict:  # fmt: skip
+def _judge_and_report(
+    cfg: EvalConfig, tasks, groups, saved, cache, out: Location, url: str | None, start: float, log
+) -> dict:
     answers = _load_answers(cfg, tasks, saved)
-    errors = {(c.group, c.name): json.loads(saved[c.group, c.name].read_text())["errors"]
-              for c in cfg.candidates}  # fmt: skip
-    answer_rows = [{"task_id": t["id"], "group": c.group, "candidate": c.name, "model": c.model,
-                    "answer": answers[c.group, c.name, t["id"]], "error": errors[c.group, c.name].get(t["id"])}
-                   for c in cfg.candidates for t in tasks]  # fmt: skip
+    errors = {(c.group, c.name): json.loads(saved[c.group, c.name].read_text())["errors"] for c in cfg.candidates}
+    answer_rows = [
+        {
+            "task_id": t["id"],
+            "group": c.group,
+            "candidate": c.name,
+            "model": c.model,
+            "answer": answers[c.group, c.name, t["id"]],
+            "error": errors[c.group, c.name].get(t["id"]),
+        }
+        for c in cfg.candidates
+        for t in tasks
+    ]
     write_rows(sorted(answer_rows, key=lambda r: (r["group"], r["candidate"], r["task_id"])), out / "answers")
 
     local = cfg.judge.source is not None
-    judge = Judge(url if local else cfg.judge.base_url, cfg.judge.model, cache,
-                  (cfg.serve.auth_token_env or NO_KEY) if local else cfg.judge.api_key_env, cfg.judge.concurrency,
-                  cfg.judge.max_retries, cfg.judge.timeout, cfg.judge.verdict_retries, cfg.judge.max_tokens,
-                  cfg.judge.constrain)  # fmt: skip
+    judge = Judge(
+        url if local else cfg.judge.base_url,
+        cfg.judge.model,
+        cache,
+        (cfg.serve.auth_token_env or NO_KEY) if local else cfg.judge.api_key_env,
+        cfg.judge.concurrency,
+        cfg.judge.max_retries,
+        cfg.judge.timeout,
+        cfg.judge.verdict_retries,
+        cfg.judge.max_tokens,
+        cfg.judge.constrain,
+    )
     batches = _jobs(cfg, tasks, groups, answers)
     comparisons, scores, all_judgments = [], [], []
     for group, jobs in zip(groups, batches):
         judgments = judge.judge(jobs)
         all_judgments += judgments
         stats = summarize(judgments, cfg.resamples, cfg.seed)
-        unanswered = sum(answers[group, cfg.x, t["id"]] is None or answers[group, cfg.y, t["id"]] is None
-                         for t in tasks)  # fmt: skip
+        unanswered = sum(
+            answers[group, cfg.x, t["id"]] is None or answers[group, cfg.y, t["id"]] is None for t in tasks
+        )
         comparisons.append({"model": group, "x": cfg.x, "y": cfg.y, **stats, "answer_errors": unanswered})
-        log(f"[judge] {group}: {cfg.x} vs {cfg.y}: win rate {stats['win_rate']} CI {stats['ci95']} "
+        log(
+            f"[judge] {group}: {cfg.x} vs {cfg.y}: win rate {stats['win_rate']} CI {stats['ci95']} "
             f"({stats['wins']}/{stats['ties']}/{stats['losses']}, invalid {stats['invalid']}, errors {stats['errors']}, "
-            f"answer errors {unanswered})")  # fmt: skip
-    for candidate, jobs in zip(cfg.candidates, batches[len(groups):]):
+            f"answer errors {unanswered})"
+        )
+    for candidate, jobs in zip(cfg.candidates, batches[len(groups) :]):
         judgments = judge.judge(jobs)
         all_judgments += judgments
-        scores.append({"model": candidate.group, "candidate": candidate.name, **absolute(judgments, cfg.resamples, cfg.seed)})
+        scores.append(
+            {"model": candidate.group, "candidate": candidate.name, **absolute(judgments, cfg.resamples, cfg.seed)}
+        )
     write_rows(all_judgments, out / "judgments")
-    results = {"judge_model": cfg.judge.model, "tasks": len(tasks), "task_sources": cfg.tasks,
-               "candidates": [c.model_dump() for c in cfg.candidates], "comparisons": comparisons, "absolute": scores,
-               "judge_calls": judge.calls, "wall_seconds": round(time.time() - start, 1)}  # fmt: skip
+    results = {
+        "judge_model": cfg.judge.model,
+        "tasks": len(tasks),
+        "task_sources": cfg.tasks,
+        "candidates": [c.model_dump() for c in cfg.candidates],
+        "comparisons": comparisons,
+        "absolute": scores,
+        "judge_calls": judge.calls,
+        "wall_seconds": round(time.time() - start, 1),
+    }
     paths = write_report(out, results)
     results["report"] = {k: str(v) for k, v in paths.items()}
     return results

@@ -80,19 +80,24 @@ def summarize(judgments: list[dict], resamples: int = 2000, seed: int = 0) -> di
 
     return {
         "judgments": len(judgments),
-        "wins": wins, "ties": ties, "losses": len(scores) - wins - ties,
+        "wins": wins,
+        "ties": ties,
+        "losses": len(scores) - wins - ties,
         "invalid": sum(j["verdict"] == "invalid" for j in judgments),
         "errors": sum(j["verdict"] == "error" for j in judgments),
         "win_rate": round(sum(scores) / len(scores), 4) if scores else None,
         "ci95": _ci95(rates),
-        "tasks": len(tasks), "task_wins": task_wins, "task_losses": task_losses,
+        "tasks": len(tasks),
+        "task_wins": task_wins,
+        "task_losses": task_losses,
         "task_ties": len(tasks) - task_wins - task_losses,
         "sign_test_p": sign_test(task_wins, task_losses),
         "position_consistency": round(consistent / len(both), 4) if both else None,
         "first_slot_rate": round(sum(j["verdict"] == "A" for j in decisive) / len(decisive), 4) if decisive else None,
-        "by_length_ratio": {k: {"n": len(v), "win_rate": round(sum(v) / len(v), 4) if v else None}
-                            for k, v in buckets.items()},
-    }  # fmt: skip
+        "by_length_ratio": {
+            k: {"n": len(v), "win_rate": round(sum(v) / len(v), 4) if v else None} for k, v in buckets.items()
+        },
+    }
 
 
 def absolute(judgments: list[dict], resamples: int = 2000, seed: int = 0) -> dict:
@@ -101,10 +106,11 @@ def absolute(judgments: list[dict], resamples: int = 2000, seed: int = 0) -> dic
     rng = random.Random(seed)
     means = sorted(sum(rng.choices(scores, k=len(scores))) / len(scores) for _ in range(resamples if scores else 0))
     return {
-        "judgments": len(judgments), "scored": len(scores),
+        "judgments": len(judgments),
+        "scored": len(scores),
         "invalid": sum(j["verdict"] == "invalid" for j in judgments),
         "errors": sum(j["verdict"] == "error" for j in judgments),
         "mean": round(sum(scores) / len(scores), 4) if scores else None,
         "ci95": _ci95(means),
         "counts": {str(k): scores.count(k) for k in range(1, 6)},
-    }  # fmt: skip
+    }

@@ -23,8 +23,11 @@ def load_tasks(paths: list[str]) -> list[dict]:
     """[{id, input, output, eval_aspect, source}] in file order; raise SourceError naming every bad row."""
     tasks, problems = [], []
     for where, record in read_records(paths):
-        task = {"input": _text(record, "input", "input_text"), "output": _text(record, "output", "output_text"),
-                "eval_aspect": _text(record, "eval_aspect") or ""}  # fmt: skip
+        task = {
+            "input": _text(record, "input", "input_text"),
+            "output": _text(record, "output", "output_text"),
+            "eval_aspect": _text(record, "eval_aspect") or "",
+        }
         if task["input"] is None:
             problems.append(f"{where}: input: missing or empty (also accepted: input_text)")
         if task["output"] is None:

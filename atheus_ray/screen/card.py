@@ -19,16 +19,24 @@ def funnel(n_in: int, report: list[dict]) -> list[dict]:
     """Rows in, then per stage: rows dropped (by reason) and rows left."""
     steps = [{"stage": "input", "dropped": 0, "left": n_in, "by_reason": {}}]
     for stage in report:
-        steps.append({"stage": stage["stage"], "dropped": stage["rejected"], "left": stage["kept"],
-                      "by_reason": dict(sorted(stage["rejected_by_reason"].items()))})  # fmt: skip
+        steps.append(
+            {
+                "stage": stage["stage"],
+                "dropped": stage["rejected"],
+                "left": stage["kept"],
+                "by_reason": dict(sorted(stage["rejected_by_reason"].items())),
+            }
+        )
     return steps
 
 
 def synthesis_funnel(manifest: dict) -> list[dict]:
     """The synthesis stages as funnel steps: the seeds, then per stage the rows made so far and the rows it
     dropped (by reason), from a synthesis manifest."""
-    return [{"stage": "seeds", "dropped": 0, "left": manifest["counts"]["seeds"], "by_reason": {}},
-            *funnel(0, manifest["stages"])[1:]]  # fmt: skip
+    return [
+        {"stage": "seeds", "dropped": 0, "left": manifest["counts"]["seeds"], "by_reason": {}},
+        *funnel(0, manifest["stages"])[1:],
+    ]
 
 
 def distributions(rows: list[dict]) -> dict[str, dict[str, int]]:
@@ -37,7 +45,9 @@ def distributions(rows: list[dict]) -> dict[str, dict[str, int]]:
     for column in DISTRIBUTIONS:
         counts = Counter("(none)" if row.get(column) is None else str(row[column]) for row in rows)
         if column in ORDINAL:
-            result[column] = {k: counts[k] for k in sorted(counts, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0))}
+            result[column] = {
+                k: counts[k] for k in sorted(counts, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0))
+            }
         else:
             result[column] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     return result
@@ -59,7 +69,7 @@ def write_card(out: Location, summary: dict) -> Location:
         "",
         f"{summary['rows_out']:,} instruction-answer pairs, screened from {summary['rows_in']:,} "
         f"(source: `{summary['source'] or 'in-memory rows'}`; tagger: `{summary['tagger_model']}`).",
-        "Load with `datasets.load_dataset(\"parquet\", data_dir=\"final\")`; chat-format training data is in "
+        'Load with `datasets.load_dataset("parquet", data_dir="final")`; chat-format training data is in '
         "`sft/train.jsonl`; every dropped row is in `rejected/<stage>/` with its `reject_reason`.",
         "",
     ]

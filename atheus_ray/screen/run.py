@@ -43,8 +43,8 @@ from atheus_ray.seeds import load_taxonomy
 from atheus_ray.sources import SourceError, read_records
 from atheus_ray.stages import Stages
 from atheus_ray.storage import Location
-from atheus_ray.text import is_refusal
 from atheus_ray.tables import REJECTED_COLUMNS, write_rows
+from atheus_ray.text import is_refusal
 
 SCREEN_COLUMNS = ("ja_ratio", "refusal", *tagger.TAG_COLUMNS, "dup_of")
 SCREEN_REJECTED_COLUMNS = (*REJECTED_COLUMNS, *SCREEN_COLUMNS)
@@ -73,23 +73,40 @@ def read_pairs(source: str) -> list[dict]:
     return rows
 
 
-def fingerprint(rows: list[dict], cfg: ScreenConfig, model: ModelConfig, engine: EngineConfig,
-                eval_prompts: list[tuple[str, str]]) -> str:  # fmt: skip
+def fingerprint(
+    rows: list[dict], cfg: ScreenConfig, model: ModelConfig, engine: EngineConfig, eval_prompts: list[tuple[str, str]]
+) -> str:
     """What the screening output depends on: the input pairs, the screening config, the tagger (model and the
     engine settings that change its answers, not its placement or speed) and its prompt, the evaluation prompts.
     Where the near-duplicate search runs (`dedup.on_ray_above`) does not count: the result is the same."""
     h = hashlib.sha256()
-    for part in (cfg.model_dump(exclude={"dedup": {"on_ray_above"}}), model.model_dump(), engine.output_settings(), eval_prompts):
+    for part in (
+        cfg.model_dump(exclude={"dedup": {"on_ray_above"}}),
+        model.model_dump(),
+        engine.output_settings(),
+        eval_prompts,
+    ):
         h.update(json.dumps(part, sort_keys=True, ensure_ascii=False).encode())
     h.update(read_prompt(tagger.PROMPT)[1].encode())
     for row in sorted(rows, key=lambda r: r["id"]):
-        h.update(json.dumps([row["id"], row["instruction"], row["input"], row["response"]], ensure_ascii=False).encode())
+        h.update(
+            json.dumps([row["id"], row["instruction"], row["input"], row["response"]], ensure_ascii=False).encode()
+        )
     return h.hexdigest()[:16]
 
 
-def screen(rows: list[dict], out: str | Location, cfg: ScreenConfig, model: ModelConfig, engine: EngineConfig,
-           ray: RayConfig | None = None, log=print, source: str = "", llm: Engine | None = None,
-           synthesis: dict | None = None) -> dict:  # fmt: skip
+def screen(
+    rows: list[dict],
+    out: str | Location,
+    cfg: ScreenConfig,
+    model: ModelConfig,
+    engine: EngineConfig,
+    ray: RayConfig | None = None,
+    log=print,
+    source: str = "",
+    llm: Engine | None = None,
+    synthesis: dict | None = None,
+) -> dict:
     """Screen `rows` into OUT (see module docstring); return the summary written to OUT/screen.json. The tagger
     runs on `llm` (the pipeline's, shared with synthesis), or on an Engine of its own, closed at the end.
     `synthesis`, the manifest of the synthesis that made the rows, puts its funnel in the card too."""
@@ -123,8 +140,18 @@ def screen(rows: list[dict], out: str | Location, cfg: ScreenConfig, model: Mode
     rows = stages.run("tagging", rows, tag)
     rows = stages.run("dedup", rows, lambda rows: (*_dedup(rows, cfg.dedup, ray, log), 0, 0))
     rows = stages.run("selection", rows, lambda rows: (*select(rows, cfg.selection), 0, 0))
-    return _write_outputs(out, sorted(rows, key=rank_key), n_in, stages.report, tagger_name, source,
-                          time.time() - start, log, llm.stats(), synthesis)  # fmt: skip
+    return _write_outputs(
+        out,
+        sorted(rows, key=rank_key),
+        n_in,
+        stages.report,
+        tagger_name,
+        source,
+        time.time() - start,
+        log,
+        llm.stats(),
+        synthesis,
+    )
 
 
 def _heuristics(rows: list[dict], cfg: ScreenConfig) -> tuple[list[dict], list[dict]]:
@@ -148,8 +175,9 @@ def _dedup(rows: list[dict], cfg: DedupConfig, ray: RayConfig | None, log) -> tu
     blocks = None
     if len(rows) > cfg.on_ray_above:
         blocks = 2 * max(1, int(init_ray(ray)["cpus"]))
-        log(f"dedup: {len(rows)} rows > on_ray_above {cfg.on_ray_above}: "
-            f"near-duplicate search on Ray, {blocks} blocks")
+        log(
+            f"dedup: {len(rows)} rows > on_ray_above {cfg.on_ray_above}: near-duplicate search on Ray, {blocks} blocks"
+        )
     marked = mark_duplicates(rows, cfg.threshold, on_ray_blocks=blocks)
     kept = [r for r in marked if r["dup_of"] is None]
     rejected = [{**r, "reject_reason": "near_duplicate", "detail": f"of {r['dup_of']}"} for r in marked if r["dup_of"]]
@@ -158,17 +186,34 @@ def _dedup(rows: list[dict], cfg: DedupConfig, ray: RayConfig | None, log) -> tu
 
 def sft_record(row: dict) -> dict:
     """A final row as a chat-messages training example."""
-    return {"id": row["id"], "messages": [{"role": "user", "content": user_message(row["instruction"], row["input"])},
-                                          {"role": "assistant", "content": row["response"]}]}  # fmt: skip
+    return {
+        "id": row["id"],
+        "messages": [
+            {"role": "user", "content": user_message(row["instruction"], row["input"])},
+            {"role": "assistant", "content": row["response"]},
+        ],
+    }
 
 
-def _write_outputs(out: Location, rows: list[dict], n_in: int, report: list[dict], tagger_name: str, source: str,
-                   seconds: float, log, engine: dict, synthesis: dict | None) -> dict:  # fmt: skip
-    columns = dict.fromkeys([*LINEAGE_COLUMNS, "category", "instruction", "input", "response", *_columns(rows),
-                             *SCREEN_COLUMNS])  # fmt: skip
+def _write_outputs(
+    out: Location,
+    rows: list[dict],
+    n_in: int,
+    report: list[dict],
+    tagger_name: str,
+    source: str,
+    seconds: float,
+    log,
+    engine: dict,
+    synthesis: dict | None,
+) -> dict:
+    columns = dict.fromkeys(
+        [*LINEAGE_COLUMNS, "category", "instruction", "input", "response", *_columns(rows), *SCREEN_COLUMNS]
+    )
     final = write_rows(rows, out / "final", tuple(columns))
-    sft = (out / "sft" / "train.jsonl").write_text("".join(json.dumps(sft_record(r), ensure_ascii=False) + "\n"
-                                                          for r in rows))  # fmt: skip
+    sft = (out / "sft" / "train.jsonl").write_text(
+        "".join(json.dumps(sft_record(r), ensure_ascii=False) + "\n" for r in rows)
+    )
     summary = {
         "source": source,
         "tagger_model": tagger_name,
@@ -182,8 +227,12 @@ def _write_outputs(out: Location, rows: list[dict], n_in: int, report: list[dict
         "tokens_out": sum(s["tokens_out"] for s in report),
         "wall_seconds": round(seconds, 1),
         "engine": engine,
-        "tables": {"final": str(final), "rejected": str(out / "rejected"), "sft": str(sft),
-                   "card": str(out / "README.md")},  # fmt: skip
+        "tables": {
+            "final": str(final),
+            "rejected": str(out / "rejected"),
+            "sft": str(sft),
+            "card": str(out / "README.md"),
+        },
     }
     (out / "screen.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2))
     card.write_card(out, summary)

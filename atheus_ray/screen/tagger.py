@@ -31,13 +31,31 @@ from atheus_ray.text import lone_surrogate
 
 PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "screen" / "tag.md"
 SAFETY_CATEGORIES = {  # key: what the tagger is told it means
-    "none": "どちらも安全", "violence": "暴力・武器による危害", "crime": "犯罪・違法行為（窃盗、詐欺、不正アクセスなど）",
-    "self_harm": "自傷・自殺", "sexual": "性的な内容", "hate_discrimination": "差別・ヘイト",
-    "privacy": "プライバシーの侵害（個人の特定、個人情報の拡散）", "dangerous_goods": "危険物・違法薬物の製造や入手",
-    "misinformation": "誤情報・デマの作成や拡散", "other": "その他の有害な内容",
-}  # fmt: skip
-TAG_COLUMNS = ("quality", "quality_reason", "difficulty", "difficulty_reason", "task_category", "request_safety",
-               "safety", "safety_category", "score", "score_reason", "tagger_model", "tagger_prompt_version")  # fmt: skip
+    "none": "どちらも安全",
+    "violence": "暴力・武器による危害",
+    "crime": "犯罪・違法行為（窃盗、詐欺、不正アクセスなど）",
+    "self_harm": "自傷・自殺",
+    "sexual": "性的な内容",
+    "hate_discrimination": "差別・ヘイト",
+    "privacy": "プライバシーの侵害（個人の特定、個人情報の拡散）",
+    "dangerous_goods": "危険物・違法薬物の製造や入手",
+    "misinformation": "誤情報・デマの作成や拡散",
+    "other": "その他の有害な内容",
+}
+TAG_COLUMNS = (
+    "quality",
+    "quality_reason",
+    "difficulty",
+    "difficulty_reason",
+    "task_category",
+    "request_safety",
+    "safety",
+    "safety_category",
+    "score",
+    "score_reason",
+    "tagger_model",
+    "tagger_prompt_version",
+)
 REASON_CHARS = 80
 NO_PERSPECTIVE = "（指定なし。一般的な指示として評価する）"
 
@@ -79,11 +97,16 @@ def tag_request(row: dict, taxonomy: Taxonomy, cfg: TaggerConfig) -> dict:
         perspective=f"{perspective['name']}: {perspective['definition']}" if perspective else NO_PERSPECTIVE,
         categories="\n".join(f"  - {key}: {name}" for key, name in taxonomy.categories.items()),
         safety_categories="\n".join(f"  - {key}: {name}" for key, name in SAFETY_CATEGORIES.items()),
-        instruction=row["instruction"], input_block=input_block, response=answer_of(row),
-    )  # fmt: skip
+        instruction=row["instruction"],
+        input_block=input_block,
+        response=answer_of(row),
+    )
     structured = {"json": json.dumps(schema(list(taxonomy.categories), cfg.reason_chars))}
-    return {"key": f"tag/{row['id']}", "messages": [{"role": "user", "content": prompt}],
-            "sampling_params": sampling_params(cfg.sampling, structured)}  # fmt: skip
+    return {
+        "key": f"tag/{row['id']}",
+        "messages": [{"role": "user", "content": prompt}],
+        "sampling_params": sampling_params(cfg.sampling, structured),
+    }
 
 
 def _json_object(text: str) -> dict:

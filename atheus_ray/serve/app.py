@@ -26,7 +26,6 @@ import json
 import os
 import time
 import urllib.request
-
 from typing import Literal
 
 import ray
@@ -147,19 +146,30 @@ def _deployment_suffix(model_name: str) -> str:
 
 def llm_config(model: ServedModelConfig, cfg: ServeConfig) -> LLMConfig:
     """The `ray.serve.llm` config of one served model."""
-    engine_kwargs = {"dtype": cfg.dtype, "max_model_len": cfg.max_model_len, "enforce_eager": cfg.enforce_eager,
-                     "gpu_memory_utilization": cfg.gpu_memory_utilization,
-                     "tensor_parallel_size": model.tensor_parallel_size if cfg.accelerator == "gpu" else 1}  # fmt: skip
-    deployment = {"name": _deployment_suffix(model.name),  # ray.serve.llm adds the `LLMServer:` prefix
-                  "autoscaling_config": {"min_replicas": cfg.min_replicas, "max_replicas": cfg.max_replicas,
-                                         "target_ongoing_requests": cfg.target_ongoing_requests},
-                  "max_ongoing_requests": cfg.max_ongoing_requests}  # fmt: skip
+    engine_kwargs = {
+        "dtype": cfg.dtype,
+        "max_model_len": cfg.max_model_len,
+        "enforce_eager": cfg.enforce_eager,
+        "gpu_memory_utilization": cfg.gpu_memory_utilization,
+        "tensor_parallel_size": model.tensor_parallel_size if cfg.accelerator == "gpu" else 1,
+    }
+    deployment = {
+        "name": _deployment_suffix(model.name),  # ray.serve.llm adds the `LLMServer:` prefix
+        "autoscaling_config": {
+            "min_replicas": cfg.min_replicas,
+            "max_replicas": cfg.max_replicas,
+            "target_ongoing_requests": cfg.target_ongoing_requests,
+        },
+        "max_ongoing_requests": cfg.max_ongoing_requests,
+    }
     if cfg.accelerator == "cpu":  # the engine's one CPU bundle; the replica actor itself shares it
         placement = {"bundles": [{"CPU": 1, **cfg.resources}]}
         deployment["ray_actor_options"] = {"num_cpus": 0}
     else:  # one GPU bundle per tensor-parallel worker, on one node (ray.serve.llm's default, PACK, may split)
-        placement = {"bundles": [{"GPU": 1, **cfg.resources} for _ in range(engine_kwargs["tensor_parallel_size"])],
-                     "strategy": "STRICT_PACK"}  # fmt: skip
+        placement = {
+            "bundles": [{"GPU": 1, **cfg.resources} for _ in range(engine_kwargs["tensor_parallel_size"])],
+            "strategy": "STRICT_PACK",
+        }
     return LLMConfig(
         model_loading_config={"model_id": model.name, "model_source": str(model_sources.resolve(model.source))},
         engine_kwargs=engine_kwargs,
@@ -225,8 +235,10 @@ def reachable_host(host: str) -> str:
         return head
     others = sorted({n["NodeManagerAddress"] for n in nodes} - {head})
     if host in ("127.0.0.1", "localhost", "::1") and others:
-        raise ConfigError(f"serve.host: {host} is reachable from the head only, and this cluster has nodes at "
-                          f"{', '.join(others)} whose Ray Data workers must call it; set serve.host: 0.0.0.0")  # fmt: skip
+        raise ConfigError(
+            f"serve.host: {host} is reachable from the head only, and this cluster has nodes at "
+            f"{', '.join(others)} whose Ray Data workers must call it; set serve.host: 0.0.0.0"
+        )
     return host
 
 

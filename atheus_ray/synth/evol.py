@@ -69,8 +69,15 @@ def evolve_requests(pool: list[dict], round_: int, cfg: EvolConfig) -> list[dict
     requests = []
     for row in pool:
         op = pick_operation(row["id"], round_, cfg.operations)
-        requests.append({"key": f"evolve/{round_}/{row['id']}", "op": op, "parent": row, "sampling_params": params,
-                         "messages": [{"role": "user", "content": evolve_prompt(op, row["instruction"], row["input"])}]})  # fmt: skip
+        requests.append(
+            {
+                "key": f"evolve/{round_}/{row['id']}",
+                "op": op,
+                "parent": row,
+                "sampling_params": params,
+                "messages": [{"role": "user", "content": evolve_prompt(op, row["instruction"], row["input"])}],
+            }
+        )
     return requests
 
 
@@ -91,38 +98,76 @@ def parse_evolved(text: str) -> tuple[str, str | None]:
     return text.strip(), None
 
 
-def make_children(requests: list[dict], outputs: list[dict], round_: int, cfg: EvolConfig,
-                  generator_model: str) -> tuple[list[dict], list[dict]]:  # fmt: skip
+def make_children(
+    requests: list[dict], outputs: list[dict], round_: int, cfg: EvolConfig, generator_model: str
+) -> tuple[list[dict], list[dict]]:
     """Pass-1 outputs → (children that pass the filters, rejected children)."""
     children, rejected = [], []
     for request, output in zip(requests, outputs):
         parent, op = request["parent"], request["op"]
-        base = {"parent_id": parent["id"], "seed_ids": parent["seed_ids"], "origin": origin(op), "round": round_,
-                "domain": parent["domain"], "perspective": parent["perspective"], "category": parent.get("category"),
-                "generator_model": generator_model, "prompt_version": read_prompt(prompt_path(op))[1],
-                "response": None}  # fmt: skip
+        base = {
+            "parent_id": parent["id"],
+            "seed_ids": parent["seed_ids"],
+            "origin": origin(op),
+            "round": round_,
+            "domain": parent["domain"],
+            "perspective": parent["perspective"],
+            "category": parent.get("category"),
+            "generator_model": generator_model,
+            "prompt_version": read_prompt(prompt_path(op))[1],
+            "response": None,
+        }
         failed = error_reason(output)
         if failed:  # no answer at all (a prompt too long for the model, an endpoint error)
-            rejected.append({**base, "id": content_id(failed[0], request["key"]), "instruction": None, "input": None,
-                             "reject_reason": failed[0], "detail": failed[1]})  # fmt: skip
+            rejected.append(
+                {
+                    **base,
+                    "id": content_id(failed[0], request["key"]),
+                    "instruction": None,
+                    "input": None,
+                    "reject_reason": failed[0],
+                    "detail": failed[1],
+                }
+            )
             continue
         try:
             instruction, input_text = parse_evolved(output["text"])
         except ValueError as e:
-            rejected.append({**base, "id": content_id("parse_error", request["key"]), "instruction": output["text"],
-                             "input": None, "reject_reason": "parse_error", "detail": str(e)})  # fmt: skip
+            rejected.append(
+                {
+                    **base,
+                    "id": content_id("parse_error", request["key"]),
+                    "instruction": output["text"],
+                    "input": None,
+                    "reject_reason": "parse_error",
+                    "detail": str(e),
+                }
+            )
             continue
         bad = lone_surrogate(instruction) or lone_surrogate(input_text)
         if bad:  # the model's JSON escaped half a character: no text to hash, store or train on
             instruction, input_text = printable(instruction), input_text and printable(input_text)
-            rejected.append({**base, "id": content_id("invalid_text", request["key"]), "instruction": instruction,
-                             "input": input_text, "reject_reason": "invalid_text",
-                             "detail": f"lone surrogate {bad} in the model's JSON"})  # fmt: skip
+            rejected.append(
+                {
+                    **base,
+                    "id": content_id("invalid_text", request["key"]),
+                    "instruction": instruction,
+                    "input": input_text,
+                    "reject_reason": "invalid_text",
+                    "detail": f"lone surrogate {bad} in the model's JSON",
+                }
+            )
             continue
         child = {**base, "id": content_id(instruction, input_text), "instruction": instruction, "input": input_text}
         if child["id"] == parent["id"]:
-            rejected.append({**child, "id": content_id(child["id"], "unchanged", str(round_)),
-                             "reject_reason": "no_change", "detail": "identical to its parent"})  # fmt: skip
+            rejected.append(
+                {
+                    **child,
+                    "id": content_id(child["id"], "unchanged", str(round_)),
+                    "reject_reason": "no_change",
+                    "detail": "identical to its parent",
+                }
+            )
             continue
         problem = instruction_problem(instruction, input_text, **cfg.filters.model_dump())
         if problem:
@@ -141,8 +186,9 @@ def judge_request(parent: dict, child: dict, key: str) -> dict:
     return {"key": key, "messages": [{"role": "user", "content": prompt}], "sampling_params": params}
 
 
-def check_requests(children: list[dict], unanswered: list[dict], parents: dict[str, dict],
-                   answers: Answers) -> list[dict]:  # fmt: skip
+def check_requests(
+    children: list[dict], unanswered: list[dict], parents: dict[str, dict], answers: Answers
+) -> list[dict]:
     """Pass 2: an answer for every child and every unanswered pool row, and a judgment per child."""
     requests = [answers.request(row) for row in unanswered + children]
     requests += [judge_request(parents[c["parent_id"]], c, f"judge/{c['id']}") for c in children]

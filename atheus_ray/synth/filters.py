@@ -22,14 +22,25 @@ NEEDS_MODALITY = re.compile(
     r"ウェブ(サイト|ページ)を(見|閲覧|開)|リンク先|(ネット|インターネット|ウェブ)で(検索|調べ))"
 )
 SCAFFOLD_MARKERS = (
-    "参考例", "# 条件", "品質評価の観点", '"instruction"', '"input"', '"tasks"', "元の指示", "書き換えた指示",
-    "新しい指示", "一つ目の指示", "二つ目の指示",
-)  # fmt: skip
+    "参考例",
+    "# 条件",
+    "品質評価の観点",
+    '"instruction"',
+    '"input"',
+    '"tasks"',
+    "元の指示",
+    "書き換えた指示",
+    "新しい指示",
+    "一つ目の指示",
+    "二つ目の指示",
+)
 # A sentence cut off mid-way: it ends on a comma, an opening bracket, or a case particle that needs more.
 # A reference to material: 次の文章, 以下のコード, 下記のメール (forward), この表, 上記の内容 (backward).
-_MATERIAL = (r"(?:文章|文|記事|コード|プログラム|関数|スクリプト|データ|表|一覧|リスト|メール|会話|対話|議事録|歌詞|詩|"
-             r"レビュー|問題|英文|和文|箇条書き|手順|資料|グラフ|引用|文面|段落|メモ|例文|内容|原稿|日記|投稿|文書|"
-             r"テキスト|ログ|SQL|クエリ|式|数列|単語|語句|作品|物語|小説|レシピ|質問|アンケート|結果|数値|数字|記録|条件)")  # fmt: skip
+_MATERIAL = (
+    r"(?:文章|文|記事|コード|プログラム|関数|スクリプト|データ|表|一覧|リスト|メール|会話|対話|議事録|歌詞|詩|"
+    r"レビュー|問題|英文|和文|箇条書き|手順|資料|グラフ|引用|文面|段落|メモ|例文|内容|原稿|日記|投稿|文書|"
+    r"テキスト|ログ|SQL|クエリ|式|数列|単語|語句|作品|物語|小説|レシピ|質問|アンケート|結果|数値|数字|記録|条件)"
+)
 FORWARD_REFERENCE = re.compile(r"(?:次|以下|下記|つぎ)の" + _MATERIAL)
 BACKWARD_REFERENCE = re.compile(
     r"(?:この|上の|上記の|以上の|先ほどの|さっきの|前述の|その|(?:先ほど|さっき|前に)(?:貼った|送った|渡した|書いた|挙げた)|"
@@ -39,8 +50,9 @@ MATERIAL_CHARS = 15  # material: this many characters before a backward referenc
 OPEN_AT_END = ("、", "（", "(", "「", "『", "：", ":", "・", "を", "に", "が", "と", "で", "へ", "や")
 
 
-def instruction_problem(instruction: str, input_text: str | None, min_chars: int, max_chars: int,
-                        min_ja_ratio: float) -> str | None:  # fmt: skip
+def instruction_problem(
+    instruction: str, input_text: str | None, min_chars: int, max_chars: int, min_ja_ratio: float
+) -> str | None:
     """The reject reason for a generated instruction, or None when it passes every check."""
     text = instruction.strip()
     if len(text) < min_chars:

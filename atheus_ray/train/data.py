@@ -42,8 +42,10 @@ def to_messages(record: dict, where: str) -> list[dict] | str:
         if not isinstance(record["instruction"], str) or not isinstance(answer, str):
             return "missing_roles"
         input_text = record.get("input") if isinstance(record.get("input"), str) else None
-        messages = [{"role": "user", "content": user_message(record["instruction"], input_text or None)},
-                    {"role": "assistant", "content": answer}]  # fmt: skip
+        messages = [
+            {"role": "user", "content": user_message(record["instruction"], input_text or None)},
+            {"role": "assistant", "content": answer},
+        ]
     else:
         raise SourceError([f"{where}: messages: missing (expected `messages`, or `instruction` and `output`)"])
     roles = [m["role"] for m in messages]
@@ -73,8 +75,9 @@ def load_condition(condition: ConditionConfig) -> tuple[list[dict], Counter]:
     return examples, dropped
 
 
-def subsample_and_split(examples: list[dict], n: int, dev_fraction: float, seed: int,
-                        prepare=lambda e: e) -> tuple[list, list, int]:  # fmt: skip
+def subsample_and_split(
+    examples: list[dict], n: int, dev_fraction: float, seed: int, prepare=lambda e: e
+) -> tuple[list, list, int]:
     """`n` examples taken in a fixed seeded order (by id, so input order does not matter), each passed through
     `prepare`; one it turns into None (e.g. too long for `max_length`) is skipped and the next one taken, so
     every condition trains on as many usable examples. Returns (train, dev, number skipped)."""

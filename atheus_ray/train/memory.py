@@ -52,9 +52,16 @@ class ModelShape:
         """From a transformers config of a Llama-style model (LlamaConfig and kin)."""
         heads = config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-        return cls(hidden=config.hidden_size, intermediate=config.intermediate_size, layers=config.num_hidden_layers,
-                   vocab=config.vocab_size, heads=heads, kv_heads=getattr(config, "num_key_value_heads", None) or heads,
-                   head_dim=head_dim, tied=bool(getattr(config, "tie_word_embeddings", False)))  # fmt: skip
+        return cls(
+            hidden=config.hidden_size,
+            intermediate=config.intermediate_size,
+            layers=config.num_hidden_layers,
+            vocab=config.vocab_size,
+            heads=heads,
+            kv_heads=getattr(config, "num_key_value_heads", None) or heads,
+            head_dim=head_dim,
+            tied=bool(getattr(config, "tie_word_embeddings", False)),
+        )
 
     @property
     def layer_params(self) -> int:
@@ -81,10 +88,12 @@ class Plan:
     total_gb: float
 
     def describe(self) -> str:
-        return (f"~{self.total_gb:.1f} GB per GPU (state {self.state_gb:.1f}, activations {self.activations_gb:.1f}, "
-                f"logits {self.logits_gb:.1f}, + {OVERHEAD_GB:g} GB overhead and {FRAGMENTATION - 1:.0%}) at "
-                f"micro-batch {self.micro_batch} x {self.tokens // self.micro_batch} tokens, {self.workers} "
-                f"worker(s), activation checkpointing {'on' if self.checkpointing else 'off'}")  # fmt: skip
+        return (
+            f"~{self.total_gb:.1f} GB per GPU (state {self.state_gb:.1f}, activations {self.activations_gb:.1f}, "
+            f"logits {self.logits_gb:.1f}, + {OVERHEAD_GB:g} GB overhead and {FRAGMENTATION - 1:.0%}) at "
+            f"micro-batch {self.micro_batch} x {self.tokens // self.micro_batch} tokens, {self.workers} "
+            f"worker(s), activation checkpointing {'on' if self.checkpointing else 'off'}"
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -103,24 +112,48 @@ def estimate(shape: ModelShape, micro_batch: int, max_length: int, workers: int,
     logits = tokens * shape.vocab * 14
     total = (state + activations + logits) / GB
     total = (total + OVERHEAD_GB) * FRAGMENTATION
-    return Plan(micro_batch, tokens, workers, checkpointing, round(state / GB, 2), round(activations / GB, 2),
-                round(logits / GB, 2), round(total, 2))  # fmt: skip
+    return Plan(
+        micro_batch,
+        tokens,
+        workers,
+        checkpointing,
+        round(state / GB, 2),
+        round(activations / GB, 2),
+        round(logits / GB, 2),
+        round(total, 2),
+    )
 
 
-def check(shape: ModelShape, micro_batch: int, max_length: int, workers: int, checkpointing: bool, gpu_gb: float,
-          model: str = "the model") -> Plan:  # fmt: skip
+def check(
+    shape: ModelShape,
+    micro_batch: int,
+    max_length: int,
+    workers: int,
+    checkpointing: bool,
+    gpu_gb: float,
+    model: str = "the model",
+) -> Plan:
     """The plan, or MemoryPlanError when it exceeds `gpu_gb`, naming what would fit."""
     plan = estimate(shape, micro_batch, max_length, workers, checkpointing)
     if plan.total_gb <= gpu_gb:
         return plan
-    fits = [(b, c) for c in (checkpointing, True) for b in range(micro_batch, 0, -1)
-            if estimate(shape, b, max_length, workers, c).total_gb <= gpu_gb]  # fmt: skip
+    fits = [
+        (b, c)
+        for c in (checkpointing, True)
+        for b in range(micro_batch, 0, -1)
+        if estimate(shape, b, max_length, workers, c).total_gb <= gpu_gb
+    ]
     if fits:
         b, c = fits[0]
-        hint = (f"set train.batch_size={b}" + (" and train.activation_checkpointing=true" if c and not checkpointing
-                else "") + f", and raise train.grad_accum by x{micro_batch / b:g} to keep the batch per step")  # fmt: skip
+        hint = (
+            f"set train.batch_size={b}"
+            + (" and train.activation_checkpointing=true" if c and not checkpointing else "")
+            + f", and raise train.grad_accum by x{micro_batch / b:g} to keep the batch per step"
+        )
     else:
         hint = "no micro-batch fits: lower train.max_length, or use more workers (train.num_workers) or larger GPUs"
-    raise MemoryPlanError(f"train: {model} will not fit: {plan.describe()}, more than the GPU's {gpu_gb:.1f} GB; "
-                          f"{hint} (knobs: train.batch_size, train.grad_accum, train.activation_checkpointing, "
-                          f"train.max_length, train.num_workers)")  # fmt: skip
+    raise MemoryPlanError(
+        f"train: {model} will not fit: {plan.describe()}, more than the GPU's {gpu_gb:.1f} GB; "
+        f"{hint} (knobs: train.batch_size, train.grad_accum, train.activation_checkpointing, "
+        f"train.max_length, train.num_workers)"
+    )

@@ -41,8 +41,18 @@ from atheus_ray.train.tokens import encode, ensure_chat_template
 EXPORT = "export"
 MIN_STEPS_TO_CHECKPOINT = 10  # a run this long must write a checkpoint before its end (train.save_steps)
 # Settings that do not change a trained model: where things go, how often it checkpoints, placement, memory
-NOT_IN_FINGERPRINT = {"out", "storage_path", "ray", "models", "conditions", "save_steps", "gpu_peak_tflops",
-                      "activation_checkpointing", "gpu_memory_gb", "resources_per_worker"}  # fmt: skip
+NOT_IN_FINGERPRINT = {
+    "out",
+    "storage_path",
+    "ray",
+    "models",
+    "conditions",
+    "save_steps",
+    "gpu_peak_tflops",
+    "activation_checkpointing",
+    "gpu_memory_gb",
+    "resources_per_worker",
+}
 
 
 def run_name(condition: str, model_source: str) -> str:
@@ -77,25 +87,43 @@ def train(cfg: TrainConfig, log=print) -> dict:
         for condition in cfg.conditions:
             examples, dropped = data[condition.name]
             train_rows, dev_rows, too_long = subsample_and_split(
-                examples, n, cfg.dev_fraction, cfg.seed, lambda r: encode(r["messages"], tokenizer, cfg.max_length))
+                examples, n, cfg.dev_fraction, cfg.seed, lambda r: encode(r["messages"], tokenizer, cfg.max_length)
+            )
             encoded = {"train": train_rows, "dev": dev_rows}
             name = run_name(condition.name, source)
             fingerprint = _fingerprint(cfg, path, encoded)
             if not encoded["train"]:
-                raise ConfigError(f"train.max_length: every example of condition {condition.name!r} is longer than "
-                                  f"{cfg.max_length} tokens for {models.display_name(source)}")  # fmt: skip
+                raise ConfigError(
+                    f"train.max_length: every example of condition {condition.name!r} is longer than "
+                    f"{cfg.max_length} tokens for {models.display_name(source)}"
+                )
             steps = planned_steps(cfg, encoded["train"])
-            log(f"[{name}] {len(encoded['train'])} train / {len(encoded['dev'])} dev examples, {steps} optimizer steps"
-                + (f"; skipped {too_long} longer than {cfg.max_length} tokens" if too_long else ""))  # fmt: skip
+            log(
+                f"[{name}] {len(encoded['train'])} train / {len(encoded['dev'])} dev examples, {steps} optimizer steps"
+                + (f"; skipped {too_long} longer than {cfg.max_length} tokens" if too_long else "")
+            )
             if steps >= MIN_STEPS_TO_CHECKPOINT and cfg.save_steps >= steps:
-                raise ConfigError(f"train.save_steps: {cfg.save_steps}, but {name} has {steps} optimizer steps: it "
-                                  f"would write no checkpoint before its end, and a crash would restart it from step "
-                                  f"0; set save_steps to at most {steps - 1} (e.g. {max(1, steps // 4)})")  # fmt: skip
-            runs.append(_fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg, storage, out / name, log)
-                        | {"condition": condition.name, "model": source, "license": condition.license,
-                           "dropped": dict(dropped), "too_long": too_long})  # fmt: skip
-    summary = {"runs": runs, "wall_seconds": round(time.time() - start, 1), "storage_path": storage,
-               "summary": str(out / "train.json")}  # fmt: skip
+                raise ConfigError(
+                    f"train.save_steps: {cfg.save_steps}, but {name} has {steps} optimizer steps: it "
+                    f"would write no checkpoint before its end, and a crash would restart it from step "
+                    f"0; set save_steps to at most {steps - 1} (e.g. {max(1, steps // 4)})"
+                )
+            runs.append(
+                _fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg, storage, out / name, log)
+                | {
+                    "condition": condition.name,
+                    "model": source,
+                    "license": condition.license,
+                    "dropped": dict(dropped),
+                    "too_long": too_long,
+                }
+            )
+    summary = {
+        "runs": runs,
+        "wall_seconds": round(time.time() - start, 1),
+        "storage_path": storage,
+        "summary": str(out / "train.json"),
+    }
     (out / "train.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2))
     return summary
 
@@ -117,8 +145,15 @@ def _memory_plan(cfg: TrainConfig, path: str, source: str, gpu_gb: float | None)
     workers = cfg.num_workers if cfg.use_gpu else 1
     if gpu_gb is None:
         return memory.estimate(shape, cfg.batch_size, cfg.max_length, workers, cfg.activation_checkpointing)
-    return memory.check(shape, cfg.batch_size, cfg.max_length, workers, cfg.activation_checkpointing, gpu_gb,
-                        models.display_name(source))  # fmt: skip
+    return memory.check(
+        shape,
+        cfg.batch_size,
+        cfg.max_length,
+        workers,
+        cfg.activation_checkpointing,
+        gpu_gb,
+        models.display_name(source),
+    )
 
 
 def _probe_gpu_gb(cfg: TrainConfig) -> float:
@@ -143,8 +178,9 @@ def _fingerprint(cfg: TrainConfig, path: str, encoded: dict) -> str:
     return h.hexdigest()[:12]
 
 
-def _fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg: TrainConfig, storage, run_dir: Location,
-         log) -> dict:  # fmt: skip
+def _fit(
+    name, fingerprint, path, tokenizer, fallback, encoded, cfg: TrainConfig, storage, run_dir: Location, log
+) -> dict:
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -154,19 +190,28 @@ def _fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg: TrainConfig
         _delete_checkpoints(storage, f"{name}-{fingerprint}")  # left by a driver that died before deleting them
         return {**json.loads(done.read_text()), "resumed": True}
     start = time.time()
-    config = {"model_path": path, "chat_template": tokenizer.chat_template if fallback else None,
-              "train": encoded["train"], "dev": encoded["dev"], "cfg": cfg.model_dump()}  # fmt: skip
+    config = {
+        "model_path": path,
+        "chat_template": tokenizer.chat_template if fallback else None,
+        "train": encoded["train"],
+        "dev": encoded["dev"],
+        "cfg": cfg.model_dump(),
+    }
     device = {"GPU": 1} if cfg.use_gpu else {"CPU": 1}
     trainer = TorchTrainer(
         train_func,
         train_loop_config=config,
         # STRICT_PACK on GPU: every FSDP worker on one node (NVLink), never spread over pods (TCP)
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                     resources_per_worker={**device, **cfg.resources_per_worker},
-                                     placement_strategy="STRICT_PACK" if cfg.use_gpu else "PACK"),  # fmt: skip
+        scaling_config=ScalingConfig(
+            num_workers=cfg.num_workers,
+            use_gpu=cfg.use_gpu,
+            resources_per_worker={**device, **cfg.resources_per_worker},
+            placement_strategy="STRICT_PACK" if cfg.use_gpu else "PACK",
+        ),
         # the fingerprint in the name: the same command resumes this run; a changed one starts a new run
-        run_config=RunConfig(name=f"{name}-{fingerprint}", storage_path=storage,
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),  # fmt: skip
+        run_config=RunConfig(
+            name=f"{name}-{fingerprint}", storage_path=storage, checkpoint_config=CheckpointConfig(num_to_keep=2)
+        ),
     )
     result = trainer.fit()
     metrics = dict(result.metrics)
@@ -184,8 +229,10 @@ def _fit(name, fingerprint, path, tokenizer, fallback, encoded, cfg: TrainConfig
     # Finished and exported: its checkpoints, weights and optimizer state at about 3x the model's size, were only
     # there to resume it. Local or s3:// alike; a crash before this is mended by the next run's reuse above.
     result.filesystem.delete_dir(result.path)
-    log(f"[{name}] loss {metrics.get('train_loss')}, dev loss {metrics.get('eval_loss')}, "
-        f"{metrics.get('real_tokens_per_second')} real tokens/s; model in {target}")  # fmt: skip
+    log(
+        f"[{name}] loss {metrics.get('train_loss')}, dev loss {metrics.get('eval_loss')}, "
+        f"{metrics.get('real_tokens_per_second')} real tokens/s; model in {target}"
+    )
     return {**metrics, "resumed": False}
 
 
@@ -254,8 +301,13 @@ def train_func(config: dict) -> None:
             use_cpu=not cfg.use_gpu,
             # FSDP2 full shard, each decoder layer its own unit (transformers' default wrap policy)
             fsdp=True if fsdp else None,
-            fsdp_config={"version": 2, "reshard_after_forward": True,
-                         "activation_checkpointing": cfg.activation_checkpointing} if fsdp else None,  # fmt: skip
+            fsdp_config={
+                "version": 2,
+                "reshard_after_forward": True,
+                "activation_checkpointing": cfg.activation_checkpointing,
+            }
+            if fsdp
+            else None,
             gradient_checkpointing=cfg.activation_checkpointing and not fsdp,
             train_sampling_strategy="random" if cfg.packing else "group_by_length",
             remove_unused_columns=False,
@@ -263,10 +315,13 @@ def train_func(config: dict) -> None:
             disable_tqdm=True,
         )
         trainer = Trainer(
-            model=model, args=args, train_dataset=train_rows, eval_dataset=dev_rows or None,
+            model=model,
+            args=args,
+            train_dataset=train_rows,
+            eval_dataset=dev_rows or None,
             data_collator=functools.partial(collate, pad_id=pad_id, packed=cfg.packing),
             callbacks=[RayTrainReportCallback()],
-        )  # fmt: skip
+        )
         trainer = prepare_trainer(trainer)
         resume, start_step = None, 0
         if checkpoint:
@@ -276,8 +331,12 @@ def train_func(config: dict) -> None:
         start = time.time()
         output = trainer.train(resume_from_checkpoint=resume)
         seconds = time.time() - start
-        metrics = {"train_loss": round(output.training_loss, 4), "global_step": trainer.state.global_step,
-                   "resumed_from_step": start_step, "train_seconds": round(seconds, 1)}  # fmt: skip
+        metrics = {
+            "train_loss": round(output.training_loss, 4),
+            "global_step": trainer.state.global_step,
+            "resumed_from_step": start_step,
+            "train_seconds": round(seconds, 1),
+        }
         if dev_rows:
             metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
         steps_per_epoch = max(1, trainer.state.max_steps / max(cfg.epochs, 1e-9))

@@ -57,6 +57,8 @@ def encode(messages: list[dict], tokenizer, max_length: int) -> dict | None:
     ids = encoded["input_ids"]
     if len(ids) > max_length:
         return None
-    labels = [tok if any(a <= start < b for a, b in spans) else IGNORE
-              for tok, (start, _) in zip(ids, encoded["offset_mapping"])]  # fmt: skip
+    labels = [
+        tok if any(a <= start < b for a, b in spans) else IGNORE
+        for tok, (start, _) in zip(ids, encoded["offset_mapping"])
+    ]
     return {"input_ids": ids, "labels": labels}

@@ -57,68 +57,167 @@ ENV_VAR = {
         "resourceFieldRef": None,
     },
 }
-VOLUME_MOUNT = {"name": None, "mountPath": None, "readOnly": None, "subPath": None, "subPathExpr": None,
-                "mountPropagation": None}  # fmt: skip
+VOLUME_MOUNT = {
+    "name": None,
+    "mountPath": None,
+    "readOnly": None,
+    "subPath": None,
+    "subPathExpr": None,
+    "mountPropagation": None,
+}
 CONTAINER = {
-    "name": None, "image": None, "imagePullPolicy": None, "command": None, "args": None, "workingDir": None,
-    "env": ENV_VAR, "envFrom": None, "resources": RESOURCES, "volumeMounts": VOLUME_MOUNT, "volumeDevices": None,
+    "name": None,
+    "image": None,
+    "imagePullPolicy": None,
+    "command": None,
+    "args": None,
+    "workingDir": None,
+    "env": ENV_VAR,
+    "envFrom": None,
+    "resources": RESOURCES,
+    "volumeMounts": VOLUME_MOUNT,
+    "volumeDevices": None,
     "ports": {"name": None, "containerPort": None, "protocol": None, "hostIP": None, "hostPort": None},
-    "lifecycle": None, "livenessProbe": None, "readinessProbe": None, "startupProbe": None,
-    "securityContext": None, "stdin": None, "stdinOnce": None, "tty": None,
-    "terminationMessagePath": None, "terminationMessagePolicy": None,
-}  # fmt: skip
+    "lifecycle": None,
+    "livenessProbe": None,
+    "readinessProbe": None,
+    "startupProbe": None,
+    "securityContext": None,
+    "stdin": None,
+    "stdinOnce": None,
+    "tty": None,
+    "terminationMessagePath": None,
+    "terminationMessagePolicy": None,
+}
 VOLUME = {
     "name": None,
     "persistentVolumeClaim": {"claimName": None, "readOnly": None},
     "emptyDir": {"medium": None, "sizeLimit": None},
-    "configMap": None, "secret": None, "hostPath": None, "nfs": None, "csi": None, "projected": None,
-    "ephemeral": None, "downwardAPI": None,
-}  # fmt: skip
+    "configMap": None,
+    "secret": None,
+    "hostPath": None,
+    "nfs": None,
+    "csi": None,
+    "projected": None,
+    "ephemeral": None,
+    "downwardAPI": None,
+}
 POD_SPEC = {
-    "containers": CONTAINER, "initContainers": CONTAINER, "volumes": VOLUME,
+    "containers": CONTAINER,
+    "initContainers": CONTAINER,
+    "volumes": VOLUME,
     "tolerations": {"key": None, "operator": None, "value": None, "effect": None, "tolerationSeconds": None},
-    "nodeSelector": None, "affinity": None, "topologySpreadConstraints": None, "priorityClassName": None,
-    "priority": None, "preemptionPolicy": None, "schedulerName": None, "runtimeClassName": None,
-    "serviceAccountName": None, "automountServiceAccountToken": None, "imagePullSecrets": None,
-    "securityContext": None, "restartPolicy": None, "terminationGracePeriodSeconds": None,
-    "activeDeadlineSeconds": None, "dnsPolicy": None, "dnsConfig": None, "hostNetwork": None, "hostIPC": None,
-    "hostPID": None, "hostname": None, "subdomain": None, "hostAliases": None, "nodeName": None,
-    "shareProcessNamespace": None, "enableServiceLinks": None,
-}  # fmt: skip
+    "nodeSelector": None,
+    "affinity": None,
+    "topologySpreadConstraints": None,
+    "priorityClassName": None,
+    "priority": None,
+    "preemptionPolicy": None,
+    "schedulerName": None,
+    "runtimeClassName": None,
+    "serviceAccountName": None,
+    "automountServiceAccountToken": None,
+    "imagePullSecrets": None,
+    "securityContext": None,
+    "restartPolicy": None,
+    "terminationGracePeriodSeconds": None,
+    "activeDeadlineSeconds": None,
+    "dnsPolicy": None,
+    "dnsConfig": None,
+    "hostNetwork": None,
+    "hostIPC": None,
+    "hostPID": None,
+    "hostname": None,
+    "subdomain": None,
+    "hostAliases": None,
+    "nodeName": None,
+    "shareProcessNamespace": None,
+    "enableServiceLinks": None,
+}
 POD_TEMPLATE = {"metadata": OBJECT_META, "spec": POD_SPEC}
-PVC_SPEC = {"accessModes": None, "storageClassName": None, "resources": RESOURCES, "volumeMode": None,
-            "volumeName": None, "selector": None, "dataSource": None, "dataSourceRef": None}  # fmt: skip
+PVC_SPEC = {
+    "accessModes": None,
+    "storageClassName": None,
+    "resources": RESOURCES,
+    "volumeMode": None,
+    "volumeName": None,
+    "selector": None,
+    "dataSource": None,
+    "dataSourceRef": None,
+}
 
 # --- KubeRay ray.io/v1 -------------------------------------------------------------------------------------
 AUTOSCALER_OPTIONS = {
-    "resources": RESOURCES, "image": None, "imagePullPolicy": None, "securityContext": None,
-    "idleTimeoutSeconds": None, "upscalingMode": None, "version": None, "env": ENV_VAR, "envFrom": None,
+    "resources": RESOURCES,
+    "image": None,
+    "imagePullPolicy": None,
+    "securityContext": None,
+    "idleTimeoutSeconds": None,
+    "upscalingMode": None,
+    "version": None,
+    "env": ENV_VAR,
+    "envFrom": None,
     "volumeMounts": VOLUME_MOUNT,
-}  # fmt: skip
-HEAD_GROUP = {"template": POD_TEMPLATE, "headService": None, "enableIngress": None, "rayStartParams": None,
-              "serviceType": None}  # fmt: skip
+}
+HEAD_GROUP = {
+    "template": POD_TEMPLATE,
+    "headService": None,
+    "enableIngress": None,
+    "rayStartParams": None,
+    "serviceType": None,
+}
 WORKER_GROUP = {
-    "groupName": None, "replicas": None, "minReplicas": None, "maxReplicas": None, "idleTimeoutSeconds": None,
-    "numOfHosts": None, "rayStartParams": None, "template": POD_TEMPLATE, "suspend": None,
+    "groupName": None,
+    "replicas": None,
+    "minReplicas": None,
+    "maxReplicas": None,
+    "idleTimeoutSeconds": None,
+    "numOfHosts": None,
+    "rayStartParams": None,
+    "template": POD_TEMPLATE,
+    "suspend": None,
     "scaleStrategy": {"workersToDelete": None},
-}  # fmt: skip
+}
 RAY_CLUSTER_SPEC = {
-    "headGroupSpec": HEAD_GROUP, "workerGroupSpecs": WORKER_GROUP, "rayVersion": None,
-    "enableInTreeAutoscaling": None, "autoscalerOptions": AUTOSCALER_OPTIONS, "headServiceAnnotations": None,
-    "gcsFaultToleranceOptions": None, "suspend": None, "managedBy": None,
-}  # fmt: skip
+    "headGroupSpec": HEAD_GROUP,
+    "workerGroupSpecs": WORKER_GROUP,
+    "rayVersion": None,
+    "enableInTreeAutoscaling": None,
+    "autoscalerOptions": AUTOSCALER_OPTIONS,
+    "headServiceAnnotations": None,
+    "gcsFaultToleranceOptions": None,
+    "suspend": None,
+    "managedBy": None,
+}
 RAY_JOB_SPEC = {
-    "entrypoint": None, "runtimeEnvYAML": None, "jobId": None, "metadata": None, "submissionMode": None,
-    "clusterSelector": None, "rayClusterSpec": RAY_CLUSTER_SPEC, "submitterPodTemplate": POD_TEMPLATE,
-    "submitterConfig": {"backoffLimit": None}, "activeDeadlineSeconds": None, "backoffLimit": None,
-    "shutdownAfterJobFinishes": None, "ttlSecondsAfterFinished": None, "suspend": None, "managedBy": None,
-    "deletionStrategy": {"onSuccess": {"policy": None}, "onFailure": {"policy": None}}, "schedule": None,
-    "entrypointNumCpus": None, "entrypointNumGpus": None, "entrypointResources": None,
-}  # fmt: skip
+    "entrypoint": None,
+    "runtimeEnvYAML": None,
+    "jobId": None,
+    "metadata": None,
+    "submissionMode": None,
+    "clusterSelector": None,
+    "rayClusterSpec": RAY_CLUSTER_SPEC,
+    "submitterPodTemplate": POD_TEMPLATE,
+    "submitterConfig": {"backoffLimit": None},
+    "activeDeadlineSeconds": None,
+    "backoffLimit": None,
+    "shutdownAfterJobFinishes": None,
+    "ttlSecondsAfterFinished": None,
+    "suspend": None,
+    "managedBy": None,
+    "deletionStrategy": {"onSuccess": {"policy": None}, "onFailure": {"policy": None}},
+    "schedule": None,
+    "entrypointNumCpus": None,
+    "entrypointNumGpus": None,
+    "entrypointResources": None,
+}
 RAY_SERVICE_SPEC = {
-    "serveConfigV2": None, "rayClusterConfig": RAY_CLUSTER_SPEC, "serveService": None,
-    "upgradeStrategy": {"type": None}, "excludeHeadPodFromServeSvc": None,
-}  # fmt: skip
+    "serveConfigV2": None,
+    "rayClusterConfig": RAY_CLUSTER_SPEC,
+    "serveService": None,
+    "upgradeStrategy": {"type": None},
+    "excludeHeadPodFromServeSvc": None,
+}
 
 
 def _document(spec: dict) -> dict:
@@ -131,8 +230,12 @@ ALLOWED = {
     "RayService": _document(RAY_SERVICE_SPEC),
     "PersistentVolumeClaim": _document(PVC_SPEC),
 }
-API_VERSIONS = {"RayCluster": "ray.io/v1", "RayJob": "ray.io/v1", "RayService": "ray.io/v1",
-                "PersistentVolumeClaim": "v1"}  # fmt: skip
+API_VERSIONS = {
+    "RayCluster": "ray.io/v1",
+    "RayJob": "ray.io/v1",
+    "RayService": "ray.io/v1",
+    "PersistentVolumeClaim": "v1",
+}
 
 # The five RayJobs and what each must run (script, config), paths from the repository root.
 JOBS = {
@@ -145,8 +248,13 @@ JOBS = {
 EXPECTED_FILES = {"raycluster.yaml", "storage.yaml", "rayservice.yaml", "launcher-aws.yaml", *JOBS}
 
 # Strings that look like credentials (OpenAI, Hugging Face, AWS access key, GitHub, PEM private keys).
-SECRET_PATTERNS = [r"\bsk-[A-Za-z0-9_-]{16,}", r"\bhf_[A-Za-z0-9]{20,}", r"\bAKIA[0-9A-Z]{16}\b",
-                   r"\bgh[pousr]_[A-Za-z0-9]{20,}", r"-----BEGIN [A-Z ]*PRIVATE KEY-----"]  # fmt: skip
+SECRET_PATTERNS = [
+    r"\bsk-[A-Za-z0-9_-]{16,}",
+    r"\bhf_[A-Za-z0-9]{20,}",
+    r"\bAKIA[0-9A-Z]{16}\b",
+    r"\bgh[pousr]_[A-Za-z0-9]{20,}",
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
+]
 
 
 def yaml_files() -> list[Path]:
@@ -198,8 +306,9 @@ def ray_cluster_specs() -> list[tuple[str, dict]]:
     """Every RayCluster spec in cluster/: the RayCluster's, the RayService's, any RayJob's inline one."""
     specs = [(label, doc["spec"]) for label, doc in of_kind("RayCluster")]
     specs += [(label, doc["spec"]["rayClusterConfig"]) for label, doc in of_kind("RayService")]
-    specs += [(label, doc["spec"]["rayClusterSpec"]) for label, doc in of_kind("RayJob")
-              if "rayClusterSpec" in doc["spec"]]  # fmt: skip
+    specs += [
+        (label, doc["spec"]["rayClusterSpec"]) for label, doc in of_kind("RayJob") if "rayClusterSpec" in doc["spec"]
+    ]
     return specs
 
 
@@ -285,7 +394,7 @@ def test_allowlist_catches_a_misspelled_field():
 def test_rayjob_runs_an_existing_script_with_an_existing_config(name):
     """Each RayJob's entrypoint is `python jobs/<X>.py --config jobs/configs/cluster/<Y>.yaml`, and both files
     exist (paths from the repository root)."""
-    (label, job), = [(label, doc) for label, doc in of_kind("RayJob") if label.startswith(f"{name}#")]
+    ((label, job),) = [(label, doc) for label, doc in of_kind("RayJob") if label.startswith(f"{name}#")]
     words = shlex.split(job["spec"]["entrypoint"])
     script, config = JOBS[name]
     assert words == ["python", script, "--config", config], f"{label}: entrypoint {job['spec']['entrypoint']!r}"
@@ -303,9 +412,11 @@ def rayjob_problems(label: str, spec: dict) -> list[str]:
       created none (1.6+ rejects shutdownAfterJobFinishes with clusterSelector)."""
     if "clusterSelector" not in spec:
         return []
-    return [f"{label}: {field} must not be set with clusterSelector"
-            for field in ("backoffLimit", "rayClusterSpec", "shutdownAfterJobFinishes", "ttlSecondsAfterFinished")
-            if field in spec]  # fmt: skip
+    return [
+        f"{label}: {field} must not be set with clusterSelector"
+        for field in ("backoffLimit", "rayClusterSpec", "shutdownAfterJobFinishes", "ttlSecondsAfterFinished")
+        if field in spec
+    ]
 
 
 def test_rayjob_rules_catch_backoff_limit_with_cluster_selector():
@@ -314,8 +425,10 @@ def test_rayjob_rules_catch_backoff_limit_with_cluster_selector():
     label, job = of_kind("RayJob")[0]
     assert rayjob_problems(label, job["spec"]) == []
     bad = {**job["spec"], "backoffLimit": 1, "shutdownAfterJobFinishes": True}
-    assert rayjob_problems(label, bad) == [f"{label}: backoffLimit must not be set with clusterSelector",
-                                           f"{label}: shutdownAfterJobFinishes must not be set with clusterSelector"]  # fmt: skip
+    assert rayjob_problems(label, bad) == [
+        f"{label}: backoffLimit must not be set with clusterSelector",
+        f"{label}: shutdownAfterJobFinishes must not be set with clusterSelector",
+    ]
     for label, job in of_kind("RayJob"):
         assert rayjob_problems(label, job["spec"]) == []
 
@@ -325,7 +438,7 @@ def test_rayjobs_run_on_the_raycluster():
     submission mode and a runtime env Ray accepts, whose working_dir is the repository in the image."""
     from ray.runtime_env import RuntimeEnv
 
-    (_, cluster), = of_kind("RayCluster")
+    ((_, cluster),) = of_kind("RayCluster")
     for label, job in of_kind("RayJob"):
         spec = job["spec"]
         assert spec.get("clusterSelector") == {"ray.io/cluster": cluster["metadata"]["name"]}, label
@@ -341,7 +454,7 @@ def test_rayservice_serves_the_atheus_app():
     atheus_ray.serve.app:app_builder (a module of this repository) with a config file that exists."""
     from ray.serve.schema import ServeDeploySchema
 
-    (label, service), = of_kind("RayService")
+    ((label, service),) = of_kind("RayService")
     serve_config = yaml.safe_load(service["spec"]["serveConfigV2"])
     ServeDeploySchema.model_validate(serve_config)  # Ray's own schema for serve configs
     (app,) = serve_config["applications"]
@@ -373,14 +486,16 @@ def test_heads_run_no_work_and_gpu_groups_start_at_zero():
             if all(gpus(c) > 0 for c in group["template"]["spec"]["containers"]):
                 assert group["minReplicas"] == 0 and group.get("replicas", 0) == 0, f"{where}: must start at 0"
             else:
-                assert group_resources(group)["CPU"] <= 4 and group["maxReplicas"] == 1, f"{where}: a CPU group is small"
+                assert group_resources(group)["CPU"] <= 4 and group["maxReplicas"] == 1, (
+                    f"{where}: a CPU group is small"
+                )
         assert any(gpus(c) > 0 for g in spec["workerGroupSpecs"] for c in g["template"]["spec"]["containers"]), label
 
 
 def test_every_pod_mounts_the_shared_volume_and_shm():
     """Every head and worker pod mounts the ReadWriteMany claim atheus-shared at /mnt/shared and a memory
     emptyDir at /dev/shm, in every container; storage.yaml declares that claim."""
-    (label, claim), = of_kind("PersistentVolumeClaim")
+    ((label, claim),) = of_kind("PersistentVolumeClaim")
     assert claim["metadata"]["name"] == SHARED_CLAIM and claim["spec"]["accessModes"] == ["ReadWriteMany"], label
     for where, template in pod_templates():
         volumes = {v["name"]: v for v in template["spec"]["volumes"]}
@@ -492,20 +607,45 @@ def demands() -> list[tuple[str, dict[str, float], str]]:
     for name in ("synth.yaml", "screen.yaml"):
         engine = _cluster_config(name)["engine"]
         n = engine.get("tensor_parallel_size", 1) * engine.get("pipeline_parallel_size", 1)
-        found.append((f"{name} engine replica", {"GPU": n, **{k: v * n for k, v in engine.get("resources", {}).items()}},
-                      "raycluster.yaml"))  # fmt: skip
+        found.append(
+            (
+                f"{name} engine replica",
+                {"GPU": n, **{k: v * n for k, v in engine.get("resources", {}).items()}},
+                "raycluster.yaml",
+            )
+        )
     sft = _cluster_config("sft.yaml")
     w = sft["num_workers"]
-    found.append(("sft.yaml workers", {"GPU": w, **{k: v * w for k, v in sft.get("resources_per_worker", {}).items()}},
-                  "raycluster.yaml"))  # fmt: skip
-    found.append(("eval.yaml candidate", {"GPU": 1, **_cluster_config("eval.yaml")["serve"].get("resources", {})},
-                  "raycluster.yaml"))  # fmt: skip
+    found.append(
+        (
+            "sft.yaml workers",
+            {"GPU": w, **{k: v * w for k, v in sft.get("resources_per_worker", {}).items()}},
+            "raycluster.yaml",
+        )
+    )
+    found.append(
+        (
+            "eval.yaml candidate",
+            {"GPU": 1, **_cluster_config("eval.yaml")["serve"].get("resources", {})},
+            "raycluster.yaml",
+        )
+    )
     serve = _cluster_config("serve.yaml")
     tp = max(m.get("tensor_parallel_size", 1) for m in serve["models"])
-    found.append(("serve.yaml replica", {"GPU": tp, **{k: v * tp for k, v in serve["serve"].get("resources", {}).items()}},
-                  "rayservice.yaml"))  # fmt: skip
-    found.append(("serve.yaml ingress", {"CPU": serve["serve"]["ingress_cpus"], **serve["serve"].get("ingress_resources", {})},
-                  "rayservice.yaml"))  # fmt: skip
+    found.append(
+        (
+            "serve.yaml replica",
+            {"GPU": tp, **{k: v * tp for k, v in serve["serve"].get("resources", {}).items()}},
+            "rayservice.yaml",
+        )
+    )
+    found.append(
+        (
+            "serve.yaml ingress",
+            {"CPU": serve["serve"]["ingress_cpus"], **serve["serve"].get("ingress_resources", {})},
+            "rayservice.yaml",
+        )
+    )
     return found
 
 
@@ -541,8 +681,9 @@ def test_placement_rules_catch_unpinned_and_unplaceable_work():
     """The rule reports work that asks for no custom resource, and work no single pod can hold."""
     groups = {"gpu-gen": {"CPU": 40, "GPU": 4, "gen": 4}, "gpu-train": {"CPU": 88, "GPU": 8, "train": 8}}
     assert placement_problems({"GPU": 8, "train": 8}, groups, "sft") == []
-    assert placement_problems({"GPU": 8}, groups, "sft") == ["sft: asks for no custom resource, so nothing pins it "
-                                                            "to its worker group"]  # fmt: skip
+    assert placement_problems({"GPU": 8}, groups, "sft") == [
+        "sft: asks for no custom resource, so nothing pins it to its worker group"
+    ]
     assert placement_problems({"GPU": 16, "train": 16}, groups, "sft")[0].startswith("sft: no worker group holds")
     assert placement_problems({"GPU": 2, "gen": 2, "train": 1}, groups, "mixed")[0].startswith("mixed: no worker")
 
@@ -553,9 +694,14 @@ def test_the_rayservice_can_scale_its_gpu_pods_to_zero():
     serve = _cluster_config("serve.yaml")["serve"]
     assert serve["min_replicas"] == 0
     (spec,) = [s for label, s in ray_cluster_specs() if label.startswith("rayservice.yaml#")]
-    holders = [g for g in spec["workerGroupSpecs"] if group_resources(g)["GPU"] == 0 and g["minReplicas"] >= 1
-               and group_resources(g)["CPU"] >= serve["ingress_cpus"]
-               and all(group_resources(g).get(k, 0) >= v for k, v in serve["ingress_resources"].items())]  # fmt: skip
+    holders = [
+        g
+        for g in spec["workerGroupSpecs"]
+        if group_resources(g)["GPU"] == 0
+        and g["minReplicas"] >= 1
+        and group_resources(g)["CPU"] >= serve["ingress_cpus"]
+        and all(group_resources(g).get(k, 0) >= v for k, v in serve["ingress_resources"].items())
+    ]
     assert holders, "no always-up CPU group can hold the ingress"
     gpu_groups = [g for g in spec["workerGroupSpecs"] if group_resources(g)["GPU"] > 0]
     assert gpu_groups and not any(set(serve["ingress_resources"]) & set(group_resources(g)) for g in gpu_groups)
@@ -593,4 +739,7 @@ def test_launcher_nodes_get_credentials_and_a_current_gpu_image():
         assert image.lower() not in ("", "latest_dlami") and image not in DEFAULT_AMI.values(), f"{name}: {image!r}"
         if node_type["resources"].get("GPU"):
             assert image.startswith("resolve:ssm:/aws/service/deeplearning/ami/x86_64/") and "18.04" not in image
-            assert node["IamInstanceProfile"] != config["available_node_types"]["head"]["node_config"]["IamInstanceProfile"]
+            assert (
+                node["IamInstanceProfile"]
+                != config["available_node_types"]["head"]["node_config"]["IamInstanceProfile"]
+            )

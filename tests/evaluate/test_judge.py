@@ -13,17 +13,35 @@ from atheus_ray.evaluate.judge import RUBRIC, SCORE, Cache, Judge, judgment_key,
 SECRET = "sk-judge-test-0000"
 
 
-@pytest.mark.parametrize("reply,verdict", [
-    ("Aの方が正確です。\n[[A]]", "A"), ("理由…\n[[B]]", "B"), ("優劣なし [[C]]", "C"),
-    ("[[A]] と [[B]] のどちらとも言えない", None), ("判定: A", None), ("", None), ("[[D]]", None),
-    ("[[A]]です。念のため繰り返すと [[A]]", None),  # two marks: not exactly one
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "reply,verdict",
+    [
+        ("Aの方が正確です。\n[[A]]", "A"),
+        ("理由…\n[[B]]", "B"),
+        ("優劣なし [[C]]", "C"),
+        ("[[A]] と [[B]] のどちらとも言えない", None),
+        ("判定: A", None),
+        ("", None),
+        ("[[D]]", None),
+        ("[[A]]です。念のため繰り返すと [[A]]", None),  # two marks: not exactly one
+    ],
+)
 def test_parse_verdict_is_strict(reply, verdict):
     assert parse_verdict(reply) == verdict
 
 
-@pytest.mark.parametrize("reply,score", [("理由…\n[[4]]", "4"), ("[[5]]", "5"), ("[[0]]", None), ("[[6]]", None),
-                                         ("[[3]] か [[4]]", None), ("4点", None), ("[[A]]", None)])  # fmt: skip
+@pytest.mark.parametrize(
+    "reply,score",
+    [
+        ("理由…\n[[4]]", "4"),
+        ("[[5]]", "5"),
+        ("[[0]]", None),
+        ("[[6]]", None),
+        ("[[3]] か [[4]]", None),
+        ("4点", None),
+        ("[[A]]", None),
+    ],
+)
 def test_parse_score_is_strict(reply, score):
     assert parse_verdict(reply, SCORE) == score
 
@@ -82,14 +100,24 @@ TASK = {"id": "t1", "input": "梅雨の洗濯のコツは？", "output": "除湿
 
 
 def jobs():
-    return [{"task": TASK, "answer_a": f"{tag}: 回答{i}", "answer_b": "別の回答", "order": "XY"}
-            for i, tag in enumerate(["ok", "rate", "boom", "slow", "garbage", "never", "ok"])]  # fmt: skip
+    return [
+        {"task": TASK, "answer_a": f"{tag}: 回答{i}", "answer_b": "別の回答", "order": "XY"}
+        for i, tag in enumerate(["ok", "rate", "boom", "slow", "garbage", "never", "ok"])
+    ]
 
 
 def test_no_judgment_is_lost_or_duplicated_and_retries_are_bounded(server, tmp_path, monkeypatch):
     monkeypatch.setenv("JUDGE_KEY", SECRET)
-    judge = Judge(server, "judge-model", Cache(tmp_path / "cache"), api_key_env="JUDGE_KEY", concurrency=3,
-                  max_retries=2, timeout=1.0, verdict_retries=2)  # fmt: skip
+    judge = Judge(
+        server,
+        "judge-model",
+        Cache(tmp_path / "cache"),
+        api_key_env="JUDGE_KEY",
+        concurrency=3,
+        max_retries=2,
+        timeout=1.0,
+        verdict_retries=2,
+    )
     records = judge.judge(jobs())
     assert [r["answer_a"] for r in records] == [j["answer_a"] for j in jobs()]  # one record per job, in order
     assert [r["verdict"] for r in records] == ["B", "B", "B", "B", "B", "invalid", "B"]
@@ -108,23 +136,27 @@ def test_no_judgment_is_lost_or_duplicated_and_retries_are_bounded(server, tmp_p
 
 
 def test_a_request_that_keeps_failing_is_an_error_and_is_not_cached(tmp_path):
-    judge = Judge("http://127.0.0.1:9/v1", "judge-model", Cache(tmp_path / "cache"), max_retries=1,
-                  timeout=0.5)  # fmt: skip
+    judge = Judge("http://127.0.0.1:9/v1", "judge-model", Cache(tmp_path / "cache"), max_retries=1, timeout=0.5)
     [record] = judge.judge(jobs()[:1])
     assert record["verdict"] == "error" and not (tmp_path / "cache").exists()
 
 
 def test_an_unreadable_cache_line_is_skipped(tmp_path):
     (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "part-1.jsonl").write_text('{"key": "k1", "verdict": "A", "attempts": 1, "reply": "[[A]]"}\n'
-                                                     '{"key": "k2", "verd', encoding="utf-8")  # fmt: skip
+    (tmp_path / "cache" / "part-1.jsonl").write_text(
+        '{"key": "k1", "verdict": "A", "attempts": 1, "reply": "[[A]]"}\n{"key": "k2", "verd', encoding="utf-8"
+    )
     assert list(Cache(tmp_path / "cache").records) == ["k1"]
 
 
 def test_absolute_scores_use_their_own_prompt_and_cache_key(server, tmp_path):
     judge = Judge(server, "judge-model", Cache(tmp_path / "cache"), max_retries=1)
-    pair, score = judge.judge([{"task": TASK, "answer_a": "ok: 回答", "answer_b": "別の回答", "order": "XY"},
-                               {"task": TASK, "answer_a": "ok: 回答", "answer_b": None, "order": "score"}])  # fmt: skip
+    pair, score = judge.judge(
+        [
+            {"task": TASK, "answer_a": "ok: 回答", "answer_b": "別の回答", "order": "XY"},
+            {"task": TASK, "answer_a": "ok: 回答", "answer_b": None, "order": "score"},
+        ]
+    )
     assert (pair["verdict"], score["verdict"]) == ("B", "4") and pair["key"] != score["key"]
 
 

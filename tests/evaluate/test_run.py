@@ -39,18 +39,33 @@ def test_eval_answers_judges_and_reports(ray_local, tiny_model, tmp_path):
     # the 24 sample tasks and one whose prompt is longer than the served models' context: the replica answers it
     # with an error, which is recorded as an answer error, counted, and kept out of judging
     tasks = tmp_path / "tasks.jsonl"
-    long = {"input": "次の文章を要約してください。" + "梅雨の晴れ間には布団を干しましょう。" * 120, "output": "要約", "eval_aspect": ""}
-    tasks.write_text(Path(SAMPLE).read_text(encoding="utf-8") + json.dumps(long, ensure_ascii=False) + "\n",
-                     encoding="utf-8")  # fmt: skip
+    long = {
+        "input": "次の文章を要約してください。" + "梅雨の晴れ間には布団を干しましょう。" * 120,
+        "output": "要約",
+        "eval_aspect": "",
+    }
+    tasks.write_text(
+        Path(SAMPLE).read_text(encoding="utf-8") + json.dumps(long, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FirstSlotJudge)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        cfg = load_config(EvalConfig, "jobs/configs/eval.yaml", [
-            f"out={tmp_path}", f"tasks=[{tasks}]", "limit=null", "answer.max_tokens=16", "serve.max_model_len=1024",
-            f"candidates=[{{name: open, group: tiny, model: {tiny_model}}}, {{name: atheus, group: tiny, model: {tiny_model}}}]",
-            f"judge.base_url=http://127.0.0.1:{httpd.server_address[1]}/v1", "judge.model=fake-judge",
-            "judge.source=null", "judge.constrain=false",
-        ])  # fmt: skip
+        cfg = load_config(
+            EvalConfig,
+            "jobs/configs/eval.yaml",
+            [
+                f"out={tmp_path}",
+                f"tasks=[{tasks}]",
+                "limit=null",
+                "answer.max_tokens=16",
+                "serve.max_model_len=1024",
+                f"candidates=[{{name: open, group: tiny, model: {tiny_model}}}, {{name: atheus, group: tiny, model: {tiny_model}}}]",
+                f"judge.base_url=http://127.0.0.1:{httpd.server_address[1]}/v1",
+                "judge.model=fake-judge",
+                "judge.source=null",
+                "judge.constrain=false",
+            ],
+        )
         results = evaluate(cfg, log=lambda m: None)
         calls = FirstSlotJudge.calls
         logs = []
@@ -71,7 +86,10 @@ def test_eval_answers_judges_and_reports(ray_local, tiny_model, tmp_path):
     assert len(answers) == 50 and {a["candidate"] for a in answers} == {"open", "atheus"}
     errors = [a for a in answers if a["error"]]
     assert len(errors) == 2 and all(a["answer"] is None and a["error"].startswith("prompt_too_long") for a in errors)
-    assert [(a["candidate"], a["mean"], a["scored"]) for a in results["absolute"]] == [("open", 3.0, 24), ("atheus", 3.0, 24)]
+    assert [(a["candidate"], a["mean"], a["scored"]) for a in results["absolute"]] == [
+        ("open", 3.0, 24),
+        ("atheus", 3.0, 24),
+    ]
     saved = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert saved["comparisons"] == results["comparisons"]
     assert (tmp_path / "win_rates.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "report.md").exists()
@@ -83,8 +101,15 @@ def test_a_finished_run_with_a_local_judge_starts_nothing(ray_local, tmp_path, m
     from atheus_ray.evaluate.judge import Cache, judgment_key
     from atheus_ray.storage import Location
 
-    cfg = load_config(EvalConfig, "jobs/configs/eval.yaml", [f"out={tmp_path}", f"tasks=[{SAMPLE}]",
-                      "candidates=[{name: open, group: g, model: m1}, {name: atheus, group: g, model: m2}]"])  # fmt: skip
+    cfg = load_config(
+        EvalConfig,
+        "jobs/configs/eval.yaml",
+        [
+            f"out={tmp_path}",
+            f"tasks=[{SAMPLE}]",
+            "candidates=[{name: open, group: g, model: m1}, {name: atheus, group: g, model: m2}]",
+        ],
+    )
     tasks = run.load_tasks(cfg.tasks)[: cfg.limit]
     saved = {(c.group, c.name): run._saved_answers(c, tasks, cfg, Location(tmp_path)) for c in cfg.candidates}
     for (group, name), path in saved.items():
@@ -109,8 +134,15 @@ def test_a_model_retrained_into_the_same_folder_is_answered_again(tmp_path):
 
     model = tmp_path / "sft" / "atheus" / "model"
     model.mkdir(parents=True)
-    cfg = load_config(EvalConfig, "jobs/configs/eval.yaml", [f"out={tmp_path}", f"tasks=[{SAMPLE}]",
-                      f"candidates=[{{name: open, group: g, model: m1}}, {{name: atheus, group: g, model: {model}}}]"])  # fmt: skip
+    cfg = load_config(
+        EvalConfig,
+        "jobs/configs/eval.yaml",
+        [
+            f"out={tmp_path}",
+            f"tasks=[{SAMPLE}]",
+            f"candidates=[{{name: open, group: g, model: m1}}, {{name: atheus, group: g, model: {model}}}]",
+        ],
+    )
     tasks = run.load_tasks(cfg.tasks)[: cfg.limit]
     atheus = next(c for c in cfg.candidates if c.name == "atheus")
     (model / "hash").write_text("run-1")

@@ -8,10 +8,14 @@ def j(task, order, verdict, len_x=100, len_y=100):
 
 
 JUDGMENTS = [
-    j("t1", "XY", "A"), j("t1", "YX", "B"),  # X wins in both orders
-    j("t2", "XY", "B"), j("t2", "YX", "C"),  # X loses, then a tie: inconsistent
-    j("t3", "XY", "C", 300, 100), j("t3", "YX", "C", 300, 100),  # ties, X three times as long
-    j("t4", "XY", "invalid"), j("t4", "YX", "A", 50, 100),  # unreadable, then Y (in slot A) wins
+    j("t1", "XY", "A"),
+    j("t1", "YX", "B"),  # X wins in both orders
+    j("t2", "XY", "B"),
+    j("t2", "YX", "C"),  # X loses, then a tie: inconsistent
+    j("t3", "XY", "C", 300, 100),
+    j("t3", "YX", "C", 300, 100),  # ties, X three times as long
+    j("t4", "XY", "invalid"),
+    j("t4", "YX", "A", 50, 100),  # unreadable, then Y (in slot A) wins
 ]
 
 
@@ -25,8 +29,11 @@ def test_counts_and_rates_match_hand_computed_values():
     assert s["sign_test_p"] == 1.0  # n = 3, k = 1: 2 * (1 + 3) / 8
     assert s["position_consistency"] == round(2 / 3, 4)  # t1 and t3 agree across orders, t2 does not
     assert s["first_slot_rate"] == 0.5  # decisive verdicts A, B, B, A
-    assert s["by_length_ratio"] == {"<0.8": {"n": 1, "win_rate": 0.0}, "0.8-1.25": {"n": 4, "win_rate": 0.625},
-                                    ">1.25": {"n": 2, "win_rate": 0.5}}  # fmt: skip
+    assert s["by_length_ratio"] == {
+        "<0.8": {"n": 1, "win_rate": 0.0},
+        "0.8-1.25": {"n": 4, "win_rate": 0.625},
+        ">1.25": {"n": 2, "win_rate": 0.5},
+    }
     low, high = s["ci95"]
     assert 0 <= low <= s["win_rate"] <= high <= 1 and low < high
 
@@ -54,12 +61,17 @@ def test_the_report_numbers_equal_results_json(tmp_path):
 
     from atheus_ray.evaluate.report import COLUMNS, write_report
 
-    results = {"judge_model": "judge", "tasks": 4,
-               "comparisons": [{"model": "m-135M", "x": "atheus", "y": "open", **summarize(JUDGMENTS)},
-                               {"model": "m-1.8b", "x": "atheus", "y": "open", **summarize(JUDGMENTS, seed=1)}]}  # fmt: skip
+    results = {
+        "judge_model": "judge",
+        "tasks": 4,
+        "comparisons": [
+            {"model": "m-135M", "x": "atheus", "y": "open", **summarize(JUDGMENTS)},
+            {"model": "m-1.8b", "x": "atheus", "y": "open", **summarize(JUDGMENTS, seed=1)},
+        ],
+    }
     paths = write_report(tmp_path, results)
     assert json.loads(paths["results"].read_text(encoding="utf-8")) == results
-    lines = [l for l in paths["markdown"].read_text(encoding="utf-8").splitlines() if l.startswith("| m-")]
+    lines = [row for row in paths["markdown"].read_text(encoding="utf-8").splitlines() if row.startswith("| m-")]
     for line, comparison in zip(lines, results["comparisons"]):
         cells = dict(zip(COLUMNS, [c.strip() for c in line.strip("|").split("|")]))
         assert int(cells["wins"]) == comparison["wins"] and int(cells["losses"]) == comparison["losses"]

@@ -27,5 +27,7 @@ def test_rows_without_input_or_reference_are_named(tmp_path):
     bad.write_text('{"input": "質問", "output": "答え"}\n{"input": "質問"}\n{"output": "答え"}\n', encoding="utf-8")
     with pytest.raises(SourceError) as e:
         load_tasks([str(bad)])
-    assert e.value.problems == [f"{bad}:2: output: missing or empty (also accepted: output_text)",
-                                f"{bad}:3: input: missing or empty (also accepted: input_text)"]  # fmt: skip
+    assert e.value.problems == [
+        f"{bad}:2: output: missing or empty (also accepted: output_text)",
+        f"{bad}:3: input: missing or empty (also accepted: input_text)",
+    ]

@@ -14,15 +14,18 @@ def decon():
     return Decontaminator(load_prompts([SAMPLE]))
 
 
-@pytest.mark.parametrize("paraphrase", [
-    # reworded copies of sample tasks: particles, numerals, endings and word order changed
-    "スーパーで1個120円のりんごを5個と、1袋350円のみかんを2袋買いました。レジで合計から1割引きのクーポンを使って、"
-    "2000円札で払いました。払った金額とおつりはいくらですか？",
-    "富士山は日本で二番目に高い山だそうですね。では、日本で一番高い山はどこですか？",
-    "「傘」「駅」「ありがとう」の3語を必ず使い、最後に意外な結末がある短い物語を200字以内で書いてください。",
-    "ＦＹＩ：スーパーで１個１２０円のりんごを５個と、１袋３５０円のみかんを２袋買いました。"
-    "合計金額から1割引きになるクーポンを使い、2000円札で支払いました。支払った金額とおつりはそれぞれいくら？",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "paraphrase",
+    [
+        # reworded copies of sample tasks: particles, numerals, endings and word order changed
+        "スーパーで1個120円のりんごを5個と、1袋350円のみかんを2袋買いました。レジで合計から1割引きのクーポンを使って、"
+        "2000円札で払いました。払った金額とおつりはいくらですか？",
+        "富士山は日本で二番目に高い山だそうですね。では、日本で一番高い山はどこですか？",
+        "「傘」「駅」「ありがとう」の3語を必ず使い、最後に意外な結末がある短い物語を200字以内で書いてください。",
+        "ＦＹＩ：スーパーで１個１２０円のりんごを５個と、１袋３５０円のみかんを２袋買いました。"
+        "合計金額から1割引きになるクーポンを使い、2000円札で支払いました。支払った金額とおつりはそれぞれいくら？",
+    ],
+)
 def test_catches_a_paraphrased_evaluation_prompt(decon, paraphrase):
     hit = decon.match(paraphrase)
     assert hit is not None and hit[0].startswith(SAMPLE + ":")
@@ -30,14 +33,18 @@ def test_catches_a_paraphrased_evaluation_prompt(decon, paraphrase):
 
 def test_no_seed_is_flagged_against_the_sample_tasks(decon):
     # The seeds were written apart from the evaluation sample: none may count as contaminated.
-    flagged = [s.id for s in load_seeds(expand_paths([str(SEEDS_DIR)])) if decon.match(s.instruction + "\n" + (s.input or ""))]
+    flagged = [
+        s.id for s in load_seeds(expand_paths([str(SEEDS_DIR)])) if decon.match(s.instruction + "\n" + (s.input or ""))
+    ]
     assert flagged == []
 
 
 def test_a_row_quoting_a_prompt_inside_longer_text_is_caught(decon):
     prompt = json.loads(open(SAMPLE, encoding="utf-8").readline())["input"]
-    rows = [{"id": "a", "instruction": "次の問題を解いてから、解き方を小学生向けに説明してください。", "input": prompt},
-            {"id": "b", "instruction": "味噌汁の具のおすすめを教えてください。", "input": None}]  # fmt: skip
+    rows = [
+        {"id": "a", "instruction": "次の問題を解いてから、解き方を小学生向けに説明してください。", "input": prompt},
+        {"id": "b", "instruction": "味噌汁の具のおすすめを教えてください。", "input": None},
+    ]
     clean, dropped = contaminated(rows, decon)
     assert [r["id"] for r in clean] == ["b"]
     assert dropped[0]["reject_reason"] == "contaminated" and f"of {SAMPLE}:1" in dropped[0]["detail"]

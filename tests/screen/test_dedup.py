@@ -11,8 +11,18 @@ def rows():
         {"id": "a", "instruction": "東京の観光名所を三つ教えてください", "input": None, "score": 5},
         {"id": "b", "instruction": "東京の観光名所を三つ教えて下さい", "input": None, "score": 9},
         {"id": "c", "instruction": "東京の観光名所を３つ教えてください。", "input": None, "score": 7},
-        {"id": "d", "instruction": "次の文章を要約してください", "input": "梅雨の時期は湿度が高く、洗濯物が乾きにくい。", "score": 4},
-        {"id": "e", "instruction": "次の文章を要約してください", "input": "新しい図書館が駅前に開館し、多くの市民が訪れた。", "score": 4},
+        {
+            "id": "d",
+            "instruction": "次の文章を要約してください",
+            "input": "梅雨の時期は湿度が高く、洗濯物が乾きにくい。",
+            "score": 4,
+        },
+        {
+            "id": "e",
+            "instruction": "次の文章を要約してください",
+            "input": "新しい図書館が駅前に開館し、多くの市民が訪れた。",
+            "score": 4,
+        },
         {"id": "f", "instruction": "敬語の使い方を説明してください", "input": None},
     ]
 
@@ -36,8 +46,10 @@ def test_is_independent_of_input_order():
 
 
 def test_ties_in_score_break_by_id():
-    tied = [{"id": "z", "instruction": "大阪のおすすめの食べ物は何ですか", "input": None, "score": 3},
-            {"id": "y", "instruction": "大阪のおすすめの食べ物は何ですか？", "input": None, "score": 3}]  # fmt: skip
+    tied = [
+        {"id": "z", "instruction": "大阪のおすすめの食べ物は何ですか", "input": None, "score": 3},
+        {"id": "y", "instruction": "大阪のおすすめの食べ物は何ですか？", "input": None, "score": 3},
+    ]
     assert {r["id"]: r["dup_of"] for r in mark_duplicates(tied)} == {"y": None, "z": "y"}
 
 
@@ -59,8 +71,16 @@ def reference(rows: list[dict], threshold: float = 0.7) -> dict[str, str | None]
 
 def test_decides_as_the_all_pairs_reference(near_copies):
     rng = random.Random(3)
-    rows = [{"id": f"r{k:04d}", "instruction": text, "input": None, "score": rng.randint(1, 5),
-             "quality": rng.randint(1, 3)} for k, text in enumerate(near_copies(1200, seed=2))]  # fmt: skip
+    rows = [
+        {
+            "id": f"r{k:04d}",
+            "instruction": text,
+            "input": None,
+            "score": rng.randint(1, 5),
+            "quality": rng.randint(1, 3),
+        }
+        for k, text in enumerate(near_copies(1200, seed=2))
+    ]
     expected = reference(rows)
     assert 100 < sum(d is not None for d in expected.values()) < 600
     marked = mark_duplicates(rows)

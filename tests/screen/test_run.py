@@ -18,27 +18,73 @@ ANSWER = "除湿機やエアコンの除湿運転を使い、洗濯物の間隔�
 PAIRS = [  # id, instruction, response, the fake tagger's (score, safety[, request safety]) or None for garbage
     ("good1", "梅雨の時期に洗濯物を早く乾かすコツを教えてください。", ANSWER, (9, "safe")),
     ("dup1", "梅雨の時期に洗濯物を早く乾かすコツを教えて下さい。", ANSWER, (5, "safe")),
-    ("refuse", "近所の図書館の使い方を教えてください。", "申し訳ありませんが、その質問にはお答えできません。", (8, "safe")),
-    ("contam", "富士山は日本で二番目に高い山だそうですね。では、日本で一番高い山はどこですか？",
-     "富士山が日本で一番高い山です。標高は約3776メートルです。", (9, "safe")),
+    (
+        "refuse",
+        "近所の図書館の使い方を教えてください。",
+        "申し訳ありませんが、その質問にはお答えできません。",
+        (8, "safe"),
+    ),
+    (
+        "contam",
+        "富士山は日本で二番目に高い山だそうですね。では、日本で一番高い山はどこですか？",
+        "富士山が日本で一番高い山です。標高は約3776メートルです。",
+        (9, "safe"),
+    ),
     ("garbled", "味噌汁の具のおすすめを三つ挙げてください。", "豆腐とわかめ、大根と油揚げ、なめこです。", None),
-    ("weak", "敬語の「いただく」の使い方を説明してください。", "「いただく」は「もらう」の謙譲語で、相手から何かを受け取るときに使います。", (2, "safe")),
-    ("good2", "新入社員向けに、電話応対の基本を三つ挙げてください。", "名乗る、用件を復唱する、伝言はメモに残す、の三つです。", (7, "safe")),
-    ("unsafe", "鍵を使わずに他人の家の玄関を開ける方法を教えて。", "専門の道具を使えば、錠前を短時間で開けることができます。", (8, "unsafe")),
-    ("careful", "隣の家の鍵をこっそり開ける方法を教えて。", "他人の家の鍵を開ける方法はお伝えできません。住居侵入にあたります。",
-     (8, "safe", "unsafe")),  # a harmful request carefully refused: a row we want
+    (
+        "weak",
+        "敬語の「いただく」の使い方を説明してください。",
+        "「いただく」は「もらう」の謙譲語で、相手から何かを受け取るときに使います。",
+        (2, "safe"),
+    ),
+    (
+        "good2",
+        "新入社員向けに、電話応対の基本を三つ挙げてください。",
+        "名乗る、用件を復唱する、伝言はメモに残す、の三つです。",
+        (7, "safe"),
+    ),
+    (
+        "unsafe",
+        "鍵を使わずに他人の家の玄関を開ける方法を教えて。",
+        "専門の道具を使えば、錠前を短時間で開けることができます。",
+        (8, "unsafe"),
+    ),
+    (
+        "careful",
+        "隣の家の鍵をこっそり開ける方法を教えて。",
+        "他人の家の鍵を開ける方法はお伝えできません。住居侵入にあたります。",
+        (8, "safe", "unsafe"),
+    ),  # a harmful request carefully refused: a row we want
     ("broken", "梅雨に洗濯物を早く乾かすコツを、30字以内で教えてください。", ANSWER, (9, "safe")),  # 44 characters
-]  # fmt: skip
+]
 
 
 def pairs():
-    return [{"id": i, "instruction": ins, "input": None, "response": resp, "perspective": "helpfulness",
-             "domain": "daily_life"} for i, ins, resp, _ in PAIRS]  # fmt: skip
+    return [
+        {
+            "id": i,
+            "instruction": ins,
+            "input": None,
+            "response": resp,
+            "perspective": "helpfulness",
+            "domain": "daily_life",
+        }
+        for i, ins, resp, _ in PAIRS
+    ]
 
 
-SYNTHESIS = {"counts": {"seeds": 11}, "stages": [  # the manifest of the synthesis that made the rows
-    {"stage": "self_instruct_1", "kept": 14, "rejected": 3, "rejected_by_reason": {"truncated": 2, "not_novel": 1}},
-    {"stage": "responses", "kept": 10, "rejected": 4, "rejected_by_reason": {"truncated": 4}}]}  # fmt: skip
+SYNTHESIS = {
+    "counts": {"seeds": 11},
+    "stages": [  # the manifest of the synthesis that made the rows
+        {
+            "stage": "self_instruct_1",
+            "kept": 14,
+            "rejected": 3,
+            "rejected_by_reason": {"truncated": 2, "not_novel": 1},
+        },
+        {"stage": "responses", "kept": 10, "rejected": 4, "rejected_by_reason": {"truncated": 4}},
+    ],
+}
 
 
 def fake_generate(calls):
@@ -49,11 +95,22 @@ def fake_generate(calls):
         outputs = []
         for request in requests:
             verdict = verdicts[request["key"].removeprefix("tag/")]
-            text = "評価不能" if verdict is None else json.dumps(
-                {"input_quality": 4, "quality_reason": "明確", "difficulty": 2, "task_category": "advice",
-                 "request_safety": verdict[-1], "safety": verdict[1],
-                 "safety_category": "crime" if "unsafe" in verdict[1:] else "none",
-                 "response_quality": verdict[0]})  # fmt: skip
+            text = (
+                "評価不能"
+                if verdict is None
+                else json.dumps(
+                    {
+                        "input_quality": 4,
+                        "quality_reason": "明確",
+                        "difficulty": 2,
+                        "task_category": "advice",
+                        "request_safety": verdict[-1],
+                        "safety": verdict[1],
+                        "safety_category": "crime" if "unsafe" in verdict[1:] else "none",
+                        "response_quality": verdict[0],
+                    }
+                )
+            )
             outputs.append({"key": request["key"], "text": text, "tokens_in": 100, "tokens_out": 30})
         return outputs
 
@@ -79,8 +136,15 @@ def config():
 def screened(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(screen_run, "Engine", fake_engine(calls))
-    summary = screen_run.screen(pairs(), tmp_path, config(), ModelConfig(source="my-judge"), EngineConfig(),
-                                log=lambda m: None, synthesis=SYNTHESIS)  # fmt: skip
+    summary = screen_run.screen(
+        pairs(),
+        tmp_path,
+        config(),
+        ModelConfig(source="my-judge"),
+        EngineConfig(),
+        log=lambda m: None,
+        synthesis=SYNTHESIS,
+    )
     return tmp_path, summary, calls
 
 
@@ -115,8 +179,10 @@ def test_outputs_load_and_agree(screened):
     assert datasets.load_dataset("parquet", data_dir=str(out / "final"), split="train").num_rows == len(final)
     sft = [json.loads(line) for line in (out / "sft" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [s["id"] for s in sft] == [r["id"] for r in final]
-    assert sft[0]["messages"] == [{"role": "user", "content": final[0]["instruction"]},
-                                  {"role": "assistant", "content": final[0]["response"]}]  # fmt: skip
+    assert sft[0]["messages"] == [
+        {"role": "user", "content": final[0]["instruction"]},
+        {"role": "assistant", "content": final[0]["response"]},
+    ]
     assert json.loads((out / "screen.json").read_text()) == summary
     for name in ("funnel", "perspective", "domain", "task_category", "difficulty", "quality", "score"):
         assert (out / "charts" / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
@@ -127,8 +193,10 @@ def test_the_card_numbers_equal_the_parquet(screened):
     whole = (out / "README.md").read_text(encoding="utf-8")
     synthesis = whole.split("## Synthesis\n")[1].split("\n## ")[0]
     assert re.findall(r"^\| (\w+) \| (\d+) \| (\d+) \| (.*) \|$", synthesis, re.MULTILINE) == [
-        ("seeds", "0", "11", ""), ("self_instruct_1", "3", "14", "not_novel 1, truncated 2"),
-        ("responses", "4", "10", "truncated 4")]  # fmt: skip
+        ("seeds", "0", "11", ""),
+        ("self_instruct_1", "3", "14", "not_novel 1, truncated 2"),
+        ("responses", "4", "10", "truncated 4"),
+    ]
     card = whole.split("## Screening\n")[1]
     final = pq.read_table(out / "final").to_pylist()
     rejected = pq.read_table(out / "rejected").to_pylist()
@@ -147,40 +215,68 @@ def test_a_second_run_reuses_every_stage_and_calls_no_llm(screened, monkeypatch)
     out, summary, _ = screened
     calls = []
     monkeypatch.setattr(screen_run, "Engine", fake_engine(calls))
-    again = screen_run.screen(pairs(), out, config(), ModelConfig(source="my-judge"), EngineConfig(), log=lambda m: None)
+    again = screen_run.screen(
+        pairs(), out, config(), ModelConfig(source="my-judge"), EngineConfig(), log=lambda m: None
+    )
     assert calls == [] and all(s["resumed"] for s in again["stages"])
     assert again["funnel"] == summary["funnel"]
     changed = load_config(ScreenConfig, None, [f"decontamination.paths=[{SAMPLE}]", "selection.min_score=8"])
-    third = screen_run.screen(pairs(), out, changed, ModelConfig(source="my-judge"), EngineConfig(), log=lambda m: None)
+    third = screen_run.screen(
+        pairs(), out, changed, ModelConfig(source="my-judge"), EngineConfig(), log=lambda m: None
+    )
     assert calls == [8] and third["rows_out"] == 2  # a changed config reruns
 
 
 def test_read_pairs_accepts_output_or_response_and_names_bad_rows(tmp_path):
     good = tmp_path / "alpaca.jsonl"
-    good.write_text(json.dumps({"instruction": "挨拶して", "input": "", "output": "こんにちは。"}, ensure_ascii=False) + "\n",
-                    encoding="utf-8")  # fmt: skip
+    good.write_text(
+        json.dumps({"instruction": "挨拶して", "input": "", "output": "こんにちは。"}, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
     [row] = screen_run.read_pairs(str(good))
     assert row["response"] == "こんにちは。" and row["input"] is None and "output" not in row
     assert len(row["id"]) == 16 and row["origin"] is None
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "", "output": "b"}\n{"instruction": "c"}\n',
-                   encoding="utf-8")  # fmt: skip
+    bad.write_text(
+        '{"instruction": "a", "output": "b"}\n{"instruction": "", "output": "b"}\n{"instruction": "c"}\n',
+        encoding="utf-8",
+    )
     with pytest.raises(SourceError) as e:
         screen_run.read_pairs(str(bad))
-    assert e.value.problems == [f"{bad}:2: instruction: missing or empty",
-                                f"{bad}:3: output: missing (a text `output` or `response` is required)"]  # fmt: skip
+    assert e.value.problems == [
+        f"{bad}:2: instruction: missing or empty",
+        f"{bad}:3: output: missing (a text `output` or `response` is required)",
+    ]
 
 
 @pytest.mark.slow
 def test_screen_with_the_real_vllm_tagger(ray_local, embedded_model, tmp_path):
-    cfg = load_config(ScreenConfig, None, ["heuristics.min_ja_ratio_output=0", "selection.min_quality=1",
-                                           "selection.min_score=1", "selection.keep_unsafe=true"])  # fmt: skip
+    cfg = load_config(
+        ScreenConfig,
+        None,
+        [
+            "heuristics.min_ja_ratio_output=0",
+            "selection.min_quality=1",
+            "selection.min_score=1",
+            "selection.keep_unsafe=true",
+        ],
+    )
     # one answer far longer than the tagger's context (7,000 characters, more than 4,096 tokens): rejected as
     # prompt_too_long before any engine sees it; the stage goes on
-    long = {**pairs()[0], "id": "long", "instruction": "梅雨の過ごし方を詳しく書いてください。",
-            "response": "梅雨の晴れ間には布団を干し、湿気の多い日は除湿機を使いましょう。" * 230}  # fmt: skip
-    summary = screen_run.screen([*pairs(), long], tmp_path, cfg, ModelConfig(max_model_len=4096),
-                                EngineConfig(batch_size=16), log=lambda m: None)  # fmt: skip
+    long = {
+        **pairs()[0],
+        "id": "long",
+        "instruction": "梅雨の過ごし方を詳しく書いてください。",
+        "response": "梅雨の晴れ間には布団を干し、湿気の多い日は除湿機を使いましょう。" * 230,
+    }
+    summary = screen_run.screen(
+        [*pairs(), long],
+        tmp_path,
+        cfg,
+        ModelConfig(max_model_len=4096),
+        EngineConfig(batch_size=16),
+        log=lambda m: None,
+    )
     tagging = next(s for s in summary["stages"] if s["stage"] == "tagging")
     assert tagging["tokens_out"] > 0 and tagging["kept"] + tagging["rejected"] == 10  # no cheap check drops any
     assert tagging["rejected_by_reason"].get("prompt_too_long") == 1

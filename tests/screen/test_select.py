@@ -5,8 +5,15 @@ from atheus_ray.screen.select import select
 
 
 def row(i, score, quality=4, safety="safe", perspective="fluency", domain="cooking"):
-    return {"id": f"r{i:02d}", "score": score, "quality": quality, "safety": safety, "safety_category": "none",
-            "perspective": perspective, "domain": domain}  # fmt: skip
+    return {
+        "id": f"r{i:02d}",
+        "score": score,
+        "quality": quality,
+        "safety": safety,
+        "safety_category": "none",
+        "perspective": perspective,
+        "domain": domain,
+    }
 
 
 def reasons(dropped):
@@ -42,10 +49,12 @@ def test_target_size_keeps_the_best_scores_and_ignores_input_order():
 
 
 def test_a_refusal_is_kept_only_when_the_request_was_harmful():
-    rows = [{**row(1, 8), "refusal": True, "request_safety": "safe"},  # an over-refusal
-            {**row(2, 8), "refusal": True, "request_safety": "unsafe"},  # a careful refusal of a harmful request
-            {**row(3, 8), "refusal": False, "request_safety": "unsafe"},  # safe help around a harmful request
-            {**row(4, 8, safety="unsafe"), "refusal": False, "request_safety": "unsafe"}]  # harm done  # fmt: skip
+    rows = [
+        {**row(1, 8), "refusal": True, "request_safety": "safe"},  # an over-refusal
+        {**row(2, 8), "refusal": True, "request_safety": "unsafe"},  # a careful refusal of a harmful request
+        {**row(3, 8), "refusal": False, "request_safety": "unsafe"},  # safe help around a harmful request
+        {**row(4, 8, safety="unsafe"), "refusal": False, "request_safety": "unsafe"},
+    ]  # harm done
     kept, dropped = select(rows, SelectionConfig(min_quality=1, min_score=1))
     assert [r["id"] for r in kept] == ["r02", "r03"]
     assert reasons(dropped) == {"r01": "over_refusal", "r04": "unsafe"}

@@ -38,14 +38,17 @@ def test_valid_requests_reach_the_model(monkeypatch):
     assert reply.json() == {"call": "completions", "model": "b"}
 
 
-@pytest.mark.parametrize("body, status, named", [
-    ({**CHAT, "messages": 3}, 400, "messages"),
-    ({**CHAT, "messages": []}, 400, "messages"),
-    ({**CHAT, "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages.0.role"),
-    ({**CHAT, "messages": [{"content": "x"}]}, 400, "messages.0.role"),
-    ({**CHAT, "model": "zzz"}, 404, "model"),
-    ([1, 2], 400, None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body, status, named",
+    [
+        ({**CHAT, "messages": 3}, 400, "messages"),
+        ({**CHAT, "messages": []}, 400, "messages"),
+        ({**CHAT, "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages.0.role"),
+        ({**CHAT, "messages": [{"content": "x"}]}, 400, "messages.0.role"),
+        ({**CHAT, "model": "zzz"}, 404, "model"),
+        ([1, 2], 400, None),
+    ],
+)
 def test_bad_requests_get_a_4xx_naming_the_field(monkeypatch, body, status, named):
     reply = gate_client(monkeypatch, None).post("/v1/chat/completions", json=body)
     assert reply.status_code == status
@@ -98,8 +101,9 @@ def test_the_url_names_an_address_every_node_reaches(monkeypatch):
     def cluster(*ips):
         nodes = [{"Alive": True, "NodeManagerAddress": ip, "Resources": {"CPU": 4.0}} for ip in ips]
         nodes[0]["Resources"]["node:__internal_head__"] = 1.0
-        monkeypatch.setattr(app.ray, "nodes", lambda: nodes + [{"Alive": False, "NodeManagerAddress": "10.0.0.99",
-                                                               "Resources": {}}])  # fmt: skip
+        monkeypatch.setattr(
+            app.ray, "nodes", lambda: nodes + [{"Alive": False, "NodeManagerAddress": "10.0.0.99", "Resources": {}}]
+        )
 
     cluster("10.0.0.1", "10.0.0.2", "10.0.0.3")
     assert app.reachable_host("0.0.0.0") == "10.0.0.1"
@@ -119,8 +123,10 @@ def test_placement_pins_bundles_and_packs_tensor_parallel_replicas():
     assert placement(EngineConfig(resources={"gen": 1})) == {"bundles": [{"CPU": 1, "gen": 1}]}
     gpu = placement(EngineConfig(accelerator="gpu", tensor_parallel_size=2, resources={"gen": 1}))
     assert gpu == {"bundles": [{"GPU": 1, "CPU": 1, "gen": 1}] * 2, "strategy": "STRICT_PACK"}
-    served = llm_config(ServedModelConfig(name="m", source="some/model", tensor_parallel_size=2),
-                        ServeConfig(accelerator="gpu", resources={"gen": 1}))  # fmt: skip
+    served = llm_config(
+        ServedModelConfig(name="m", source="some/model", tensor_parallel_size=2),
+        ServeConfig(accelerator="gpu", resources={"gen": 1}),
+    )
     assert served.placement_group_config["strategy"] == "STRICT_PACK"
     assert served.placement_group_config["bundles"] == [{"GPU": 1, "gen": 1}] * 2
 

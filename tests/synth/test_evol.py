@@ -3,17 +3,34 @@ from collections import Counter
 
 import pytest
 
-from atheus_ray.config import EvolConfig, RespondConfig, SamplingConfig
+from atheus_ray.config import EvolConfig, RespondConfig
 from atheus_ray.rows import content_id
 from atheus_ray.synth import evol
 from atheus_ray.synth.respond import Answers
 
-PARENT = {"id": "p1", "parent_id": None, "seed_ids": ["fluency-001"], "origin": "self_instruct", "round": 0,
-          "domain": "business_manners", "perspective": "fluency", "category": None, "generator_model": "m",
-          "prompt_version": "v", "instruction": "取引先へのお礼のメールを書いてください。", "input": None,
-          "response": None}  # fmt: skip
-OP_WORDS = {"add_constraints": "条件や制約", "deepen": "深さと広さ", "concretize": "具体的な", "increase_reasoning":
-            "複数の段階", "complicate_input": "素材", "breadth": "珍しく"}  # fmt: skip
+PARENT = {
+    "id": "p1",
+    "parent_id": None,
+    "seed_ids": ["fluency-001"],
+    "origin": "self_instruct",
+    "round": 0,
+    "domain": "business_manners",
+    "perspective": "fluency",
+    "category": None,
+    "generator_model": "m",
+    "prompt_version": "v",
+    "instruction": "取引先へのお礼のメールを書いてください。",
+    "input": None,
+    "response": None,
+}
+OP_WORDS = {
+    "add_constraints": "条件や制約",
+    "deepen": "深さと広さ",
+    "concretize": "具体的な",
+    "increase_reasoning": "複数の段階",
+    "complicate_input": "素材",
+    "breadth": "珍しく",
+}
 
 
 @pytest.mark.parametrize("op", list(OP_WORDS))
@@ -50,10 +67,13 @@ def test_make_children_lineage_and_rejections():
     pool = [PARENT, {**PARENT, "id": "p2"}, {**PARENT, "id": "p3"}, {**PARENT, "id": "p4"}, {**PARENT, "id": "p5"}]
     requests = evol.evolve_requests(pool, 1, cfg)
     evolved = "取引先へのお礼のメールを、200字以内で、次回の打ち合わせ日程の提案を含めて書いてください。"
-    outputs = [out(json.dumps({"instruction": evolved, "input": ""}, ensure_ascii=False)), out(""),
-               out(json.dumps({"instruction": "Write it", "input": ""})),
-               out(json.dumps({"instruction": PARENT["instruction"], "input": ""}, ensure_ascii=False)),
-               {**out(""), "error": "http_400: Unrecognized request argument"}]  # fmt: skip
+    outputs = [
+        out(json.dumps({"instruction": evolved, "input": ""}, ensure_ascii=False)),
+        out(""),
+        out(json.dumps({"instruction": "Write it", "input": ""})),
+        out(json.dumps({"instruction": PARENT["instruction"], "input": ""}, ensure_ascii=False)),
+        {**out(""), "error": "http_400: Unrecognized request argument"},
+    ]
     pool[3]["id"] = content_id(PARENT["instruction"], None)  # the 4th parent's child is identical to it
     requests[3]["parent"] = pool[3]
     children, rejected = evol.make_children(requests, outputs, 1, cfg, "m")
@@ -66,20 +86,29 @@ def test_make_children_lineage_and_rejections():
     assert sorted(r["reject_reason"] for r in rejected) == ["http_400", "low_ja_ratio", "no_change", "parse_error"]
 
 
-@pytest.mark.parametrize("answer,verdict,reason", [
-    ("丁寧なお礼のメール本文です。", "異なる", None),
-    ("丁寧なお礼のメール本文です。", "同じ", "no_change"),
-    ("丁寧なお礼のメール本文です。", "たぶん", "judge_parse_error"),
-    ("申し訳ありませんが、そのご依頼にはお応えできません。", "異なる", "refusal_answer"),
-    ("はい", "異なる", "short_answer"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "answer,verdict,reason",
+    [
+        ("丁寧なお礼のメール本文です。", "異なる", None),
+        ("丁寧なお礼のメール本文です。", "同じ", "no_change"),
+        ("丁寧なお礼のメール本文です。", "たぶん", "judge_parse_error"),
+        ("申し訳ありませんが、そのご依頼にはお応えできません。", "異なる", "refusal_answer"),
+        ("はい", "異なる", "short_answer"),
+    ],
+)
 def test_each_elimination_rule(answer, verdict, reason):
     assert evol.eliminate({}, answer, verdict, EvolConfig(min_answer_chars=5)) == reason
 
 
 def test_a_refusal_survives_where_its_parent_was_declined_too():
-    refusal, cfg = "申し訳ありませんが、その方法はお伝えできません。住居侵入にあたります。", EvolConfig(min_answer_chars=5)
-    assert evol.eliminate({}, refusal, "異なる", cfg, parent_answer="玄関の鍵は、まず管理会社に連絡しましょう。") == "refusal_answer"
+    refusal, cfg = (
+        "申し訳ありませんが、その方法はお伝えできません。住居侵入にあたります。",
+        EvolConfig(min_answer_chars=5),
+    )
+    assert (
+        evol.eliminate({}, refusal, "異なる", cfg, parent_answer="玄関の鍵は、まず管理会社に連絡しましょう。")
+        == "refusal_answer"
+    )
     assert evol.eliminate({}, refusal, "異なる", cfg, parent_answer="他人の家の鍵の開け方はお伝えできません。") is None
 
 
@@ -89,13 +118,17 @@ def test_check_requests_answer_and_judge():
     assert [r["key"] for r in requests] == ["answer/p1", "answer/c1", "judge/c1"]
     judge = requests[-1]
     assert judge["sampling_params"]["structured_outputs"] == {"choice": ["同じ", "異なる"]}
-    assert PARENT["instruction"] in judge["messages"][0]["content"] and "新しい指示です" in judge["messages"][0]["content"]
+    assert (
+        PARENT["instruction"] in judge["messages"][0]["content"]
+        and "新しい指示です" in judge["messages"][0]["content"]
+    )
     assert requests[0]["sampling_params"]["structured_outputs"] is None
 
 
 def test_a_lone_surrogate_in_an_evolution_is_rejected():
     cfg = EvolConfig()
     requests = evol.evolve_requests([PARENT], 1, cfg)
-    children, rejected = evol.make_children(requests, [out('{"instruction": "お礼の\\ud800メールを書いて", "input": ""}')],
-                                            1, cfg, "m")  # fmt: skip
+    children, rejected = evol.make_children(
+        requests, [out('{"instruction": "お礼の\\ud800メールを書いて", "input": ""}')], 1, cfg, "m"
+    )
     assert children == [] and [r["reject_reason"] for r in rejected] == ["invalid_text"]

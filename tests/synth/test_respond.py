@@ -1,14 +1,20 @@
 from atheus_ray.config import RespondConfig, SamplingConfig
+from atheus_ray.rows import user_message
 from atheus_ray.seeds import Seed
 from atheus_ray.synth.respond import PROMPT, Answers, answer_problem, answer_request, system_prompt, with_answer
-from atheus_ray.rows import user_message
 
 CFG = RespondConfig(sampling=SamplingConfig(max_tokens=8))
 
 
 def seed(i: int, perspective: str, category: str, output: str = "例の答えです。") -> Seed:
-    return Seed(id=f"{perspective}-{i:03d}", perspective=perspective, category=category, domain="daily_life",
-                instruction=f"{perspective}の例の指示{i}", output=output)  # fmt: skip
+    return Seed(
+        id=f"{perspective}-{i:03d}",
+        perspective=perspective,
+        category=category,
+        domain="daily_life",
+        instruction=f"{perspective}の例の指示{i}",
+        output=output,
+    )
 
 
 SEEDS = [seed(i, "fluency", "rewrite" if i < 3 else "qa") for i in range(6)] + [seed(0, "safety", "advice")]
@@ -39,8 +45,15 @@ def test_examples_are_shown_after_the_policy_as_pairs():
 
 def test_examples_come_from_the_rows_perspective_and_category_never_its_own_seeds():
     answers = Answers(SEEDS, RespondConfig(examples=2), seed=0)
-    row = {"id": "r1", "instruction": "言い換えて", "input": None, "perspective": "fluency", "category": "rewrite",
-           "seed_ids": ["fluency-000"], "parent_id": None}  # fmt: skip
+    row = {
+        "id": "r1",
+        "instruction": "言い換えて",
+        "input": None,
+        "perspective": "fluency",
+        "category": "rewrite",
+        "seed_ids": ["fluency-000"],
+        "parent_id": None,
+    }
     shown = answers.examples(row)
     assert {s.id for s in shown} == {"fluency-001", "fluency-002"}  # the two other rewrite seeds
     assert answers.examples(row) == shown  # the same on every call (and every rerun)
@@ -59,7 +72,13 @@ def test_long_seed_pairs_are_not_shown():
 def test_an_empty_or_truncated_answer_is_rejected_with_its_reason():
     assert answer_problem({"response": ""}, CFG) == ("empty_response", None)
     assert answer_problem({"response": "途中で", "response_truncated": True}, CFG) == (
-        "truncated", "cut at respond.sampling.max_tokens (8)")
-    assert answer_problem({"response": "途中で", "response_truncated": True},
-                          CFG.model_copy(update={"drop_truncated": False})) is None  # fmt: skip
+        "truncated",
+        "cut at respond.sampling.max_tokens (8)",
+    )
+    assert (
+        answer_problem(
+            {"response": "途中で", "response_truncated": True}, CFG.model_copy(update={"drop_truncated": False})
+        )
+        is None
+    )
     assert answer_problem({"response": "全部です。", "response_truncated": False}, CFG) is None

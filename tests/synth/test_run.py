@@ -18,10 +18,20 @@ from atheus_ray.synth.run import synthesize
 
 # Small and greedy, so two runs produce the same text (and so the same ids); one batch per LLM pass, so vLLM
 # sees the same batches in both runs.
-SMALL = ["seeds.paths=[seeds/fluency.jsonl,seeds/reasoning.jsonl]", "seeds.limit=6", "engine.batch_size=64",
-         "self_instruct.requests=3", "self_instruct.tasks_per_request=3", "self_instruct.sampling.max_tokens=256", "self_instruct.sampling.temperature=0",
-         "evol.rounds=1", "evol.sampling.max_tokens=160", "evol.sampling.temperature=0",
-         "respond.sampling.max_tokens=24", "respond.sampling.temperature=0"]  # fmt: skip
+SMALL = [
+    "seeds.paths=[seeds/fluency.jsonl,seeds/reasoning.jsonl]",
+    "seeds.limit=6",
+    "engine.batch_size=64",
+    "self_instruct.requests=3",
+    "self_instruct.tasks_per_request=3",
+    "self_instruct.sampling.max_tokens=256",
+    "self_instruct.sampling.temperature=0",
+    "evol.rounds=1",
+    "evol.sampling.max_tokens=160",
+    "evol.sampling.temperature=0",
+    "respond.sampling.max_tokens=24",
+    "respond.sampling.temperature=0",
+]
 
 
 def small_config(out):
@@ -49,8 +59,13 @@ class ScriptedEngine(Engine):
         for r in requests:
             key, prompt = r["key"], r["messages"][-1]["content"]
             if key.startswith("si/"):
-                tasks = [{"instruction": scripted_text(f"{key}/{n}") + ("長い" if key.endswith("/0") and n == 0 else ""),
-                          "input": ""} for n in range(2)]  # fmt: skip
+                tasks = [
+                    {
+                        "instruction": scripted_text(f"{key}/{n}") + ("長い" if key.endswith("/0") and n == 0 else ""),
+                        "input": "",
+                    }
+                    for n in range(2)
+                ]
                 text = json.dumps({"tasks": tasks}, ensure_ascii=False)
             elif key.startswith("evolve/"):
                 text = json.dumps({"instruction": scripted_text(key), "input": ""}, ensure_ascii=False)
@@ -68,23 +83,37 @@ def test_every_pass_on_a_scripted_engine_keeps_evolutions_with_their_examples(tm
     """The whole synthesis with an engine that answers by script: evolutions survive and are answered with
     seed examples, an answer cut at max_tokens is rejected as truncated."""
     monkeypatch.setattr(synth_run, "init_ray", lambda ray: {"address": "none", "cpus": 0, "gpus": 0})
-    cfg = load_config(SynthConfig, "jobs/configs/synth.yaml", [
-        "seeds.paths=[seeds/fluency.jsonl,seeds/reasoning.jsonl]", "seeds.limit=8", "self_instruct.requests=4",
-        "evol.rounds=1", "respond.examples=2", "respond.example_chars=2000", "respond.drop_truncated=true",
-        f"out={tmp_path}"])  # fmt: skip
+    cfg = load_config(
+        SynthConfig,
+        "jobs/configs/synth.yaml",
+        [
+            "seeds.paths=[seeds/fluency.jsonl,seeds/reasoning.jsonl]",
+            "seeds.limit=8",
+            "self_instruct.requests=4",
+            "evol.rounds=1",
+            "respond.examples=2",
+            "respond.example_chars=2000",
+            "respond.drop_truncated=true",
+            f"out={tmp_path}",
+        ],
+    )
     with ScriptedEngine(cfg.model, cfg.engine, log=lambda m: None) as llm:
         manifest = synthesize(cfg, log=lambda m: None, llm=llm)
     responses = pq.read_table(tmp_path / "responses").to_pylist()
     evolved = [r for r in responses if r["origin"].startswith("evol")]
     assert evolved and all(r["response"] and len(r["response_examples"]) == 2 for r in responses)
-    seeds = {json.loads(line)["id"]: json.loads(line)["perspective"] for name in ("fluency", "reasoning")
-             for line in open(f"seeds/{name}.jsonl", encoding="utf-8")}  # fmt: skip
+    seeds = {
+        json.loads(line)["id"]: json.loads(line)["perspective"]
+        for name in ("fluency", "reasoning")
+        for line in open(f"seeds/{name}.jsonl", encoding="utf-8")
+    }
     for row in responses:
         assert all(seeds[e] == row["perspective"] and e not in row["seed_ids"] for e in row["response_examples"])
         assert row["category"]  # the category Self-Instruct asked for (an evolution keeps its parent's)
     rejected = pq.read_table(tmp_path / "rejected").to_pylist()
     assert [(r["stage"], r["reject_reason"]) for r in rejected if "長い" in (r["instruction"] or "")] == [
-        ("responses", "truncated")]  # fmt: skip
+        ("responses", "truncated")
+    ]
     assert manifest["rejected_by_reason"]["truncated"] == 1
 
 
@@ -108,7 +137,11 @@ def test_synth_writes_every_output_with_lineage(full_run):
     rejected = pq.read_table(out / "rejected").to_pylist()
     counts = manifest["counts"]
     assert (counts["generated"], counts["evolved"], counts["responses"], counts["rejected"]) == (
-        len(generated), len(evolved), len(responses), len(rejected))
+        len(generated),
+        len(evolved),
+        len(responses),
+        len(rejected),
+    )
     assert len(generated) > 0 and len(responses) >= len(generated)
     assert [s["stage"] for s in manifest["stages"]] == ["self_instruct_1", "evol_1", "responses"]
     assert manifest["tokens_out"] > 0 and manifest["versions"]["ray"]
@@ -172,8 +205,15 @@ def test_fingerprint_follows_config_seeds_and_prompts(tmp_path, monkeypatch):
     assert run.fingerprint(small_config(tmp_path / "elsewhere"), seeds) == base  # `out` does not count
     assert run.fingerprint(cfg.model_copy(update={"seed": 1}), seeds) != base
     # where and how fast the engine runs changes no row: finished stages survive a change of parallelism
-    placement = {"concurrency": 4, "batch_size": 3, "tensor_parallel_size": 2, "gpu_memory_utilization": 0.9,
-                 "accelerator": "gpu", "resources": {"gen": 1}, "enforce_eager": False}  # fmt: skip
+    placement = {
+        "concurrency": 4,
+        "batch_size": 3,
+        "tensor_parallel_size": 2,
+        "gpu_memory_utilization": 0.9,
+        "accelerator": "gpu",
+        "resources": {"gen": 1},
+        "enforce_eager": False,
+    }
     assert run.fingerprint(cfg.model_copy(update={"engine": cfg.engine.model_copy(update=placement)}), seeds) == base
     assert run.fingerprint(cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"seed": 7})}), seeds) != base
     assert run.fingerprint(cfg, seeds[:-1]) != base

@@ -14,17 +14,31 @@ def seeds():
     return load_seeds([SEEDS_DIR / "fluency.jsonl", SEEDS_DIR / "safety.jsonl", SEEDS_DIR / "reasoning.jsonl"])
 
 
-@pytest.mark.parametrize("text,expected", [
-    ('{"tasks": [{"instruction": "敬語に直して", "input": "明日行きます"}, {"instruction": "俳句を作って", "input": ""}]}',
-     [("敬語に直して", "明日行きます"), ("俳句を作って", None)]),
-    ('はい、作りました。\n```json\n{"tasks": [{"instruction": " 要約して ", "input": "本文"}]}\n```\n以上です。',
-     [("要約して", "本文")]),
-    ("1. 日本の首都はどこですか。\n2) 富士山の高さは？\n３．五十音順に並べて", 
-     [("日本の首都はどこですか。", None), ("富士山の高さは？", None), ("五十音順に並べて", None)]),
-    ('{"tasks": [{"instruction": ""}, {"input": "x"}, "文字列", {"instruction": "残る指示"}]}', [("残る指示", None)]),
-    ('{"tasks": [{"instruction": "完全な一つ目", "input": ""}, {"instruction": "完全な二つ目", "input": "素材"}, {"instruction": "途中で切れ',
-     [("完全な一つ目", None), ("完全な二つ目", "素材")]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (
+            '{"tasks": [{"instruction": "敬語に直して", "input": "明日行きます"}, {"instruction": "俳句を作って", "input": ""}]}',
+            [("敬語に直して", "明日行きます"), ("俳句を作って", None)],
+        ),
+        (
+            'はい、作りました。\n```json\n{"tasks": [{"instruction": " 要約して ", "input": "本文"}]}\n```\n以上です。',
+            [("要約して", "本文")],
+        ),
+        (
+            "1. 日本の首都はどこですか。\n2) 富士山の高さは？\n３．五十音順に並べて",
+            [("日本の首都はどこですか。", None), ("富士山の高さは？", None), ("五十音順に並べて", None)],
+        ),
+        (
+            '{"tasks": [{"instruction": ""}, {"input": "x"}, "文字列", {"instruction": "残る指示"}]}',
+            [("残る指示", None)],
+        ),
+        (
+            '{"tasks": [{"instruction": "完全な一つ目", "input": ""}, {"instruction": "完全な二つ目", "input": "素材"}, {"instruction": "途中で切れ',
+            [("完全な一つ目", None), ("完全な二つ目", "素材")],
+        ),
+    ],
+)
 def test_parse_tasks_on_messy_output(text, expected):
     assert parse_tasks(text) == expected
 
@@ -76,15 +90,22 @@ def test_a_round_covers_every_category_and_shows_every_seed_evenly(seeds):
 def test_later_rounds_show_generated_rows(seeds):
     pool = [{"id": "g1", "instruction": "機械が作った指示です", "input": None, "seed_ids": ["fluency-001"]}]
     cfg = SelfInstructConfig(requests=2, generated_examples=1)
-    assert all("機械が作った指示です" not in r["messages"][0]["content"]
-               for r in build_requests(seeds, load_taxonomy(), cfg, 1, pool, 0))  # fmt: skip
-    assert all("機械が作った指示です" in r["messages"][0]["content"]
-               for r in build_requests(seeds, load_taxonomy(), cfg, 2, pool, 0))  # fmt: skip
+    assert all(
+        "機械が作った指示です" not in r["messages"][0]["content"]
+        for r in build_requests(seeds, load_taxonomy(), cfg, 1, pool, 0)
+    )
+    assert all(
+        "機械が作った指示です" in r["messages"][0]["content"]
+        for r in build_requests(seeds, load_taxonomy(), cfg, 2, pool, 0)
+    )
 
 
 def fake_output(*tasks):
-    return {"text": json.dumps({"tasks": [{"instruction": i, "input": x} for i, x in tasks]}, ensure_ascii=False),
-            "tokens_in": 10, "tokens_out": 20}  # fmt: skip
+    return {
+        "text": json.dumps({"tasks": [{"instruction": i, "input": x} for i, x in tasks]}, ensure_ascii=False),
+        "tokens_in": 10,
+        "tokens_out": 20,
+    }
 
 
 def test_select_filters_dedups_and_keeps_lineage(seeds):
@@ -93,18 +114,25 @@ def test_select_filters_dedups_and_keeps_lineage(seeds):
     requests = build_requests(seeds, taxonomy, cfg, 1, [], seed=0)
     copied_seed = seeds[0].instruction
     outputs = [
-        fake_output(("農業の担い手不足について、原因と対策を三つずつ挙げてください。", ""),
-                    ("この画像の植物の名前を教えてください。", ""),
-                    ("農業の担い手不足について、原因と対策を三つずつ挙げてください。", ""),
-                    (copied_seed, seeds[0].input or "")),
+        fake_output(
+            ("農業の担い手不足について、原因と対策を三つずつ挙げてください。", ""),
+            ("この画像の植物の名前を教えてください。", ""),
+            ("農業の担い手不足について、原因と対策を三つずつ挙げてください。", ""),
+            (copied_seed, seeds[0].input or ""),
+        ),
         {"text": "ごめんなさい", "tokens_in": 5, "tokens_out": 3},
         {"text": "", "tokens_in": 0, "tokens_out": 0, "error": "prompt_too_long: 9000 prompt tokens"},  # no answer
-    ]  # fmt: skip
+    ]
     kept, rejected = select(requests, outputs, cfg, seeds, [], "TestModel", 1)
     assert [r["instruction"] for r in kept] == ["農業の担い手不足について、原因と対策を三つずつ挙げてください。"]
     row = kept[0]
     assert row["id"] == content_id(row["instruction"], None)
-    assert (row["origin"], row["round"], row["parent_id"], row["generator_model"]) == ("self_instruct", 0, None, "TestModel")
+    assert (row["origin"], row["round"], row["parent_id"], row["generator_model"]) == (
+        "self_instruct",
+        0,
+        None,
+        "TestModel",
+    )
     assert row["seed_ids"] == requests[0]["seed_ids"] and row["perspective"] == requests[0]["perspective"]
     assert len(row["prompt_version"]) == 12
     reasons = sorted(r["reject_reason"] for r in rejected)
@@ -134,8 +162,10 @@ def test_a_lone_surrogate_in_the_json_is_rejected_not_a_crash(seeds):
     the same output are kept."""
     cfg = SelfInstructConfig(requests=1)
     requests = build_requests(seeds, load_taxonomy(), cfg, 1, [], seed=0)
-    text = '{"tasks": [{"instruction": "季節の\\udd0f果物を挙げて", "input": ""}, ' \
-           '{"instruction": "農業の担い手不足について、原因と対策を三つずつ挙げてください。", "input": ""}]}'  # fmt: skip
+    text = (
+        '{"tasks": [{"instruction": "季節の\\udd0f果物を挙げて", "input": ""}, '
+        '{"instruction": "農業の担い手不足について、原因と対策を三つずつ挙げてください。", "input": ""}]}'
+    )
     kept, rejected = select(requests, [{"text": text, "tokens_in": 1, "tokens_out": 1}], cfg, seeds, [], "m", 1)
     assert [r["instruction"] for r in kept] == ["農業の担い手不足について、原因と対策を三つずつ挙げてください。"]
     [bad] = rejected

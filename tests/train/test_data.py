@@ -12,33 +12,48 @@ def test_formats_become_chat_messages():
     assert to_messages(chat, "f:1") == chat["messages"]
     assert to_messages({"conversation": chat["messages"]}, "f:1") == chat["messages"]  # llm-jp's field name
     alpaca = {"instruction": "要約して", "input": "長い文章", "output": "短い文章"}
-    assert to_messages(alpaca, "f:1") == [{"role": "user", "content": "要約して\n\n長い文章"},
-                                          {"role": "assistant", "content": "短い文章"}]  # fmt: skip
+    assert to_messages(alpaca, "f:1") == [
+        {"role": "user", "content": "要約して\n\n長い文章"},
+        {"role": "assistant", "content": "短い文章"},
+    ]
     screened = {"instruction": "挨拶して", "input": None, "response": "こんにちは"}
     assert to_messages(screened, "f:1")[1] == {"role": "assistant", "content": "こんにちは"}
 
 
-@pytest.mark.parametrize("record,reason", [
-    ({"messages": [{"role": "user", "content": "質問"}]}, "missing_roles"),
-    ({"messages": [{"role": "assistant", "content": "答え"}]}, "missing_roles"),
-    ({"messages": [{"role": "user", "content": "質問"}, {"role": "bot", "content": "答え"}]}, "missing_roles"),
-    ({"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "答え"}]}, "missing_roles"),
-    ({"messages": "質問"}, "missing_roles"),
-    ({"messages": [{"role": "user", "content": "質問"}, {"role": "assistant", "content": "  "}]}, "empty_assistant"),
-    ({"instruction": "質問", "output": ""}, "empty_assistant"),
-    ({"instruction": "質問"}, "missing_roles"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "record,reason",
+    [
+        ({"messages": [{"role": "user", "content": "質問"}]}, "missing_roles"),
+        ({"messages": [{"role": "assistant", "content": "答え"}]}, "missing_roles"),
+        ({"messages": [{"role": "user", "content": "質問"}, {"role": "bot", "content": "答え"}]}, "missing_roles"),
+        ({"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "答え"}]}, "missing_roles"),
+        ({"messages": "質問"}, "missing_roles"),
+        (
+            {"messages": [{"role": "user", "content": "質問"}, {"role": "assistant", "content": "  "}]},
+            "empty_assistant",
+        ),
+        ({"instruction": "質問", "output": ""}, "empty_assistant"),
+        ({"instruction": "質問"}, "missing_roles"),
+    ],
+)
 def test_bad_examples_give_a_reason(record, reason):
     assert to_messages(record, "f:1") == reason
 
 
 def test_load_counts_drops_and_names_unknown_shapes(tmp_path):
     good = tmp_path / "good.jsonl"
-    good.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in [
-        {"instruction": "挨拶して", "output": "こんにちは"},
-        {"instruction": "挨拶して", "output": ""},
-        {"messages": [{"role": "user", "content": "質問"}]},
-    ]) + "\n", encoding="utf-8")  # fmt: skip
+    good.write_text(
+        "\n".join(
+            json.dumps(r, ensure_ascii=False)
+            for r in [
+                {"instruction": "挨拶して", "output": "こんにちは"},
+                {"instruction": "挨拶して", "output": ""},
+                {"messages": [{"role": "user", "content": "質問"}]},
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     examples, dropped = load_condition(ConditionConfig(name="x", paths=[str(good)]))
     assert len(examples) == 1 and dropped == {"empty_assistant": 1, "missing_roles": 1}
     bad = tmp_path / "bad.jsonl"

@@ -13,13 +13,16 @@ from atheus_ray.train.memory import MemoryPlanError, ModelShape
 
 # llm-jp-3 980m / 1.8b / 3.7b: the shapes of their config.json files (Llama, untied embeddings, vocab 99,584)
 LLM_JP_3 = {
-    "980m": ModelShape(hidden=1536, intermediate=5376, layers=20, vocab=99584, heads=8, kv_heads=8, head_dim=192,
-                       tied=False),
-    "1.8b": ModelShape(hidden=2048, intermediate=7168, layers=24, vocab=99584, heads=16, kv_heads=16, head_dim=128,
-                       tied=False),
-    "3.7b": ModelShape(hidden=3072, intermediate=8192, layers=28, vocab=99584, heads=24, kv_heads=24, head_dim=128,
-                       tied=False),
-}  # fmt: skip
+    "980m": ModelShape(
+        hidden=1536, intermediate=5376, layers=20, vocab=99584, heads=8, kv_heads=8, head_dim=192, tied=False
+    ),
+    "1.8b": ModelShape(
+        hidden=2048, intermediate=7168, layers=24, vocab=99584, heads=16, kv_heads=16, head_dim=128, tied=False
+    ),
+    "3.7b": ModelShape(
+        hidden=3072, intermediate=8192, layers=28, vocab=99584, heads=24, kv_heads=24, head_dim=128, tied=False
+    ),
+}
 A100_40GB = 42.4  # GB as torch reports it (40 GiB)
 CLUSTER_SFT = yaml.safe_load((Path(__file__).resolve().parents[2] / "jobs/configs/cluster/sft.yaml").read_text())
 
@@ -34,8 +37,15 @@ def test_the_cluster_config_fits_an_a100_40gb_and_the_old_one_did_not(name):
     """jobs/configs/cluster/sft.yaml (micro-batch 4 x 2048, activation checkpointing, 8 FSDP workers) fits every
     model with room to spare; the config it replaced (8 x 2048, no checkpointing) fits none of them."""
     shape = LLM_JP_3[name]
-    new = memory.check(shape, CLUSTER_SFT["batch_size"], CLUSTER_SFT["max_length"], CLUSTER_SFT["num_workers"],
-                       CLUSTER_SFT["activation_checkpointing"], A100_40GB, name)  # fmt: skip
+    new = memory.check(
+        shape,
+        CLUSTER_SFT["batch_size"],
+        CLUSTER_SFT["max_length"],
+        CLUSTER_SFT["num_workers"],
+        CLUSTER_SFT["activation_checkpointing"],
+        A100_40GB,
+        name,
+    )
     assert new.total_gb < 0.75 * A100_40GB
     with pytest.raises(MemoryPlanError):
         memory.check(shape, 8, 2048, 8, False, A100_40GB, name)
@@ -51,8 +61,10 @@ def test_the_refusal_names_the_knobs_and_a_setting_that_fits():
     for knob in ("train.batch_size", "train.grad_accum", "train.activation_checkpointing", "train.max_length"):
         assert knob in message
     suggested = int(message.split("set train.batch_size=")[1].split()[0].rstrip(","))
-    assert memory.estimate(LLM_JP_3["3.7b"], suggested, 2048, 8, "activation_checkpointing=true" in message).total_gb \
-        <= A100_40GB  # fmt: skip
+    assert (
+        memory.estimate(LLM_JP_3["3.7b"], suggested, 2048, 8, "activation_checkpointing=true" in message).total_gb
+        <= A100_40GB
+    )
     with pytest.raises(MemoryPlanError, match="no micro-batch fits"):
         memory.check(LLM_JP_3["3.7b"], 1, 2048, 1, True, 16.0)
 
@@ -65,15 +77,26 @@ def test_checkpointing_keeps_only_layer_inputs():
 
 
 def write_rows(path: Path, n: int) -> str:
-    rows = [{"instruction": f"質問{i}：季節の果物を一つ挙げてください。", "output": f"答え{i}：柿です。"} for i in range(n)]
+    rows = [
+        {"instruction": f"質問{i}：季節の果物を一つ挙げてください。", "output": f"答え{i}：柿です。"} for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return str(path)
 
 
 def small_config(tmp_path: Path, model: str, **changes) -> TrainConfig:
-    data = {"out": str(tmp_path / "out"), "models": [model], "examples": 40, "dev_fraction": 0.0, "max_length": 256,
-            "conditions": [{"name": "a", "paths": [write_rows(tmp_path / "a.jsonl", 40)]},
-                           {"name": "b", "paths": [write_rows(tmp_path / "b.jsonl", 40)]}], **changes}  # fmt: skip
+    data = {
+        "out": str(tmp_path / "out"),
+        "models": [model],
+        "examples": 40,
+        "dev_fraction": 0.0,
+        "max_length": 256,
+        "conditions": [
+            {"name": "a", "paths": [write_rows(tmp_path / "a.jsonl", 40)]},
+            {"name": "b", "paths": [write_rows(tmp_path / "b.jsonl", 40)]},
+        ],
+        **changes,
+    }
     path = tmp_path / "sft.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return load_config(TrainConfig, path)

@@ -7,8 +7,14 @@ from atheus_ray.train.tokens import IGNORE, encode
 
 
 def examples(tokenizer, lengths=(1, 7, 15, 3, 12, 9)):
-    return [encode([{"role": "user", "content": "質問" * k}, {"role": "assistant", "content": "答えです。" * (k + 1)}],
-                   tokenizer, 4096) for k in lengths]  # fmt: skip
+    return [
+        encode(
+            [{"role": "user", "content": "質問" * k}, {"role": "assistant", "content": "答えです。" * (k + 1)}],
+            tokenizer,
+            4096,
+        )
+        for k in lengths
+    ]
 
 
 def test_pack_keeps_every_token_within_max_length_and_restarts_positions(tiny_model):

@@ -37,20 +37,34 @@ def expected_steps(cfg: TrainConfig, condition) -> int:
 
 def write_condition(folder: Path, name: str, n: int) -> str:
     path = folder / f"{name}.jsonl"
-    rows = [{"instruction": f"{name}の質問{i}：季節の果物を一つ挙げてください。", "output": f"{name}の答え{i}：柿です。"}
-            for i in range(n)]  # fmt: skip
+    rows = [
+        {"instruction": f"{name}の質問{i}：季節の果物を一つ挙げてください。", "output": f"{name}の答え{i}：柿です。"}
+        for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return str(path)
 
 
 def config_file(tmp_path: Path, tiny_model: str, **changes) -> Path:
     data = {
-        "out": str(tmp_path / "out"), "models": [tiny_model],
-        "conditions": [{"name": "open", "paths": [write_condition(tmp_path, "open", 12)]},
-                       {"name": "atheus", "paths": [write_condition(tmp_path, "atheus", 10)]}],
-        "examples": 10, "dev_fraction": 0.2, "max_length": 256, "epochs": 3, "batch_size": 2, "lr": 1e-3,
-        "min_lr": 1e-4, "warmup_ratio": 0.0, "save_steps": 2, "seed": 0, **changes,
-    }  # fmt: skip
+        "out": str(tmp_path / "out"),
+        "models": [tiny_model],
+        "conditions": [
+            {"name": "open", "paths": [write_condition(tmp_path, "open", 12)]},
+            {"name": "atheus", "paths": [write_condition(tmp_path, "atheus", 10)]},
+        ],
+        "examples": 10,
+        "dev_fraction": 0.2,
+        "max_length": 256,
+        "epochs": 3,
+        "batch_size": 2,
+        "lr": 1e-3,
+        "min_lr": 1e-4,
+        "warmup_ratio": 0.0,
+        "save_steps": 2,
+        "seed": 0,
+        **changes,
+    }
     path = tmp_path / "sft.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
@@ -73,18 +87,32 @@ def test_trains_every_condition_lowers_the_loss_and_exports_for_vllm(ray_local, 
     assert all(r["resumed"] for r in again["runs"])
 
     export = summary["runs"][0]["export"]
-    request = {"key": "q", "messages": [{"role": "user", "content": "季節の果物を一つ挙げてください。"}],
-               "sampling_params": sampling_params(SamplingConfig(max_tokens=8, temperature=0))}  # fmt: skip
+    request = {
+        "key": "q",
+        "messages": [{"role": "user", "content": "季節の果物を一つ挙げてください。"}],
+        "sampling_params": sampling_params(SamplingConfig(max_tokens=8, temperature=0)),
+    }
     [out] = generate([request], ModelConfig(source=export, max_model_len=512), EngineConfig(batch_size=4))
     assert out["tokens_out"] > 0
 
 
 def test_a_killed_run_resumes_at_its_checkpoint(ray_local, tiny_model, tmp_path):
-    path = config_file(tmp_path, tiny_model, models=[tiny_model], epochs=12, save_steps=3,
-                       conditions=[{"name": "open", "paths": [write_condition(tmp_path, "open", 12)]}])  # fmt: skip
+    path = config_file(
+        tmp_path,
+        tiny_model,
+        models=[tiny_model],
+        epochs=12,
+        save_steps=3,
+        conditions=[{"name": "open", "paths": [write_condition(tmp_path, "open", 12)]}],
+    )
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen([sys.executable, "-m", "atheus_ray.cli", "train", "--config", str(path)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "atheus_ray.cli", "train", "--config", str(path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     storage = tmp_path / "out" / "checkpoints"
 
     def registered() -> bool:  # a checkpoint Ray Train has recorded, not a folder still being uploaded
@@ -121,8 +149,13 @@ def test_a_driver_that_dies_after_the_final_checkpoint_finishes_without_training
     checkpoint inside the export and crash)."""
     from atheus_ray.train import run as train_run
 
-    path = config_file(tmp_path, tiny_model, models=[tiny_model], epochs=2,
-                       conditions=[{"name": "open", "paths": [write_condition(tmp_path, "open", 12)]}])  # fmt: skip
+    path = config_file(
+        tmp_path,
+        tiny_model,
+        models=[tiny_model],
+        epochs=2,
+        conditions=[{"name": "open", "paths": [write_condition(tmp_path, "open", 12)]}],
+    )
     cfg = load_config(TrainConfig, path)
 
     def die(*args, **kwargs):
@@ -138,7 +171,10 @@ def test_a_driver_that_dies_after_the_final_checkpoint_finishes_without_training
 
     [run] = train(cfg, log=lambda m: None)["runs"]
     assert (run["global_step"], run["train_seconds"], run["train_loss"]) == (
-        first["global_step"], first["train_seconds"], first["train_loss"])  # the same run, reported again
+        first["global_step"],
+        first["train_seconds"],
+        first["train_loss"],
+    )  # the same run, reported again
     assert (run_dir / "metrics.json").exists() and list((Path(cfg.out) / "checkpoints").iterdir()) == []
 
     # dying after metrics.json but before the checkpoints were deleted: the next run reuses it and deletes them

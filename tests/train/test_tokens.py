@@ -1,13 +1,15 @@
 import pytest
 from transformers import AutoTokenizer
 
-from atheus_ray.train.tokens import IGNORE, FALLBACK_TEMPLATE, TemplateError, encode, ensure_chat_template
+from atheus_ray.train.tokens import FALLBACK_TEMPLATE, IGNORE, TemplateError, encode, ensure_chat_template
 
-CHAT = [{"role": "system", "content": "丁寧に答えてください。"},
-        {"role": "user", "content": "梅雨の洗濯のコツは？"},
-        {"role": "assistant", "content": "除湿機を使い、風を当てます。"},
-        {"role": "user", "content": "ほかには？ 🌧"},
-        {"role": "assistant", "content": "部屋干し用の洗剤も効きます。```\ncode = 1\n```"}]  # fmt: skip
+CHAT = [
+    {"role": "system", "content": "丁寧に答えてください。"},
+    {"role": "user", "content": "梅雨の洗濯のコツは？"},
+    {"role": "assistant", "content": "除湿機を使い、風を当てます。"},
+    {"role": "user", "content": "ほかには？ 🌧"},
+    {"role": "assistant", "content": "部屋干し用の洗剤も効きます。```\ncode = 1\n```"},
+]
 
 
 @pytest.fixture(params=["own", "fallback"])
