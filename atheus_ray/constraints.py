@@ -16,9 +16,9 @@ The forms read (N in Arabic, full-width or kanji numerals):
 - per item: 「各項目は20字以内」「それぞれ30字以内」「各ステップは一文で」 bound each top-level list item
 
 Only what reads without doubt is checked. A constraint is skipped when its sentence (the text before it since
-the last 「。」) scopes it to a part or (but for the per-item limits above) to each item (「各」「それぞれ」「ずつ」「Qは」「見出しは」「には」 ...),
-character limits are skipped when the task names two of them or excludes a part (「件名を除く」), and
-everything else (style, meter, content) is left to the tagger.
+the last 「。」) scopes it to a part or (but for the per-item limits above) to each item
+(「各」「それぞれ」「ずつ」「Qは」「見出しは」「には」 ...), character limits are skipped when the task names two of them or excludes a
+part (「件名を除く」), and everything else (style, meter, content) is left to the tagger.
 """
 
 from __future__ import annotations

@@ -33,8 +33,8 @@ class SourceError(ValueError):
 
 
 def expand_paths(patterns: list[str]) -> list[str]:
-    """Expand globs and folders into source names. Folders contribute their JSONL, CSV and Parquet files; `hf:` names pass through.
-    A pattern that matches nothing is an error naming it."""
+    """Expand globs and folders into source names. Folders contribute their JSONL, CSV and Parquet files; `hf:`
+    names pass through. A pattern that matches nothing is an error naming it."""
     sources: list[str] = []
     for pattern in patterns:
         if pattern.startswith("hf:"):

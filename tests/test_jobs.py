@@ -8,6 +8,7 @@ and Ray Train worker on the node its custom resource pins it to, SFT checkpoints
 gone once the models are exported, nothing written to a local `s3:` folder. Also: every job script answers
 --help (fast)."""
 
+import hashlib
 import json
 import re
 import subprocess
@@ -37,6 +38,7 @@ SMALLEST = [  # the local pipeline config, cut to the least that still flows thr
     "train.examples=4",
     "train.dev_fraction=0.25",
     "train.max_length=256",
+    "train.warmup_ratio=0",  # its 2 optimizer steps both at a non-zero learning rate: the models do train
     "eval.answer.max_tokens=24",
     "eval.judge.max_tokens=48",
     "eval.resamples=200",
@@ -47,6 +49,10 @@ PINNED = [  # the cluster configs' placement, on the local nodes: work goes wher
     "train.resources_per_worker={train: 1}",
     "synth.screen.dedup.on_ray_above=0",  # the near-duplicate search as Ray Data tasks on the worker nodes
 ]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def ray_cli(cluster: dict, *args: str, timeout: int = 1800, check: bool = True) -> subprocess.CompletedProcess:
@@ -216,9 +222,15 @@ def test_pipeline_on_a_multi_node_cluster_stopped_and_resubmitted(tmp_path, embe
     assert data(f"{out}/eval/win_rates.png")[:4] == b"\x89PNG"
     # served from S3: Ray Serve LLM downloaded each export onto the `gen` node, filed under its run's fingerprint
     assert results["candidates"][0]["model"].startswith(f"{out}/sft/")
+    weights = {}
     for r in runs:
         snapshot = ray_cluster["hf_hub"] / f"models--SmolLM2-135M-Instruct--{r['condition']}" / "snapshots"
         assert (snapshot / r["fingerprint"] / "model.safetensors").exists(), list(ray_cluster["hf_hub"].rglob("*"))
+        weights[r["condition"]] = digest(snapshot / r["fingerprint"] / "model.safetensors")
+    # both trained: their weights are neither the base model's nor each other's
+    assert (
+        digest(Path(embedded_model) / "model.safetensors") not in weights.values() and len(set(weights.values())) == 2
+    )
 
     # the resubmitted job started the generator once for synthesis and screening: two passes (responses, tags)
     assert summary["data"]["engine"]["starts"] == summary["data"]["screen"]["engine"]["starts"] == 1

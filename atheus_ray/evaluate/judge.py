@@ -1,11 +1,11 @@
 """Pairwise LLM judging over an OpenAI-compatible API (the OpenAI API, a vLLM server, the local Serve app).
 
-The judge sees the task, the reference answer, the project's base rubric (prompts/eval/rubric.md: a base 1-5
-scale, standard deductions and an over-refusal cap, under the task's own rubric), the task's rubric
-(`eval_aspect`) and two answers as A and B, never which model wrote them; each pair is judged in both orders. The verdict is the one `[[A]]`, `[[B]]` or
-`[[C]]` (tie) in the reply: none or more than one is unreadable, and the request is sent again up to
-`verdict_retries` times, then recorded as `invalid` (counted, never dropped). A job without `answer_b` is an
-absolute judgment instead (prompts/eval/score.md, ELYZA-style): the verdict is the one `[[1]]`..`[[5]]`.
+The judge sees the task, the reference answer, the project's base rubric (prompts/eval/rubric.md: a base 1-5 scale,
+standard deductions and an over-refusal cap, under the task's own rubric), the task's rubric (`eval_aspect`) and two
+answers as A and B, never which model wrote them; each pair is judged in both orders. The verdict is the one `[[A]]`,
+`[[B]]` or `[[C]]` (tie) in the reply: none or more than one is unreadable, and the request is sent again up to
+`verdict_retries` times, then recorded as `invalid` (counted, never dropped). A job without `answer_b` is an absolute
+judgment instead (prompts/eval/score.md, ELYZA-style): the verdict is the one `[[1]]`..`[[5]]`.
 With `constrain` (small local judges on vLLM), decoding is held to exactly one mark and nothing else.
 
 Transport: the `openai` client (`max_retries` retries with exponential backoff on 408/409/429/5xx, connection

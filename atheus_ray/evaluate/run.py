@@ -8,13 +8,14 @@ model, are hosted together by one Ray Serve app (atheus_ray.serve.app, OpenAI-co
 `GROUP/NAME` for candidates and `judge.model` for the judge), started here and removed at the end; a rerun
 with every answer saved and every judgment cached starts none.
 Answers: sent to each candidate's deployment in that app by handle, `concurrency` at once
-(atheus_ray.engine.generate_by_handle; Ray's HTTP processor awaits a batch's requests one after another), greedy by default, saved to `DIR/answers/` (task_id, candidate, group, model,
-answer, error), and reused by a rerun with the same model, tasks and sampling. An answer the replica refused
-(e.g. a prompt too long) has `error` set and no `answer`; it is counted (`answer_errors`) and not judged, and
-more than `max_error_share` of them fails the run. Judging: atheus_ray.evaluate.judge (the local judge's replies constrained
-to one verdict mark and nothing else when `judge.constrain`), with its cache in `DIR/judge_cache/`; every
-judgment goes to `DIR/judgments/`. Absolute 1-5 scores per candidate (ELYZA-style, same judge) are the
-second view. Statistics: atheus_ray.evaluate.stats. Report: atheus_ray.evaluate.report.
+(atheus_ray.engine.generate_by_handle; Ray's HTTP processor awaits a batch's requests one after another), greedy by
+default, saved to `DIR/answers/` (task_id, candidate, group, model, answer, error), and reused by a rerun with the
+same model, tasks and sampling. An answer the replica refused (e.g. a prompt too long) has `error` set and no
+`answer`; it is counted (`answer_errors`) and not judged, and more than `max_error_share` of them fails the run.
+Judging: atheus_ray.evaluate.judge (the local judge's replies constrained to one verdict mark and nothing else when
+`judge.constrain`), with its cache in `DIR/judge_cache/`; every judgment goes to `DIR/judgments/`. Absolute 1-5
+scores per candidate (ELYZA-style, same judge) are the second view. Statistics: atheus_ray.evaluate.stats. Report:
+atheus_ray.evaluate.report.
 """
 
 from __future__ import annotations

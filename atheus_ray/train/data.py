@@ -9,7 +9,8 @@ A record in none of these shapes is an error naming its file and line or row (So
 known shape that cannot train is dropped and counted, never a crash:
 - `missing_roles`: no user turn, no assistant turn, an unknown role, or a turn that is not {role, content} text;
 - `empty_assistant`: an assistant turn with no text.
-(Examples longer than `max_length` tokens are skipped while subsampling, and the next one taken: `subsample_and_split`.)
+(Examples longer than `max_length` tokens are skipped while subsampling, and the next one taken:
+`subsample_and_split`.)
 
 Every condition is subsampled to the same number of examples (`examples`, or the smallest condition's count)
 before a `dev_fraction` share is held out, so conditions differ in their data only.

@@ -39,6 +39,7 @@ from atheus_ray.train.pack import pack
 from atheus_ray.train.tokens import encode, ensure_chat_template
 
 EXPORT = "export"
+MIN_LEARNING_STEPS = 3  # fewer optimizer steps at a non-zero learning rate leave the model near its base: say so
 MIN_STEPS_TO_CHECKPOINT = 10  # a run this long must write a checkpoint before its end (train.save_steps)
 # Settings that do not change a trained model: where things go, how often it checkpoints, placement, memory
 NOT_IN_FINGERPRINT = {
@@ -102,6 +103,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
                 f"[{name}] {len(encoded['train'])} train / {len(encoded['dev'])} dev examples, {steps} optimizer steps"
                 + (f"; skipped {too_long} longer than {cfg.max_length} tokens" if too_long else "")
             )
+            learning = learning_steps(cfg, steps)
+            if learning < MIN_LEARNING_STEPS:
+                log(
+                    f"[{name}] warning: {learning} of its {steps} optimizer step(s) have a non-zero learning rate "
+                    f"(warmup_ratio {cfg.warmup_ratio:g} starts at 0): the model will barely move from its base; "
+                    "give it more examples or epochs, or set train.warmup_ratio=0"
+                )
             if steps >= MIN_STEPS_TO_CHECKPOINT and cfg.save_steps >= steps:
                 raise ConfigError(
                     f"train.save_steps: {cfg.save_steps}, but {name} has {steps} optimizer steps: it "
@@ -126,6 +134,12 @@ def train(cfg: TrainConfig, log=print) -> dict:
     }
     (out / "train.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2))
     return summary
+
+
+def learning_steps(cfg: TrainConfig, steps: int) -> int:
+    """Optimizer steps taken at a non-zero learning rate: linear warmup over ceil(warmup_ratio x steps) steps
+    (as transformers counts a ratio) starts at 0, so with any warmup the first step changes nothing."""
+    return steps - (1 if math.ceil(cfg.warmup_ratio * steps) > 0 else 0)
 
 
 def planned_steps(cfg: TrainConfig, train_rows: list[dict]) -> int:

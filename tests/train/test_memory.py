@@ -131,3 +131,9 @@ def test_planned_steps_count_packing_workers_accumulation_and_epochs():
     assert run.planned_steps(cfg.model_copy(update={"grad_accum": 3}), rows) == 2
     assert run.planned_steps(cfg.model_copy(update={"num_workers": 5, "batch_size": 1}), rows) == 2
     assert run.planned_steps(cfg.model_copy(update={"packing": False}), rows) == 10
+
+
+def test_a_warmup_leaves_the_first_step_at_learning_rate_zero():
+    cfg = TrainConfig(conditions=[{"name": "a", "paths": ["x"]}], warmup_ratio=0.1)
+    assert [run.learning_steps(cfg, n) for n in (1, 2, 30)] == [0, 1, 29]  # ceil(0.1 x n) >= 1 warmup step
+    assert run.learning_steps(cfg.model_copy(update={"warmup_ratio": 0.0}), 2) == 2
