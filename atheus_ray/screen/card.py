@@ -12,6 +12,15 @@ from collections import Counter
 from atheus_ray.storage import Location, save_figure
 
 DISTRIBUTIONS = ("perspective", "domain", "task_category", "difficulty", "quality", "score")
+MADE_BY = (
+    "generator_model",
+    "prompt_version",
+    "response_model",
+    "response_prompt_version",
+    "tagger_model",
+    "tagger_prompt_version",
+)
+EXAMPLE_CHARS = 80
 ORDINAL = {"difficulty", "quality", "score"}  # shown in value order, not by count
 
 
@@ -39,6 +48,44 @@ def synthesis_funnel(manifest: dict) -> list[dict]:
     ]
 
 
+def made_by(rows: list[dict]) -> dict[str, list[str]]:
+    """The models and prompt versions that wrote the rows (each column's distinct values)."""
+    return {column: sorted({str(r[column]) for r in rows if r.get(column)}) for column in MADE_BY}
+
+
+def examples(rows: list[dict]) -> dict[str, dict]:
+    """The best-ranked row of each perspective (rows come best first), its texts cut to EXAMPLE_CHARS."""
+    shown: dict[str, dict] = {}
+    for row in rows:
+        shown.setdefault(
+            row.get("perspective") or "(none)",
+            {
+                "id": row["id"],
+                "instruction": _short(row["instruction"]),
+                "response": _short(row.get("response") or ""),
+            },
+        )
+    return shown
+
+
+def size_category(n: int) -> str:
+    """The Hugging Face hub's size category of a data set of n rows."""
+    for bound, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < bound:
+            return name
+    return "1M<n<10M"
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= EXAMPLE_CHARS else text[:EXAMPLE_CHARS] + "…"
+
+
+def _cell(text: str) -> str:
+    """Text made safe for a Markdown table cell: no pipes, no markup."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").replace("<", "&lt;")
+
+
 def distributions(rows: list[dict]) -> dict[str, dict[str, int]]:
     """Counts of each distribution column's values among `rows` (null shown as "(none)")."""
     result = {}
@@ -56,10 +103,13 @@ def distributions(rows: list[dict]) -> dict[str, dict[str, int]]:
 def write_card(out: Location, summary: dict) -> Location:
     """Write DIR/README.md and DIR/charts/*.png from a screening summary."""
     charts = _charts(out / "charts", summary)
+    made = summary.get("synthesis_tokens") or {"in": 0, "out": 0}
     lines = [
         "---",
         "language: [ja]",
         "task_categories: [text-generation]",
+        f"size_categories: [{size_category(summary['rows_out'])}]",
+        "pretty_name: Japanese instruction data (atheus_ray)",
         "configs:",
         "- config_name: default",
         "  data_files: final/*.parquet",
@@ -69,10 +119,42 @@ def write_card(out: Location, summary: dict) -> Location:
         "",
         f"{summary['rows_out']:,} instruction-answer pairs, screened from {summary['rows_in']:,} "
         f"(source: `{summary['source'] or 'in-memory rows'}`; tagger: `{summary['tagger_model']}`).",
-        'Load with `datasets.load_dataset("parquet", data_dir="final")`; chat-format training data is in '
-        "`sft/train.jsonl`; every dropped row is in `rejected/<stage>/` with its `reject_reason`.",
+        "",
+        "## Load",
+        "",
+        "```python",
+        "import datasets",
+        'rows = datasets.load_dataset("path/to/this/folder", split="train")  # the configs above: final/*.parquet',
+        "```",
+        "",
+        "Chat-format training data is in `sft/train.jsonl`; every dropped row is in `rejected/<stage>/` with its "
+        "`reject_reason`.",
+        "",
+        "## Made by",
+        "",
+        "| | |",
+        "|---|---|",
+        *[
+            f"| {column} | {', '.join(f'`{v}`' for v in values) or '(none)'} |"
+            for column, values in summary.get("made_by", {}).items()
+        ],
+        f"| tokens (prompt / generated) | synthesis {made['in']:,} / {made['out']:,}; "
+        f"screening {summary['tokens_in']:,} / {summary['tokens_out']:,} |",
         "",
     ]
+    if summary.get("examples"):
+        lines += [
+            "## Examples",
+            "",
+            "The best-scored row of each perspective, cut short.",
+            "",
+            "| perspective | instruction | response |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {p} | {_cell(e['instruction'])} | {_cell(e['response'])} |" for p, e in summary["examples"].items()
+        ]
+        lines += [""]
     if summary.get("synthesis"):
         lines += ["## Synthesis", "", "Rows made so far after each stage, and the ones each stage dropped.", ""]
         lines += _funnel_table(summary["synthesis"], "rows")

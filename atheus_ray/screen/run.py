@@ -215,11 +215,16 @@ def _write_outputs(
         "".join(json.dumps(sft_record(r), ensure_ascii=False) + "\n" for r in rows)
     )
     summary = {
-        "source": source,
+        "source": _shown_source(source, out),
         "tagger_model": tagger_name,
         "rows_in": n_in,
         "rows_out": len(rows),
         "synthesis": card.synthesis_funnel(synthesis) if synthesis else None,
+        "synthesis_tokens": {"in": synthesis.get("tokens_in", 0), "out": synthesis.get("tokens_out", 0)}
+        if synthesis
+        else None,
+        "made_by": card.made_by(rows),
+        "examples": card.examples(rows),
         "funnel": card.funnel(n_in, report),
         "distributions": card.distributions(rows),
         "stages": report,
@@ -238,6 +243,15 @@ def _write_outputs(
     card.write_card(out, summary)
     log(f"[screen] {n_in} rows in, {len(rows)} out")
     return summary
+
+
+def _shown_source(source: str, out: Location) -> str:
+    """The source as the card and screen.json show it: relative to OUT when inside it, else its last name (no
+    machine path in a card that travels with the data)."""
+    if not source:
+        return ""
+    inside = str(out).rstrip("/") + "/"
+    return source[len(inside) :] if source.startswith(inside) else source.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _columns(rows: list[dict]) -> list[str]:

@@ -143,6 +143,7 @@ def screened(tmp_path, monkeypatch):
         ModelConfig(source="my-judge"),
         EngineConfig(),
         log=lambda m: None,
+        source=str(tmp_path / "responses"),  # a source inside OUT: the card names it relative to OUT
         synthesis=SYNTHESIS,
     )
     return tmp_path, summary, calls
@@ -209,6 +210,18 @@ def test_the_card_numbers_equal_the_parquet(screened):
         section = card.split(f"## {column}\n")[1].split("\n## ")[0]
         table = dict(re.findall(r"^\| (\w+) \| (\d+) \|$", section, re.MULTILINE))
         assert {k: int(v) for k, v in table.items()} == dict(Counter(str(r[column]) for r in final)), column
+
+
+def test_the_card_loads_names_its_makers_and_shows_no_machine_path(screened):
+    out, summary, _ = screened
+    card = (out / "README.md").read_text(encoding="utf-8")
+    final = pq.read_table(out / "final").to_pylist()
+    assert datasets.load_dataset(str(out), split="train").num_rows == len(final)  # the front matter's config
+    assert "size_categories: [n<1K]" in card and "`my-judge`" in card.split("## Made by")[1]
+    assert summary["source"] == "responses" and "(source: `responses`" in card
+    assert str(out) not in card and "/tmp" not in card
+    shown = card.split("## Examples\n")[1].split("\n## ")[0]
+    assert f"| helpfulness | {final[0]['instruction']} |" in shown  # the best-scored row of the perspective
 
 
 def test_a_second_run_reuses_every_stage_and_calls_no_llm(screened, monkeypatch):
