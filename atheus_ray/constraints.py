@@ -95,11 +95,9 @@ class Constraint:
                 if ITEM.match(line)
             ]
             counts = [len(re.sub(r"\s", "", i)) if self.kind == "chars" else sentences(i) for i in items]
-            return (
-                next((c for c in counts if not _within(c, self.low, self.high)), counts[0])
-                if len(counts) >= 2
-                else None
-            )
+            if len(counts) < 2:
+                return None
+            return next((c for c in counts if not _within(c, self.low, self.high)), counts[0])  # the first breach
         if self.kind == "chars":
             return len(re.sub(r"\s", "", text))
         if self.kind == "items":

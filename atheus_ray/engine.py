@@ -294,13 +294,7 @@ def _by_handle(
                 cause = e.cause if isinstance(e, RayTaskError) and hasattr(e, "cause") else e
                 if not isinstance(cause, recoverable):
                     raise
-                outputs[i] = {
-                    "key": request["key"],
-                    "text": "",
-                    "tokens_in": 0,
-                    "tokens_out": 0,
-                    "error": f"engine_error: {type(cause).__name__}: {str(cause)[:500]}",
-                }
+                outputs[i] = no_answer(request["key"], f"engine_error: {type(cause).__name__}: {str(cause)[:500]}")
                 return
         reply = reply.model_dump() if isinstance(reply, BaseModel) else reply
         error = openai_error(reply)
@@ -323,6 +317,11 @@ def _by_handle(
 
     asyncio.run(run())
     return outputs
+
+
+def no_answer(key: str, error: str) -> dict:
+    """The output of a request that got no answer, `error` saying why (see Engine.generate)."""
+    return {"key": key, "text": "", "tokens_in": 0, "tokens_out": 0, "error": error}
 
 
 def error_reason(output: dict) -> tuple[str, str] | None:
@@ -349,13 +348,9 @@ def _too_long(requests: list[dict], model: ModelConfig) -> dict[str, dict]:
         ids = tokenizer.apply_chat_template(request["messages"], add_generation_prompt=True, tokenize=True)
         n = len(ids if isinstance(ids, list) else ids["input_ids"])
         if n >= model.max_model_len:
-            found[request["key"]] = {
-                "key": request["key"],
-                "text": "",
-                "tokens_in": 0,
-                "tokens_out": 0,
-                "error": f"prompt_too_long: {n} prompt tokens, model.max_model_len {model.max_model_len}",
-            }
+            found[request["key"]] = no_answer(
+                request["key"], f"prompt_too_long: {n} prompt tokens, model.max_model_len {model.max_model_len}"
+            )
     return found
 
 
