@@ -72,6 +72,7 @@ def build_llm_processor(
         batch_size=engine.batch_size,
         concurrency=engine.concurrency,
         placement_group_config=placement(engine),
+        runtime_env=runtime_env(engine.accelerator),
     )
     return build_processor(config, preprocess=preprocess, postprocess=postprocess)
 
@@ -88,6 +89,17 @@ def engine_kwargs(model: ModelConfig, engine: EngineConfig) -> dict:
         "seed": engine.seed,
         "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
     }
+
+
+# On CPU, vLLM binds its compute threads to every core but one, which it keeps for its scheduler: half of a
+# 2-core machine. Measured there (SmolLM2-135M, 14 requests): with no core kept, decoding 1.32x and prefill 1.48x
+# faster. vLLM still picks the cores itself, on the replica's own node.
+CPU_RUNTIME_ENV = {"env_vars": {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}}
+
+
+def runtime_env(accelerator: str) -> dict | None:
+    """The runtime env of a vLLM replica: CPU_RUNTIME_ENV on CPU, none on GPU."""
+    return CPU_RUNTIME_ENV if accelerator == "cpu" else None
 
 
 def placement(engine: EngineConfig) -> dict:
@@ -248,6 +260,7 @@ def _start_deployment(model: ModelConfig, engine: EngineConfig) -> str:
         engine_kwargs=engine_kwargs(model, engine),
         deployment_config=deployment,
         placement_group_config=placement(engine),
+        runtime_env=runtime_env(engine.accelerator),
     )
     serve.start(proxy_location="Disabled")
     serve.run(build_llm_deployment(config, name_prefix="Engine:"), name=SERVE_APP, route_prefix=None)

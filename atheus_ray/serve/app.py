@@ -41,6 +41,7 @@ from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionReq
 
 from atheus_ray import models as model_sources
 from atheus_ray.config import ConfigError, ServeAppConfig, ServeConfig, ServedModelConfig, load_config
+from atheus_ray.engine import runtime_env
 
 APP_NAME = "atheus"
 ROUTES = {
@@ -175,6 +176,7 @@ def llm_config(model: ServedModelConfig, cfg: ServeConfig) -> LLMConfig:
         engine_kwargs=engine_kwargs,
         deployment_config=deployment,
         placement_group_config=placement,
+        runtime_env=runtime_env(cfg.accelerator),
     )
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
 import time
@@ -264,6 +265,9 @@ def train_func(config: dict) -> None:
     from atheus_ray.train.pack import collate, pack
 
     cfg = TrainConfig.model_validate(config["cfg"])
+    context = ray.train.get_context()
+    if not cfg.use_gpu:  # Ray sets OMP_NUM_THREADS to the worker's 1 CPU; share the node's cores instead
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // context.get_local_world_size()))
     tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
     if config["chat_template"]:
         tokenizer.chat_template = config["chat_template"]
@@ -276,7 +280,6 @@ def train_func(config: dict) -> None:
     dev_rows = pack(config["dev"], cfg.max_length) if cfg.packing else config["dev"]
     # The Trainer writes its checkpoints to local scratch (the callback copies each to the run's storage). The
     # scratch is named after the run, so a rerun clears what a killed worker left, and it goes when the worker ends.
-    context = ray.train.get_context()
     workdir = Path(tempfile.gettempdir()) / f"atheus-sft-{context.get_experiment_name()}-{context.get_world_rank()}"
     shutil.rmtree(workdir, ignore_errors=True)
     checkpoint = ray.train.get_checkpoint()

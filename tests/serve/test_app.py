@@ -129,6 +129,16 @@ def test_placement_pins_bundles_and_packs_tensor_parallel_replicas():
     )
     assert served.placement_group_config["strategy"] == "STRICT_PACK"
     assert served.placement_group_config["bundles"] == [{"GPU": 1, "gen": 1}] * 2
+    assert served.runtime_env is None
+
+
+def test_a_cpu_replica_keeps_no_core_from_vllm_compute():
+    """On CPU, vLLM keeps one core for its scheduler unless told not to: every CPU replica's env says so."""
+    from atheus_ray.engine import runtime_env
+    from atheus_ray.serve.app import llm_config
+
+    cpu = llm_config(ServedModelConfig(name="m", source="some/model"), ServeConfig())
+    assert cpu.runtime_env["env_vars"]["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0" and runtime_env("gpu") is None
 
 
 def test_real_deployment_answers_and_rejects(ray_local, tiny_model, monkeypatch):
