@@ -161,7 +161,9 @@ class SamplingConfig(Strict):
 
 class FilterConfig(Strict):
     min_chars: int = Field(8, ge=1, description="Shortest instruction kept, in characters.")
-    max_chars: int = Field(1500, ge=1, description="Longest instruction + input kept, in characters.")
+    max_chars: int = Field(
+        4000, ge=1, description="Longest instruction + input kept, in characters (seeds' documents reach 3,000)."
+    )
     min_ja_ratio: float = Field(0.6, ge=0, le=1, description="Least share of Japanese script in an instruction.")
 
 
@@ -177,6 +179,12 @@ class SelfInstructConfig(Strict):
     )
     generated_examples: int = Field(
         2, ge=0, le=8, description="Machine-generated rows shown per prompt from round 2 on (the growing pool)."
+    )
+    example_input_chars: int = Field(
+        600,
+        ge=1,
+        description="An example's input is cut to this many characters, the cut marked: a long document shows its "
+        "shape without filling the prompt.",
     )
     rounds: int = Field(1, ge=1, description="Self-Instruct rounds; later rounds also see earlier rounds' output.")
     novelty_threshold: float = Field(

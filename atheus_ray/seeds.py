@@ -21,9 +21,10 @@ Every problem is reported as `where: field: message`, where `where` is `file:lin
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -35,7 +36,21 @@ from atheus_ray.text import near_duplicate_pairs
 
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
 TAXONOMY_PATH = SEEDS_DIR / "taxonomy.yaml"
-MIN_PER_PERSPECTIVE = 25
+MIN_PER_PERSPECTIVE = 40
+LONG_INPUT_CHARS = 1500
+# The kinds of seed the set must hold at least this many of (issue 16), counted by `coverage_kinds`.
+COVERAGE_TARGETS = {
+    "summarization": 25,
+    "translation": 25,
+    "long_input": 25,
+    "dialogue": 25,
+    "copyright": 25,
+    "injection_or_exfiltration": 25,
+    "invented_entity": 10,
+    "unknown": 10,
+    "paraphrase": 10,
+}
+DIALOGUE_TURN = re.compile(r"^(ユーザー|アシスタント)：", re.MULTILINE)
 DUPLICATE_THRESHOLD = 0.7  # character-level ROUGE-L, as Self-Instruct's novelty filter
 IMPORT_CATEGORY, IMPORT_DOMAIN = "generation", "daily_life"
 
@@ -52,6 +67,15 @@ class Seed(BaseModel):
     instruction: str = Field(description="The task, as a user writes it.")
     input: str | None = Field(None, description="Text or data the task works on, if any.")
     output: str = Field(description="Reference answer.")
+    probe: str | None = Field(None, description="The trap the seed sets, a key of the taxonomy's `probes`.")
+    variant_of: str | None = Field(
+        None, description="For a `paraphrase` probe: the id of the seed that asks the same thing in other words."
+    )
+    as_of: str | None = Field(
+        None,
+        pattern=r"^\d{4}-\d{2}$",
+        description="YYYY-MM when the reference answer states a fact that will age (a rate, a price, an office).",
+    )
 
     @field_validator("id", "perspective", "category", "domain", "instruction", "output")
     @classmethod
@@ -71,11 +95,23 @@ class Taxonomy:
     perspectives: dict[str, dict]
     categories: dict[str, str]
     domains: dict[str, str]
+    characteristics: dict[str, str] = field(default_factory=dict)
+    probes: dict[str, str] = field(default_factory=dict)
+
+    def characteristic(self, perspective: str) -> str | None:
+        """The QA4AI characteristic key (QC01...) a perspective belongs to, if the taxonomy says."""
+        return self.perspectives[perspective].get("characteristic")
 
 
 def load_taxonomy(path: str | Path = TAXONOMY_PATH) -> Taxonomy:
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    return Taxonomy(data["perspectives"], data["categories"], data["domains"])
+    return Taxonomy(
+        data["perspectives"],
+        data["categories"],
+        data["domains"],
+        data.get("characteristics", {}),
+        data.get("probes", {}),
+    )
 
 
 class SeedError(ValueError):
@@ -182,6 +218,9 @@ def load_located(
                 found.append(Located(seed, where))
         if len(found) + len(problems) == before:
             problems.append(f"{source}: (file): no seeds in it")
+    for x in found:
+        if x.seed.variant_of is not None and x.seed.variant_of not in first:
+            problems.append(f"{x.where}: variant_of: no seed has id {x.seed.variant_of!r}")
     if problems:
         raise SeedError(problems)
     return found
@@ -197,15 +236,19 @@ def _validate(data: dict, where: str, taxonomy: Taxonomy, problems: list[str]) -
             problems.append(f"{where}: {field}: {msg}")
         return None
     bad = False
-    for field, allowed in (
+    for name, allowed in (
         ("perspective", taxonomy.perspectives),
         ("category", taxonomy.categories),
         ("domain", taxonomy.domains),
+        ("probe", taxonomy.probes),
     ):
-        value = getattr(seed, field)
-        if value not in allowed:
-            problems.append(f"{where}: {field}: unknown {field} {value!r} (not in the taxonomy)")
+        value = getattr(seed, name)
+        if value is not None and value not in allowed:
+            problems.append(f"{where}: {name}: unknown {name} {value!r} (not in the taxonomy)")
             bad = True
+    if (seed.probe == "paraphrase") != (seed.variant_of is not None):
+        problems.append(f"{where}: variant_of: set it exactly when probe is 'paraphrase'")
+        bad = True
     return None if bad else seed
 
 
@@ -260,8 +303,27 @@ def count_table(seeds: list[Seed], taxonomy: Taxonomy) -> str:
     return "\n".join(lines)
 
 
+def is_dialogue(text: str | None) -> bool:
+    """An input that gives earlier turns: at least two `ユーザー：`/`アシスタント：` lines, one of them the assistant's."""
+    turns = DIALOGUE_TURN.findall(text or "")
+    return len(turns) >= 2 and "アシスタント" in turns
+
+
+def coverage_kinds(seed: Seed) -> set[str]:
+    """The kinds of COVERAGE_TARGETS a seed counts towards."""
+    kinds = {seed.category, seed.perspective, seed.probe or ""} & COVERAGE_TARGETS.keys()
+    if seed.probe in ("prompt_injection", "exfiltration"):
+        kinds.add("injection_or_exfiltration")
+    if seed.input and len(seed.input) >= LONG_INPUT_CHARS:
+        kinds.add("long_input")
+    if is_dialogue(seed.input):
+        kinds.add("dialogue")
+    return kinds
+
+
 def stats(seeds: list[Seed], taxonomy: Taxonomy) -> dict:
-    """Counts, length distributions (characters) and coverage gaps against the taxonomy."""
+    """Counts (per QA4AI characteristic, perspective, category, domain, probe, coverage kind), length
+    distributions (characters) and gaps against the taxonomy and COVERAGE_TARGETS."""
 
     def dist(values: list[int]) -> dict:
         q = statistics.quantiles(values, n=10) if len(values) > 1 else values * 9
@@ -276,12 +338,20 @@ def stats(seeds: list[Seed], taxonomy: Taxonomy) -> dict:
     per = Counter(s.perspective for s in seeds)
     cat = Counter(s.category for s in seeds)
     dom = Counter(s.domain for s in seeds)
+    covered = Counter(kind for s in seeds for kind in coverage_kinds(s))
+    by_characteristic = {
+        f"{qc} {name}": {p: per[p] for p in taxonomy.perspectives if taxonomy.characteristic(p) == qc}
+        for qc, name in taxonomy.characteristics.items()
+    }
     return {
         "seeds": len(seeds),
         "with_input": sum(s.input is not None for s in seeds),
+        "by_characteristic": {k: {"seeds": sum(v.values()), **v} for k, v in by_characteristic.items()},
         "by_perspective": dict(per.most_common()),
         "by_category": dict(cat.most_common()),
         "by_domain": dict(dom.most_common()),
+        "by_probe": dict(Counter(s.probe for s in seeds if s.probe).most_common()),
+        "coverage": {kind: covered[kind] for kind in COVERAGE_TARGETS},
         "instruction_chars": dist([len(s.instruction) for s in seeds]),
         "input_chars": dist([len(s.input) for s in seeds if s.input]) if any(s.input for s in seeds) else None,
         "output_chars": dist([len(s.output) for s in seeds]),
@@ -291,5 +361,10 @@ def stats(seeds: list[Seed], taxonomy: Taxonomy) -> dict:
             },
             "unused_categories": [c for c in taxonomy.categories if not cat[c]],
             "unused_domains": [d for d in taxonomy.domains if not dom[d]],
+            "coverage_under_target": {
+                kind: f"{covered[kind]} < {target}"
+                for kind, target in COVERAGE_TARGETS.items()
+                if covered[kind] < target
+            },
         },
     }

@@ -1,6 +1,8 @@
 """The shipped seed set, the loaders and importers, and a catalog of bad inputs."""
 
 import json
+import re
+from collections import Counter
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -10,15 +12,19 @@ from atheus_ray.cli import main
 from atheus_ray.seeds import (
     MIN_PER_PERSPECTIVE,
     SEEDS_DIR,
+    Seed,
     SeedError,
+    coverage_kinds,
     duplicate_problems,
     expand_paths,
+    is_dialogue,
     load_located,
     load_seeds,
     load_taxonomy,
     round_robin,
     stats,
 )
+from atheus_ray.text import is_refusal, rouge_l
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +36,12 @@ def test_shipped_seeds_meet_the_coverage_rules(shipped):
     taxonomy = load_taxonomy()
     seeds = [x.seed for x in shipped]
     found = stats(seeds, taxonomy)
-    assert found["seeds"] >= 408
+    print(json.dumps({k: found[k] for k in ("by_characteristic", "by_probe", "coverage")}, ensure_ascii=False))
+    assert found["seeds"] >= 600
     assert set(found["by_perspective"]) == set(taxonomy.perspectives)
-    assert min(found["by_perspective"].values()) >= MIN_PER_PERSPECTIVE
+    assert min(found["by_perspective"].values()) >= MIN_PER_PERSPECTIVE == 40
+    assert found["gaps"]["coverage_under_target"] == {}
+    assert all(v["seeds"] for v in found["by_characteristic"].values())  # every QA4AI characteristic has seeds
     assert found["gaps"]["unused_categories"] == []
     assert len(found["by_domain"]) >= 30
     assert found["instruction_chars"]["min"] < 30 and found["instruction_chars"]["max"] > 150  # varied length
@@ -42,10 +51,71 @@ def test_shipped_seeds_have_no_near_duplicates(shipped):
     assert duplicate_problems(shipped) == []
 
 
+CHILD = re.compile(
+    r"([0-9０-９]+|[一二三四五六七八九十]+)歳(の|児)|小学生|中学生|高校生|子ども|子供|こども|園児|小[1-6一二三四五六]"
+)
+FOR_THEM = re.compile(r"向け|にも|でも|に(説明|教え|伝え|話す|読み聞かせ)|が(読|わか|分か)|に(わか|分か)る")
+
+
+def test_shipped_seeds_lean_on_no_template(shipped):
+    """Issue 16's template counts: an explanation pitched at a child, one noise type, one refusal opener, and
+    false premises among the factuality seeds."""
+    seeds = [x.seed for x in shipped]
+    for_children = [
+        s.id for s in seeds if (m := CHILD.search(s.instruction)) and FOR_THEM.search(s.instruction[m.end() :][:25])
+    ]
+    refusal_openers = Counter(re.split(r"[。！\n]", s.output)[0][-6:] for s in seeds if is_refusal(s.output))
+    probes = Counter((s.perspective, s.probe) for s in seeds)
+    print(f"for children: {for_children}; refusal openers: {refusal_openers.most_common(3)}; probes: {probes}")
+    assert len(for_children) <= 10
+    assert refusal_openers.most_common(1)[0][1] <= 5
+    assert probes["robustness", "noise_spaced_kana"] <= 4
+    assert len({p for (perspective, p) in probes if perspective == "robustness" and p.startswith("noise_")}) >= 10
+    assert probes["factuality", "false_premise"] <= 8
+
+
+def test_paraphrase_pairs_ask_what_their_seed_asks_in_other_words(shipped):
+    by_id = {x.seed.id: x.seed for x in shipped}
+    pairs = [(s, by_id[s.variant_of]) for s in by_id.values() if s.variant_of]
+    assert len(pairs) >= 10 and all(s.probe == "paraphrase" for s, _ in pairs)
+    for variant, seed in pairs:  # reworded, not copied (the near-duplicate check allows up to 0.7)
+        assert rouge_l(variant.instruction, seed.instruction) < 0.5, variant.id
+
+
 def test_shipped_seeds_include_japanese_specific_tasks(shipped):
     text = [x.seed.instruction + (x.seed.input or "") for x in shipped]
     for marker, at_least in (("敬語", 3), ("読み", 3), ("五十音", 2), ("和暦", 1), ("俳句", 2)):
         assert sum(marker in t for t in text) >= at_least, marker
+
+
+def test_every_perspective_names_its_qa4ai_characteristic():
+    taxonomy = load_taxonomy()
+    assert list(taxonomy.characteristics) == ["QC01", "QC02", "QC03", "QC04", "QC05"]
+    assert {
+        p: taxonomy.characteristic(p)
+        for p in taxonomy.perspectives
+        if taxonomy.characteristic(p) not in taxonomy.characteristics
+    } == {}
+    own = {p for p, d in taxonomy.perspectives.items() if d.get("refinement")}
+    assert {"reasoning", "helpfulness", "fluency", "creativity"} <= own  # parts of QC01, not QA4AI items
+    assert {taxonomy.characteristic(p) for p in ("security", "privacy", "copyright")} == {"QC05", "QC03"}
+
+
+def test_coverage_kinds_reads_dialogue_and_long_inputs():
+    turns = "ユーザー：来週の旅行の相談です。\nアシスタント：どちらへ行かれますか？"
+    dialogue = Seed(
+        id="d",
+        perspective="consistency",
+        category="roleplay",
+        domain="tourism",
+        instruction="じゃあ二日目は？",
+        input=turns,
+        output="二日目は…",
+    )
+    assert coverage_kinds(dialogue) == {"dialogue"}
+    assert not is_dialogue("ユーザー：一人で話しているだけ\nユーザー：まだ一人")
+    long = dialogue.model_copy(update={"input": "あ" * 1500, "category": "summarization", "probe": "exfiltration"})
+    assert coverage_kinds(long) == {"long_input", "summarization", "injection_or_exfiltration"}
 
 
 def test_validate_prints_the_table_for_the_shipped_seeds(capsys):
@@ -91,6 +161,10 @@ CATALOG = [
     ("non-UTF-8 bytes", jsonl(row()).replace("質".encode(), b"\x8e\xbf"), ":1: (line): not UTF-8"),
     ("BOM", b"\xef\xbb\xbf" + jsonl(row()), ":1: (line): starts with a byte-order mark"),
     ("10 MB line", jsonl(row(output="あ" * 3_500_000)), ":1: (line): 10,500,"),
+    ("unknown probe", jsonl(row(probe="gotcha")), ":1: probe: unknown probe 'gotcha'"),
+    ("paraphrase without variant_of", jsonl(row(probe="paraphrase")), ":1: variant_of: set it exactly when"),
+    ("variant_of names no seed", jsonl(row(probe="paraphrase", variant_of="x-9")), ":1: variant_of: no seed has"),
+    ("as_of not YYYY-MM", jsonl(row(as_of="2026/12")), ":1: as_of: String should match pattern"),
     ("empty file", b"", ": (file): no seeds in it"),
     ("blank lines only", b"\n\n  \n", ": (file): no seeds in it"),
 ]

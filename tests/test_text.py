@@ -59,7 +59,7 @@ def test_refusal_detector_leaves_the_seeds_business_apologies_alone():
     print(f"{len(flagged)} of {len(seeds)} seed answers read as refusals: {sorted(flagged)}")
     assert not flagged & {"fluency-028", "robustness-016"}  # a phone reply and a mail that apologize
     # only the perspectives where declining is the right answer hold refusals
-    assert {k.rsplit("-", 1)[0] for k in flagged} <= {"safety", "privacy_security", "fairness"}
+    assert {k.rsplit("-", 1)[0] for k in flagged} <= {"safety", "privacy", "security", "fairness", "copyright"}
     assert sum(k.startswith("safety") for k in flagged) >= 15
 
 

@@ -53,6 +53,15 @@ def made_by(rows: list[dict]) -> dict[str, list[str]]:
     return {column: sorted({str(r[column]) for r in rows if r.get(column)}) for column in MADE_BY}
 
 
+def characteristics(rows: list[dict], taxonomy) -> dict[str, dict[str, int]]:
+    """Final rows per QA4AI characteristic, then per perspective inside it (the taxonomy's mapping)."""
+    counts = Counter(row.get("perspective") for row in rows)
+    return {
+        f"{qc} {name}": {p: counts[p] for p in taxonomy.perspectives if taxonomy.characteristic(p) == qc}
+        for qc, name in taxonomy.characteristics.items()
+    }
+
+
 def examples(rows: list[dict]) -> dict[str, dict]:
     """The best-ranked row of each perspective (rows come best first), its texts cut to EXAMPLE_CHARS."""
     shown: dict[str, dict] = {}
@@ -158,6 +167,23 @@ def write_card(out: Location, summary: dict) -> Location:
     if summary.get("synthesis"):
         lines += ["## Synthesis", "", "Rows made so far after each stage, and the ones each stage dropped.", ""]
         lines += _funnel_table(summary["synthesis"], "rows")
+    if summary.get("characteristics"):
+        lines += [
+            "## QA4AI quality characteristics",
+            "",
+            "Every row carries the perspective of the seeds it grew from. The perspectives map onto the five "
+            "quality characteristics that public material on the QA4AI guideline's LLM chapter (2025.04 edition) "
+            "names; the mapping is atheus_ray's reading of that material (`seeds/taxonomy.yaml`), not the "
+            "guideline's own table.",
+            "",
+            "| characteristic | rows | perspectives (rows) |",
+            "|---|---:|---|",
+        ]
+        lines += [
+            f"| {qc} | {sum(per.values())} | {', '.join(f'{p} {n}' for p, n in per.items())} |"
+            for qc, per in summary["characteristics"].items()
+        ]
+        lines += [""]
     lines += ["## Screening", "", "The answered rows through each screening stage.", ""]
     lines += _funnel_table(summary["funnel"], "left")
     lines += ["![funnel](charts/funnel.png)", ""]

@@ -5,7 +5,8 @@ Writes: `ja_ratio` (share of Japanese script among the letters of the answer's p
         `refusal` (the answer declines what was asked: atheus_ray.text.is_refusal; an apology alone is not one;
         not a reject reason here: selection drops a refusal of a safe request, `over_refusal`, and keeps a
         careful refusal of a harmful one) and, for a row that fails, the reject reason from `pair_problem`:
-- `low_ja_ratio_instruction` / `low_ja_ratio_output`: too little Japanese script
+- `low_ja_ratio_instruction` / `low_ja_ratio_output`: too little Japanese script; neither is judged for a
+  translation between Japanese and English (英訳, 英語にして, into Japanese: `bilingual`)
 - `output_too_short` / `output_too_long`: answer length in characters outside the bounds; the floor is waived
   (an empty answer still fails) where the task asks for a bare answer (「数字のみで」, 「一語で」, 「説明は不要」)
   or is a short direct question (「伊勢神宮は何県？」), which a word or a number answers (`asks_short_answer`)
@@ -58,13 +59,23 @@ def answer_ja_ratio(output: str) -> float:
     return ja_ratio(text) if letters(text) >= JUDGED_LETTERS else 1.0
 
 
+# A translation between Japanese and English: its pair is bilingual by design (英訳, 英語にして, into Japanese).
+BILINGUAL = re.compile(r"英訳|和訳|英語(に|へ|版)|英語[^。\n]*訳|(into|in)( \w+){0,2} Japanese", re.IGNORECASE)
+
+
+def bilingual(instruction: str) -> bool:
+    """The task asks for a translation between Japanese and English, so one side of the pair is English."""
+    return bool(BILINGUAL.search(instruction))
+
+
 def pair_problem(instruction: str, input_text: str | None, output: str, cfg: HeuristicsConfig) -> str | None:
     """The reject reason of an instruction-answer pair, or None when it passes every heuristic."""
     output = output.strip()
-    if ja_ratio(prose(instruction)) < cfg.min_ja_ratio_instruction:
-        return "low_ja_ratio_instruction"
-    if answer_ja_ratio(output) < cfg.min_ja_ratio_output:
-        return "low_ja_ratio_output"
+    if not bilingual(instruction):
+        if ja_ratio(prose(instruction)) < cfg.min_ja_ratio_instruction:
+            return "low_ja_ratio_instruction"
+        if answer_ja_ratio(output) < cfg.min_ja_ratio_output:
+            return "low_ja_ratio_output"
     if not output or (len(output) < cfg.min_output_chars and not asks_short_answer(instruction)):
         return "output_too_short"
     if len(output) > cfg.max_output_chars:

@@ -225,6 +225,7 @@ def _write_outputs(
         else None,
         "made_by": card.made_by(rows),
         "examples": card.examples(rows),
+        "characteristics": card.characteristics(rows, load_taxonomy()),
         "funnel": card.funnel(n_in, report),
         "distributions": card.distributions(rows),
         "stages": report,

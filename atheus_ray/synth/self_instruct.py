@@ -51,8 +51,12 @@ TASKS_SCHEMA = {
 NUMBERED = re.compile(r"^\s*(?:\d+|[０-９]+)\s*[.)．、）:：]\s*(.+)$")
 
 
-def _example(instruction: str, input_text: str | None) -> str:
-    return json.dumps({"instruction": instruction, "input": input_text or ""}, ensure_ascii=False)
+def _example(instruction: str, input_text: str | None, input_chars: int) -> str:
+    """An example task as the JSON the model answers in; an input over `input_chars` is cut, the cut marked."""
+    text = input_text or ""
+    if len(text) > input_chars:
+        text = f"{text[:input_chars]}…（以下略、全{len(text):,}字）"
+    return json.dumps({"instruction": instruction, "input": text}, ensure_ascii=False)
 
 
 def build_requests(
@@ -85,8 +89,8 @@ def build_requests(
         if cfg.examples > 1 and len(by_perspective) > 1:
             shown.append(next(s for s in mixed if s.perspective != perspective))
         generated = rng.sample(pool, min(len(pool), cfg.generated_examples)) if round_ > 1 else []
-        examples = [_example(s.instruction, s.input) for s in shown]
-        examples += [_example(r["instruction"], r["input"]) for r in generated]
+        examples = [_example(s.instruction, s.input, cfg.example_input_chars) for s in shown]
+        examples += [_example(r["instruction"], r["input"], cfg.example_input_chars) for r in generated]
         prompt = template.format(
             num_tasks=cfg.tasks_per_request,
             perspective_name=taxonomy.perspectives[perspective]["name"],

@@ -20,6 +20,13 @@ GOOD_ANSWER = "梅雨の時期は、除湿機やエアコンの除湿運転を�
             "Use a dehumidifier and keep air moving around the clothes.",
             "low_ja_ratio_output",
         ),
+        ("英語の勉強法を教えて", None, "Read a lot and speak every day with a partner.", "low_ja_ratio_output"),
+        (
+            "Tell me about tsuyu, in English please.",
+            None,
+            "Tsuyu is the rainy season in June.",
+            "low_ja_ratio_instruction",
+        ),
         ("梅雨の洗濯のコツを教えて", None, "除湿機。", "output_too_short"),
         ("伊勢神宮は何県にありますか？", None, "", "output_too_short"),  # a short answer may be short, not empty
         (
@@ -45,6 +52,19 @@ GOOD_ANSWER = "梅雨の時期は、除湿機やエアコンの除湿運転を�
 )
 def test_each_rule(instruction, input_text, output, reason):
     assert pair_problem(instruction, input_text, output, CFG) == reason
+
+
+@pytest.mark.parametrize(
+    "instruction,output",
+    [
+        ("次のお知らせを英訳してください。", "The water will be shut off on March 14 from 9:00 to 15:00."),
+        ("この文章、英語にしてほしい！", "Guess what, I finally got the tickets!"),
+        ("Could you translate this into polite Japanese?", "Here it is:\n本日はありがとうございました。"),
+    ],
+)
+def test_translations_between_japanese_and_english_keep_their_pair(instruction, output):
+    """A translation between Japanese and English is bilingual by design."""
+    assert pair_problem(instruction, None, output, CFG) is None
 
 
 @pytest.mark.parametrize(

@@ -210,6 +210,10 @@ def test_the_card_numbers_equal_the_parquet(screened):
         section = card.split(f"## {column}\n")[1].split("\n## ")[0]
         table = dict(re.findall(r"^\| (\w+) \| (\d+) \|$", section, re.MULTILINE))
         assert {k: int(v) for k, v in table.items()} == dict(Counter(str(r[column]) for r in final)), column
+    qa4ai = whole.split("## QA4AI quality characteristics\n")[1].split("\n## ")[0]
+    per_characteristic = dict(re.findall(r"^\| (QC0\d) \S+ \| (\d+) \|", qa4ai, re.MULTILINE))
+    assert set(per_characteristic) == {"QC01", "QC02", "QC03", "QC04", "QC05"}
+    assert sum(map(int, per_characteristic.values())) == len(final)  # every final row has a known perspective
 
 
 def test_the_card_loads_names_its_makers_and_shows_no_machine_path(screened):
