@@ -70,8 +70,12 @@ def main() -> None:
     results["hf_generate"] = _figures(start, gen, tokens)
     del hf
 
-    # 2. bare vLLM, in this process
+    # 2. bare vLLM, in this process, with the core setting the pipeline's replicas get (atheus_ray.engine)
     from vllm import LLM, SamplingParams
+
+    from atheus_ray.engine import runtime_env
+
+    os.environ.update((runtime_env(engine_cfg.accelerator) or {}).get("env_vars", {}))
 
     t0 = time.perf_counter()
     llm = LLM(

@@ -36,7 +36,7 @@ class FirstSlotJudge(BaseHTTPRequestHandler):
 
 @pytest.mark.slow
 def test_eval_answers_judges_and_reports(ray_local, tiny_model, tmp_path):
-    # the 24 sample tasks and one whose prompt is longer than the served models' context: the replica answers it
+    # the first 24 sample tasks and one whose prompt is longer than the served models' context: the replica answers it
     # with an error, which is recorded as an answer error, counted, and kept out of judging
     tasks = tmp_path / "tasks.jsonl"
     long = {
@@ -45,7 +45,10 @@ def test_eval_answers_judges_and_reports(ray_local, tiny_model, tmp_path):
         "eval_aspect": "",
     }
     tasks.write_text(
-        Path(SAMPLE).read_text(encoding="utf-8") + json.dumps(long, ensure_ascii=False) + "\n", encoding="utf-8"
+        "".join(Path(SAMPLE).read_text(encoding="utf-8").splitlines(keepends=True)[:24])
+        + json.dumps(long, ensure_ascii=False)
+        + "\n",
+        encoding="utf-8",
     )
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FirstSlotJudge)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
