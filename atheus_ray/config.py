@@ -279,6 +279,19 @@ class SelectionConfig(Strict):
     target_size: int = Field(13000, ge=1, description="Most rows in the final data set, best score first.")
 
 
+class CardConfig(Strict):
+    license: str = Field(
+        "apache-2.0", description="The data set's licence, as a Hugging Face hub identifier (the card's front matter)."
+    )
+    license_reasoning: str = Field(
+        "The seeds were written for this project and are Apache-2.0. The rows were generated, answered and "
+        "screened by openly licensed models whose licences do not restrict their outputs: the embedded "
+        "SmolLM2-135M-Instruct and the cluster's Mistral-Small-24B-Instruct-2501 are both Apache-2.0. A model or "
+        "seed set put in their place brings its own licence: check it and say so here.",
+        description="Why that licence: the seeds' and the generating models' licences (shown on the card).",
+    )
+
+
 class ScreenConfig(Strict):
     enabled: bool = Field(True, description="Inside `atheus synth`: screen the responses when synthesis ends.")
     tagger: TaggerConfig = Field(default_factory=TaggerConfig, description="LLM tagging (Magpie-style).")
@@ -288,6 +301,7 @@ class ScreenConfig(Strict):
         default_factory=DecontaminationConfig, description="Removal of rows that overlap evaluation prompts."
     )
     selection: SelectionConfig = Field(default_factory=SelectionConfig, description="Thresholds, quotas, size.")
+    card: CardConfig = Field(default_factory=CardConfig, description="The data set card's licence and its reasons.")
 
 
 class ScreenJobConfig(Strict):

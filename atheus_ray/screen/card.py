@@ -115,6 +115,7 @@ def write_card(out: Location, summary: dict) -> Location:
     made = summary.get("synthesis_tokens") or {"in": 0, "out": 0}
     lines = [
         "---",
+        f"license: {summary.get('license') or 'other'}",
         "language: [ja]",
         "task_categories: [text-generation]",
         f"size_categories: [{size_category(summary['rows_out'])}]",
@@ -138,6 +139,10 @@ def write_card(out: Location, summary: dict) -> Location:
         "",
         "Chat-format training data is in `sft/train.jsonl`; every dropped row is in `rejected/<stage>/` with its "
         "`reject_reason`.",
+        "",
+        "## License",
+        "",
+        f"`{summary.get('license') or 'other'}`. {summary.get('license_reasoning') or ''}".rstrip(),
         "",
         "## Made by",
         "",

@@ -31,7 +31,7 @@ import json
 import time
 
 from atheus_ray import constraints, models
-from atheus_ray.config import DedupConfig, EngineConfig, ModelConfig, RayConfig, ScreenConfig
+from atheus_ray.config import CardConfig, DedupConfig, EngineConfig, ModelConfig, RayConfig, ScreenConfig
 from atheus_ray.engine import Engine
 from atheus_ray.ray_init import init_ray
 from atheus_ray.rows import LINEAGE_COLUMNS, content_id, read_prompt, user_message
@@ -78,10 +78,11 @@ def fingerprint(
 ) -> str:
     """What the screening output depends on: the input pairs, the screening config, the tagger (model and the
     engine settings that change its answers, not its placement or speed) and its prompt, the evaluation prompts.
-    Where the near-duplicate search runs (`dedup.on_ray_above`) does not count: the result is the same."""
+    Where the near-duplicate search runs (`dedup.on_ray_above`) and the card's licence text (`card`) do not count:
+    the rows are the same."""
     h = hashlib.sha256()
     for part in (
-        cfg.model_dump(exclude={"dedup": {"on_ray_above"}}),
+        cfg.model_dump(exclude={"dedup": {"on_ray_above"}, "card": True}),
         model.model_dump(),
         engine.output_settings(),
         eval_prompts,
@@ -151,6 +152,7 @@ def screen(
         log,
         llm.stats(),
         synthesis,
+        cfg.card,
     )
 
 
@@ -206,6 +208,7 @@ def _write_outputs(
     log,
     engine: dict,
     synthesis: dict | None,
+    card_cfg: CardConfig,
 ) -> dict:
     columns = dict.fromkeys(
         [*LINEAGE_COLUMNS, "category", "instruction", "input", "response", *_columns(rows), *SCREEN_COLUMNS]
@@ -217,6 +220,8 @@ def _write_outputs(
     summary = {
         "source": _shown_source(source, out),
         "tagger_model": tagger_name,
+        "license": card_cfg.license,
+        "license_reasoning": card_cfg.license_reasoning,
         "rows_in": n_in,
         "rows_out": len(rows),
         "synthesis": card.synthesis_funnel(synthesis) if synthesis else None,

@@ -222,6 +222,8 @@ def test_the_card_loads_names_its_makers_and_shows_no_machine_path(screened):
     final = pq.read_table(out / "final").to_pylist()
     assert datasets.load_dataset(str(out), split="train").num_rows == len(final)  # the front matter's config
     assert "size_categories: [n<1K]" in card and "`my-judge`" in card.split("## Made by")[1]
+    assert "\nlicense: apache-2.0\n" in card.split("---")[1]  # the hub reads the licence from the front matter
+    assert "Mistral-Small-24B-Instruct-2501 are both Apache-2.0" in card.split("## License")[1].split("\n## ")[0]
     assert summary["source"] == "responses" and "(source: `responses`" in card
     assert str(out) not in card and "/tmp" not in card
     shown = card.split("## Examples\n")[1].split("\n## ")[0]
