@@ -1,7 +1,10 @@
 """Seeds: the hand-written instructions everything else grows from, their taxonomy, loaders and checks.
 
 A seed has `id`, `perspective`, `category`, `domain`, `instruction`, optional `input`, and `output` (a
-reference answer); `perspective`, `category` and `domain` are keys of `seeds/taxonomy.yaml`.
+reference answer); `perspective`, `category` and `domain` are keys of `seeds/taxonomy.yaml`, whose
+`characteristics` are the QA4AI quality characteristics each perspective belongs to. Optional: `probe` (a key
+of the taxonomy's `probes`: the trap the seed sets), `variant_of` (for a `paraphrase` probe, the id of the seed
+it re-asks) and `as_of` (YYYY-MM, for an answer whose facts will age).
 
 Sources (`load_seeds(paths)`): JSONL, CSV and Parquet files, folders of them, and Hugging Face datasets
 written `hf:owner/name` or `hf:owner/name:split`. Each record is read in one of three formats:
