@@ -32,7 +32,7 @@ def test_job_scripts_run(job):
 
 SMALLEST = [  # the local pipeline config, cut to the least that still flows through every phase
     "synth.seeds.limit=11",
-    "synth.self_instruct.requests=6",
+    "synth.self_instruct.requests=8",
     "synth.evol.rounds=0",
     "synth.respond.sampling.max_tokens=96",
     "train.examples=4",
