@@ -105,6 +105,13 @@ class Taxonomy:
         """The QA4AI characteristic key (QC01...) a perspective belongs to, if the taxonomy says."""
         return self.perspectives[perspective].get("characteristic")
 
+    def by_characteristic(self, per_perspective: Counter) -> dict[str, dict[str, int]]:
+        """Counts per perspective grouped under each QA4AI characteristic ("QC01 回答性能": {perspective: n})."""
+        return {
+            f"{qc} {name}": {p: per_perspective[p] for p in self.perspectives if self.characteristic(p) == qc}
+            for qc, name in self.characteristics.items()
+        }
+
 
 def load_taxonomy(path: str | Path = TAXONOMY_PATH) -> Taxonomy:
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -342,14 +349,10 @@ def stats(seeds: list[Seed], taxonomy: Taxonomy) -> dict:
     cat = Counter(s.category for s in seeds)
     dom = Counter(s.domain for s in seeds)
     covered = Counter(kind for s in seeds for kind in coverage_kinds(s))
-    by_characteristic = {
-        f"{qc} {name}": {p: per[p] for p in taxonomy.perspectives if taxonomy.characteristic(p) == qc}
-        for qc, name in taxonomy.characteristics.items()
-    }
     return {
         "seeds": len(seeds),
         "with_input": sum(s.input is not None for s in seeds),
-        "by_characteristic": {k: {"seeds": sum(v.values()), **v} for k, v in by_characteristic.items()},
+        "by_characteristic": {k: {"seeds": sum(v.values()), **v} for k, v in taxonomy.by_characteristic(per).items()},
         "by_perspective": dict(per.most_common()),
         "by_category": dict(cat.most_common()),
         "by_domain": dict(dom.most_common()),

@@ -53,15 +53,6 @@ def made_by(rows: list[dict]) -> dict[str, list[str]]:
     return {column: sorted({str(r[column]) for r in rows if r.get(column)}) for column in MADE_BY}
 
 
-def characteristics(rows: list[dict], taxonomy) -> dict[str, dict[str, int]]:
-    """Final rows per QA4AI characteristic, then per perspective inside it (the taxonomy's mapping)."""
-    counts = Counter(row.get("perspective") for row in rows)
-    return {
-        f"{qc} {name}": {p: counts[p] for p in taxonomy.perspectives if taxonomy.characteristic(p) == qc}
-        for qc, name in taxonomy.characteristics.items()
-    }
-
-
 def examples(rows: list[dict]) -> dict[str, dict]:
     """The best-ranked row of each perspective (rows come best first), its texts cut to EXAMPLE_CHARS."""
     shown: dict[str, dict] = {}

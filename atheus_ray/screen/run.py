@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 
 from atheus_ray import constraints, models
 from atheus_ray.config import CardConfig, DedupConfig, EngineConfig, ModelConfig, RayConfig, ScreenConfig
@@ -39,7 +40,7 @@ from atheus_ray.screen import card, decontam, tagger
 from atheus_ray.screen.dedup import mark_duplicates
 from atheus_ray.screen.heuristics import answer_ja_ratio, pair_problem
 from atheus_ray.screen.select import rank_key, select
-from atheus_ray.seeds import load_taxonomy
+from atheus_ray.seeds import Taxonomy, load_taxonomy
 from atheus_ray.sources import SourceError, read_records
 from atheus_ray.stages import Stages
 from atheus_ray.storage import Location
@@ -153,6 +154,7 @@ def screen(
         llm.stats(),
         synthesis,
         cfg.card,
+        taxonomy,
     )
 
 
@@ -209,6 +211,7 @@ def _write_outputs(
     engine: dict,
     synthesis: dict | None,
     card_cfg: CardConfig,
+    taxonomy: Taxonomy,
 ) -> dict:
     columns = dict.fromkeys(
         [*LINEAGE_COLUMNS, "category", "instruction", "input", "response", *_columns(rows), *SCREEN_COLUMNS]
@@ -230,7 +233,7 @@ def _write_outputs(
         else None,
         "made_by": card.made_by(rows),
         "examples": card.examples(rows),
-        "characteristics": card.characteristics(rows, load_taxonomy()),
+        "characteristics": taxonomy.by_characteristic(Counter(r.get("perspective") for r in rows)),
         "funnel": card.funnel(n_in, report),
         "distributions": card.distributions(rows),
         "stages": report,
