@@ -91,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
         )
         if command != "serve":
             run.add_argument("--out", help="output folder (same as --set out=DIR)")
+            run.add_argument(
+                "--verbose",
+                action="store_true",
+                help="print Ray's, vLLM's, Serve's and Ray Train's logs here too (default: only in OUT/logs/; "
+                "also ATHEUS_VERBOSE=1)",
+            )
         if command == "screen":
             run.add_argument(
                 "--in",
@@ -137,47 +143,62 @@ def main(argv: list[str] | None = None) -> int:
     except _USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: a rerun of the same command resumes from the last finished stage", file=sys.stderr)
+        return 130
     return 1
 
 
-def _synth(args) -> int:
-    from atheus_ray import pipeline
+def _console(args, out: str, command: str):
+    """The run's console: its own lines here, everything Ray and vLLM print in OUT/logs/ (atheus_ray.console)."""
+    from atheus_ray.console import Console, verbose_from_env
 
-    _print_synth(pipeline.synth(_config("SynthConfig", args)))
+    return Console(out, command, args.verbose or verbose_from_env(), _USER_ERRORS)
+
+
+def _synth(args) -> int:
+    cfg = _config("SynthConfig", args)
+    with _console(args, cfg.out, "synth") as console:
+        from atheus_ray import pipeline  # vLLM's and Ray's imports print: inside the console, to the log
+
+        _print_synth(pipeline.synth(cfg, log=console.say), console.say)
     return 0
 
 
-def _print_synth(manifest: dict) -> None:
+def _print_synth(manifest: dict, say=print) -> None:
     counts, tables = manifest["counts"], manifest["tables"]
     reused = sum(s["resumed"] for s in manifest["stages"])
     note = f"; {reused} of {len(manifest['stages'])} stages reused from an earlier run" if reused else ""
     folder = tables["responses"].rsplit("/", 1)[0]  # a local folder or an s3:// / gs:// prefix
-    print(
+    say(
         f"\nSynthesis: {manifest['wall_seconds']} s ({manifest['tokens_in']:,} tokens in, "
         f"{manifest['tokens_out']:,} out{note}). Outputs (Parquet) are in {folder}:"
     )
     for name, path in tables.items():
-        print(f"  {name:<10} {counts[name]:>6} rows  {path}" + ("/<stage>" if name == "rejected" else ""))
-    print(f"  manifest             {folder}/manifest.json")
+        say(f"  {name:<10} {counts[name]:>6} rows  {path}" + ("/<stage>" if name == "rejected" else ""))
+    say(f"  manifest             {folder}/manifest.json")
     if manifest["rejected_by_reason"]:
-        print(
+        say(
             "  rejected by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(manifest["rejected_by_reason"].items()))
         )
     if "screen" in manifest:
-        _print_screen(manifest["screen"])
+        _print_screen(manifest["screen"], say)
 
 
 def _pipeline(args) -> int:
-    from atheus_ray import pipeline
+    cfg = _config("PipelineConfig", args)
+    with _console(args, cfg.out, "pipeline") as console:
+        from atheus_ray import pipeline
 
-    summary = pipeline.run(_config("PipelineConfig", args))
-    _print_synth(summary["data"])
-    _print_train(summary["train"])
-    _print_eval(summary["eval"])
-    print(
-        f"\nPipeline: {summary['wall_seconds']} s. The data set card is {summary['data']['screen']['tables']['card']}"
-        f"\nand the evaluation report {summary['eval']['report']['markdown']} (chart: {summary['eval']['report']['chart']})."
-    )
+        summary = pipeline.run(cfg, log=console.say)
+        _print_synth(summary["data"], console.say)
+        _print_train(summary["train"], console.say)
+        _print_eval(summary["eval"], console.say)
+        report = summary["eval"]["report"]
+        console.say(
+            f"\nPipeline: {summary['wall_seconds']} s. The data set card is {summary['data']['screen']['tables']['card']}"
+            f"\nand the evaluation report {report['markdown']} (chart: {report['chart']})."
+        )
     return 0
 
 
@@ -215,69 +236,74 @@ def _config(cls_name: str, args):
 
 def _screen(args) -> int:
     from atheus_ray.config import ConfigError
-    from atheus_ray.screen.run import read_pairs, screen
 
     cfg = _config("ScreenJobConfig", args)
     if args.input:
         cfg.input = args.input
     if not cfg.input:
         raise ConfigError("no input: give --in PATH (or input: in the config)")
-    summary = screen(read_pairs(cfg.input), cfg.out, cfg.screen, cfg.model, cfg.engine, cfg.ray, source=cfg.input)
-    _print_screen(summary)
+    with _console(args, cfg.out, "screen") as console:
+        from atheus_ray.screen.run import read_pairs, screen
+
+        pairs = read_pairs(cfg.input)
+        summary = screen(pairs, cfg.out, cfg.screen, cfg.model, cfg.engine, cfg.ray, log=console.say, source=cfg.input)
+        _print_screen(summary, console.say)
     return 0
 
 
 def _train(args) -> int:
-    from atheus_ray.train.run import train
-
     cfg = _config("TrainConfig", args)
-    _print_train(train(cfg))
+    with _console(args, cfg.out, "train") as console:
+        from atheus_ray.train.run import train
+
+        _print_train(train(cfg, log=console.say), console.say)
     return 0
 
 
-def _print_train(summary: dict) -> None:
-    print(f"\nTrained {len(summary['runs'])} model(s) in {summary['wall_seconds']} s:")
+def _print_train(summary: dict, say=print) -> None:
+    say(f"\nTrained {len(summary['runs'])} model(s) in {summary['wall_seconds']} s:")
     for run in summary["runs"]:
         reused = " (reused)" if run["resumed"] else ""
-        print(f"  {run['run']:<40} loss {run.get('train_loss')}  dev {run.get('eval_loss')}  {run['export']}{reused}")
-    print(f"  summary  {summary['summary']}")
+        say(f"  {run['run']:<40} loss {run.get('train_loss')}  dev {run.get('eval_loss')}  {run['export']}{reused}")
+    say(f"  summary  {summary['summary']}")
 
 
 def _eval(args) -> int:
-    from atheus_ray.evaluate.run import evaluate
-
     cfg = _config("EvalConfig", args)
-    _print_eval(evaluate(cfg))
+    with _console(args, cfg.out, "eval") as console:
+        from atheus_ray.evaluate.run import evaluate
+
+        _print_eval(evaluate(cfg, log=console.say), console.say)
     return 0
 
 
-def _print_eval(results: dict) -> None:
-    print(
+def _print_eval(results: dict, say=print) -> None:
+    say(
         f"\nEvaluated {results['tasks']} tasks in {results['wall_seconds']} s (judge {results['judge_model']}, "
         f"{results['judge_calls']} calls):"
     )
     for c in results["comparisons"]:
-        print(
+        say(
             f"  {c['model']:<28} {c['x']} vs {c['y']}: win rate {c['win_rate']} CI {c['ci95']} "
             f"(W/T/L {c['wins']}/{c['ties']}/{c['losses']}, invalid {c['invalid']}, errors {c['errors']})"
         )
     for name, path in results["report"].items():
-        print(f"  {name:<9} {path}")
+        say(f"  {name:<9} {path}")
 
 
-def _print_screen(summary: dict) -> None:
+def _print_screen(summary: dict, say=print) -> None:
     tables = summary["tables"]
-    print(
+    say(
         f"\nScreening: {summary['rows_in']} rows in, {summary['rows_out']} in the data set "
         f"({summary['wall_seconds']} s):"
     )
     for step in summary["funnel"][1:]:
         reasons = ", ".join(f"{k} {v}" for k, v in step["by_reason"].items())
-        print(f"  {step['stage']:<16} -{step['dropped']:<5} {step['left']:>6} left  {reasons}")
-    print(f"  final (Parquet)  {tables['final']}")
-    print(f"  rejected         {tables['rejected']}")
-    print(f"  sft              {tables['sft']}")
-    print(f"  data set card    {tables['card']}")
+        say(f"  {step['stage']:<16} -{step['dropped']:<5} {step['left']:>6} left  {reasons}")
+    say(f"  final (Parquet)  {tables['final']}")
+    say(f"  rejected         {tables['rejected']}")
+    say(f"  sft              {tables['sft']}")
+    say(f"  data set card    {tables['card']}")
 
 
 def _seeds(args) -> int:

@@ -44,6 +44,7 @@ from ray.data.llm import HttpRequestProcessorConfig, Processor, build_processor,
 
 from atheus_ray import models
 from atheus_ray.config import EngineConfig, ModelConfig, SamplingConfig
+from atheus_ray.console import progress
 
 
 def sampling_params(cfg: SamplingConfig, structured: dict | None = None) -> dict:
@@ -214,13 +215,15 @@ def generate(requests: list[dict], model: ModelConfig, engine: EngineConfig) -> 
         return llm.generate(requests)
 
 
-def generate_by_handle(requests: list[dict], app: str, deployment: str, model_id: str, in_flight: int) -> list[dict]:
+def generate_by_handle(
+    requests: list[dict], app: str, deployment: str, model_id: str, in_flight: int, log: Callable | None = None
+) -> list[dict]:
     """One pass on a `ray.serve.llm` deployment that is already up (the evaluation's candidates), by handle,
     up to `in_flight` requests at once; outputs as `Engine.generate` (a prompt too long for the model comes
     back as the replica's error, `prompt_too_long`)."""
     if not requests:
         return []
-    return _by_handle(requests, app, deployment, model_id, in_flight)
+    return _by_handle(requests, app, deployment, model_id, in_flight, log)
 
 
 def _vllm_preprocess(row: dict) -> dict:
@@ -283,7 +286,8 @@ def _by_handle(
     2 cores, for any pass size), while this process has imported it once. The requests are in memory here
     already, and the replicas do the work wherever they are on the cluster. A request the replica rejects
     (ValueError, TypeError or a validation error, as the stage counts them) is `engine_error`; anything else
-    (a dead deployment) raises. `log`, if given, hears the progress every 30 s."""
+    (a dead deployment) raises. Progress: a live bar on the run's console (atheus_ray.console), else a line
+    through `log`, if given, every 30 s."""
     import asyncio
 
     from pydantic import BaseModel, ValidationError
@@ -294,10 +298,9 @@ def _by_handle(
     recoverable = (ValueError, TypeError, ValidationError)
     handle = serve.get_deployment_handle(deployment, app).options(stream=True)
     outputs: list[dict | None] = [None] * len(requests)
-    began, said = time.time(), time.time()
+    bar = progress(len(requests), f"[engine] {model_id}", log)
 
     async def one(i: int, request: dict, gate: asyncio.Semaphore) -> None:
-        nonlocal said
         params = {k: v for k, v in request["sampling_params"].items() if v is not None}
         async with gate:
             try:
@@ -308,6 +311,7 @@ def _by_handle(
                 if not isinstance(cause, recoverable):
                     raise
                 outputs[i] = no_answer(request["key"], f"engine_error: {type(cause).__name__}: {str(cause)[:500]}")
+                bar.update(1)
                 return
         reply = reply.model_dump() if isinstance(reply, BaseModel) else reply
         error = openai_error(reply)
@@ -319,16 +323,14 @@ def _by_handle(
             "tokens_out": int(usage.get("completion_tokens") or 0),
             "error": error,
         }
-        if log is not None and time.time() - said >= 30:
-            said = time.time()
-            done = sum(o is not None for o in outputs)
-            log(f"[engine] {done:,}/{len(requests):,} requests answered ({said - began:.0f} s)")
+        bar.update(1, outputs[i]["tokens_out"])
 
     async def run() -> None:
         gate = asyncio.Semaphore(in_flight)
         await asyncio.gather(*(one(i, r, gate) for i, r in enumerate(requests)))
 
-    asyncio.run(run())
+    with bar:
+        asyncio.run(run())
     return outputs
 
 

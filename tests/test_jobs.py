@@ -184,6 +184,13 @@ def test_pipeline_on_a_multi_node_cluster_stopped_and_resubmitted(tmp_path, embe
     )
     logs = result.stdout + result.stderr
     assert "succeeded" in logs, logs[-4000:]
+    # a calm console: the run's own lines, no traceback; Ray's, vLLM's and Serve's logs went to OUT/logs/
+    # (uploaded when each run ended: the stopped one too)
+    assert "Traceback" not in logs and "ServeReplica" not in logs and len(logs.splitlines()) < 120, logs[-4000:]
+    run_logs = [o["Key"] for o in s3["client"].list_objects_v2(Bucket=s3["bucket"], Prefix="run/logs/")["Contents"]]
+    assert len(run_logs) == 2 and all(re.fullmatch(r"run/logs/pipeline-\d{8}T\d{6}Z\.log", k) for k in run_logs)
+    assert f"s3://atheus-test/{max(run_logs)}" in logs  # the console named it
+    assert "ServeReplica" in text(f"s3://atheus-test/{max(run_logs)}")
     assert "[self_instruct_1] done in an earlier run" in logs
     assert "near-duplicate search on Ray" in logs  # dedup.on_ray_above=0: Ray Data tasks on the worker nodes
 

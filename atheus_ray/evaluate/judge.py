@@ -28,7 +28,9 @@ import os
 import re
 import uuid
 from pathlib import Path
+from typing import Callable
 
+from atheus_ray.console import progress
 from atheus_ray.rows import read_prompt
 from atheus_ray.storage import Location
 
@@ -116,11 +118,12 @@ class Judge:
         verdict_retries: int = 2,
         max_tokens: int = 512,
         constrain: bool = False,
+        log: Callable[[str], None] | None = None,
     ):
         self.base_url, self.model, self.cache, self.api_key_env = base_url, model, cache, api_key_env
         self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
         self.verdict_retries, self.max_tokens, self.constrain = verdict_retries, max_tokens, constrain
-        self.calls = 0
+        self.calls, self.log = 0, log
 
     def judge(self, jobs: list[dict]) -> list[dict]:
         """One record per job {task, answer_a, answer_b (None: absolute), ...}, in order: the job's fields (less
@@ -142,8 +145,17 @@ class Judge:
             timeout=self.timeout,
         )
         limit = asyncio.Semaphore(self.concurrency)
+        bar = progress(sum(key not in self.cache.records for key in unique), f"[judge] {self.model}", self.log)
+
+        async def one(key: str, job: dict) -> dict:
+            found = await self._one(client, limit, key, job)
+            if not found["cached"]:
+                bar.update(1)
+            return found
+
         try:
-            done = await asyncio.gather(*(self._one(client, limit, key, job) for key, job in unique.items()))
+            with bar:
+                done = await asyncio.gather(*(one(key, job) for key, job in unique.items()))
         finally:
             self.cache.flush()
             await client.close()

@@ -7,15 +7,16 @@ Serving: the candidates that still have tasks to answer, and the judge when `jud
 model, are hosted together by one Ray Serve app (atheus_ray.serve.app, OpenAI-compatible, routed by model id
 `GROUP/NAME` for candidates and `judge.model` for the judge), started here and removed at the end; a rerun
 with every answer saved and every judgment cached starts none.
-Answers: sent to each candidate's deployment in that app by handle, `concurrency` at once
-(atheus_ray.engine.generate_by_handle; Ray's HTTP processor awaits a batch's requests one after another), greedy by
-default, saved to `DIR/answers/` (task_id, candidate, group, model, answer, error), and reused by a rerun with the
-same model, tasks and sampling. An answer the replica refused (e.g. a prompt too long) has `error` set and no
-`answer`; it is counted (`answer_errors`) and not judged, and more than `max_error_share` of them fails the run.
-Judging: atheus_ray.evaluate.judge (the local judge's replies constrained to one verdict mark and nothing else when
-`judge.constrain`), with its cache in `DIR/judge_cache/`; every judgment goes to `DIR/judgments/`. Absolute 1-5
-scores per candidate (ELYZA-style, same judge) are the second view. Statistics: atheus_ray.evaluate.stats. Report:
-atheus_ray.evaluate.report.
+Answers: sent to each candidate's deployment in that app by handle, `concurrency` at once and every candidate
+at the same time (atheus_ray.engine.generate_by_handle; Ray's HTTP processor awaits a batch's requests one
+after another), greedy by default, saved to `DIR/answers/` (task_id, candidate, group, model, answer, error),
+and reused by a rerun with the same model, tasks and sampling. An answer the replica refused (e.g. a prompt
+too long) has `error` set and no `answer`; it is counted (`answer_errors`) and not judged, and more than
+`max_error_share` of them fails the run.
+Judging: atheus_ray.evaluate.judge (the local judge's replies constrained to one verdict mark and nothing else
+when `judge.constrain`), all of it in one go, `judge.concurrency` requests in flight, with its cache in
+`DIR/judge_cache/`; every judgment goes to `DIR/judgments/`. Absolute 1-5 scores per candidate (ELYZA-style,
+same judge) are the second view. Statistics: atheus_ray.evaluate.stats. Report: atheus_ray.evaluate.report.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from atheus_ray.config import ConfigError, EvalConfig, ServedModelConfig
 from atheus_ray.engine import generate_by_handle, sampling_params
@@ -73,7 +75,8 @@ def _answer(candidate, tasks: list[dict], cfg: EvalConfig, saved: Location, log)
         for t in tasks
     ]
     name = f"{candidate.group}/{candidate.name}"
-    outputs = generate_by_handle(requests, serve_app.APP_NAME, serve_app.deployment_name(name), name, cfg.concurrency)
+    deployment = serve_app.deployment_name(name)
+    outputs = generate_by_handle(requests, serve_app.APP_NAME, deployment, name, cfg.concurrency, log)
     errors = {t["id"]: o["error"] for t, o in zip(tasks, outputs) if o["error"]}
     if not any(o["tokens_out"] for o in outputs):
         first = next(iter(errors.values()), "no tokens")
@@ -130,10 +133,11 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     url = serve_app.start(served, cfg.serve, log=log) if served else None
     try:
         for candidate in cfg.candidates:
-            if candidate in pending:
-                _answer(candidate, tasks, cfg, saved[candidate.group, candidate.name], log)
-            else:
+            if candidate not in pending:
                 log(f"[answers] {candidate.group}/{candidate.name}: reused from an earlier run")
+        with ThreadPoolExecutor(max(1, len(pending))) as pool:  # every candidate's replicas answer at once
+            for future in [pool.submit(_answer, c, tasks, cfg, saved[c.group, c.name], log) for c in pending]:
+                future.result()
         return _judge_and_report(cfg, tasks, groups, saved, cache, out, url, start, log)
     finally:
         if served:
@@ -221,12 +225,17 @@ def _judge_and_report(
         cfg.judge.verdict_retries,
         cfg.judge.max_tokens,
         cfg.judge.constrain,
+        log,
     )
     batches = _jobs(cfg, tasks, groups, answers)
-    comparisons, scores, all_judgments = [], [], []
-    for group, jobs in zip(groups, batches):
-        judgments = judge.judge(jobs)
-        all_judgments += judgments
+    # all of the judge's work in one go, `judge.concurrency` in flight: the engine batches them together
+    all_judgments = judge.judge([job for jobs in batches for job in jobs])
+    judged, begin = [], 0
+    for jobs in batches:
+        judged.append(all_judgments[begin : begin + len(jobs)])
+        begin += len(jobs)
+    comparisons, scores = [], []
+    for group, judgments in zip(groups, judged):
         stats = summarize(judgments, cfg.resamples, cfg.seed)
         unanswered = sum(
             answers[group, cfg.x, t["id"]] is None or answers[group, cfg.y, t["id"]] is None for t in tasks
@@ -237,9 +246,7 @@ def _judge_and_report(
             f"({stats['wins']}/{stats['ties']}/{stats['losses']}, invalid {stats['invalid']}, errors {stats['errors']}, "
             f"answer errors {unanswered})"
         )
-    for candidate, jobs in zip(cfg.candidates, batches[len(groups) :]):
-        judgments = judge.judge(jobs)
-        all_judgments += judgments
+    for candidate, judgments in zip(cfg.candidates, judged[len(groups) :]):
         scores.append(
             {"model": candidate.group, "candidate": candidate.name, **absolute(judgments, cfg.resamples, cfg.seed)}
         )
@@ -254,6 +261,6 @@ def _judge_and_report(
         "judge_calls": judge.calls,
         "wall_seconds": round(time.time() - start, 1),
     }
-    paths = write_report(out, results)
+    paths = write_report(out, results, tasks, answers, all_judgments)
     results["report"] = {k: str(v) for k, v in paths.items()}
     return results

@@ -69,7 +69,10 @@ def test_the_report_numbers_equal_results_json(tmp_path):
             {"model": "m-1.8b", "x": "atheus", "y": "open", **summarize(JUDGMENTS, seed=1)},
         ],
     }
-    paths = write_report(tmp_path, results)
+    tasks = [{"id": t, "input": f"問題 {t}"} for t in ("t1", "t2", "t3", "t4")]
+    answers = {(m, c, t["id"]): f"{c} の答え" for m in ("m-135M", "m-1.8b") for c in ("atheus", "open") for t in tasks}
+    judgments = [{**j, "group": m} for m in ("m-135M", "m-1.8b") for j in JUDGMENTS]
+    paths = write_report(tmp_path, results, tasks, answers, judgments)
     assert json.loads(paths["results"].read_text(encoding="utf-8")) == results
     lines = [row for row in paths["markdown"].read_text(encoding="utf-8").splitlines() if row.startswith("| m-")]
     for line, comparison in zip(lines, results["comparisons"]):
@@ -88,3 +91,38 @@ def test_absolute_scores_mean_ci_and_counts():
     assert a["counts"] == {"1": 0, "2": 1, "3": 1, "4": 2, "5": 1}
     assert 2 <= a["ci95"][0] <= 3.6 <= a["ci95"][1] <= 5
     assert absolute([{"verdict": "invalid"}])["mean"] is None
+
+
+def test_the_report_has_a_row_per_task_with_both_verdicts_and_explains_the_diagnostics(tmp_path):
+    from atheus_ray.evaluate.report import diagnostics, per_task, write_report
+
+    comparison = {"model": "m", "x": "atheus", "y": "open", **summarize(JUDGMENTS)}
+    tasks = [{"id": t, "input": f"問題 {t}\n二行目"} for t in ("t1", "t2", "t3", "t4")]
+    answers = {("m", c, t["id"]): f"<b>{c}</b> | {t['id']}" for c in ("atheus", "open") for t in tasks}
+    answers["m", "open", "t4"] = None  # an answer that was an error
+    scores = [
+        {"task_id": "t1", "order": "score", "verdict": v, "group": "m", "candidate": c}
+        for c, v in (("atheus", "4"), ("open", "2"))
+    ]
+    judgments = [{**j, "group": "m"} for j in JUDGMENTS] + scores
+    table = per_task(comparison, tasks, answers, judgments)
+    # X wins both orders of t1; t2: Y, then a tie; t3: ties; t4: unreadable, then Y (in slot A)
+    assert [(r["x_first"], r["y_first"], r["x_score"]) for r in table] == [
+        ("X", "X", 1.0),
+        ("Y", "tie", 0.25),
+        ("tie", "tie", 0.5),
+        ("invalid", "Y", 0.0),
+    ]
+    assert (table[0]["x_points"], table[0]["y_points"], table[1]["x_points"]) == ("4", "2", None)
+    said = " ".join(diagnostics(comparison))
+    assert "Position consistency 0.67" in said and "First-slot rate 0.50" in said and "no lean" in said
+    assert "0.00 when X's answer is shorter than 0.8x Y's (n 1)" in said
+    results = {"judge_model": "judge", "tasks": 4, "comparisons": [comparison], "absolute": []}
+    paths = write_report(tmp_path, results, tasks, answers, judgments)
+    markdown, page = paths["markdown"].read_text(), paths["html"].read_text()
+    task_rows = [line for line in markdown.splitlines() if line.startswith("| 問題")]
+    assert len(task_rows) == 4 and all(len(r.split(" | ")) == 8 for r in task_rows)  # pipes in answers escaped
+    assert "問題 t1<br>二行目" in markdown and "*(no answer)*" in task_rows[3]
+    assert "<b>atheus</b>" not in page and "&lt;b&gt;atheus&lt;/b&gt;" in page  # the answers are escaped
+    assert "src='data:image/png;base64," in page and "http" not in page  # self-contained: no network
+    assert page.count("<tr>") == 2 + 1 + 1 + 4  # summary head and row, absolute scores head, per-task head, 4 tasks
