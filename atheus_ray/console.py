@@ -163,7 +163,7 @@ class progress:
 
     EVERY = 30.0
 
-    def __init__(self, total: int, label: str, log: Callable[[str], None] | None):
+    def __init__(self, total: int, label: str, log: Callable[[str], None] | None, unit: str = "req"):
         self.total, self.label, self.log = total, label, log
         self.done = self.tokens = 0
         self.began = self.said = time.time()
@@ -172,7 +172,7 @@ class progress:
         if terminal is not None and terminal.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=label, unit="req", file=terminal, mininterval=1.0, leave=False)
+            self.bar = tqdm(total=total, desc=label, unit=unit, file=terminal, mininterval=1.0, leave=False)
 
     def __enter__(self) -> progress:
         return self
@@ -184,16 +184,17 @@ class progress:
         self.done += n
         self.tokens += tokens
         now = time.time()
-        rate = self.tokens / max(now - self.began, 1e-9)
+        rate = self.tokens / max(now - self.began, 1e-9)  # tokens, where the caller counts them
         if self.bar is not None:
-            self.bar.set_postfix_str(f"{rate:.1f} tok/s", refresh=False)
+            if self.tokens:
+                self.bar.set_postfix_str(f"{rate:.1f} tok/s", refresh=False)
             self.bar.update(n)
-        elif self.log is not None and now - self.said >= self.EVERY and self.done < self.total:
+        elif self.log is not None and now - self.said >= self.EVERY and 0 < self.done < self.total:
             self.said = now
             eta = (now - self.began) / self.done * (self.total - self.done)
+            tokens = f", {rate:.1f} tokens/s" if self.tokens else ""
             self.log(
-                f"{self.label}: {self.done:,}/{self.total:,} ({now - self.began:.0f} s, {rate:.1f} tokens/s, "
-                f"about {eta:.0f} s left)"
+                f"{self.label}: {self.done:,}/{self.total:,} ({now - self.began:.0f} s{tokens}, about {eta:.0f} s left)"
             )
 
     def close(self) -> None:

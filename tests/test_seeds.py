@@ -1,4 +1,4 @@
-"""The shipped seed set, the loaders and importers, and a catalog of bad inputs."""
+"""The shipped seed set, the loaders and importers. (The bad-input catalog of seed files: tests/chaos/.)"""
 
 import json
 import re
@@ -147,41 +147,6 @@ def jsonl(*rows) -> bytes:
 
 def good_rows(n=1):
     return [row(id=f"ok-{i}", instruction=f"{i}番目の質問はこれです") for i in range(n)]
-
-
-CATALOG = [
-    ("invalid JSON line", jsonl(*good_rows()) + b'{"id": "broken"\n', ":2: (line): invalid JSON"),
-    ("missing field", jsonl(row(output=None)), ":1: output: Field required"),
-    ("empty field", jsonl(row(instruction="   ")), ":1: instruction: Value error, must not be empty"),
-    ("unknown perspective", jsonl(row(perspective="vibes")), ":1: perspective: unknown perspective 'vibes'"),
-    ("unknown field", jsonl(row(colour="red")), ":1: colour: unknown field"),
-    ("duplicate id", jsonl(row(), row(instruction="別の質問")), ":2: id: duplicate id 'x-1' (first at"),
-    ("wrong type", jsonl(row(instruction=42)), ":1: instruction: Input should be a valid string"),
-    ("not an object", b"[1, 2]\n", ":1: (record): expected an object, got list"),
-    ("non-UTF-8 bytes", jsonl(row()).replace("質".encode(), b"\x8e\xbf"), ":1: (line): not UTF-8"),
-    ("BOM", b"\xef\xbb\xbf" + jsonl(row()), ":1: (line): starts with a byte-order mark"),
-    ("10 MB line", jsonl(row(output="あ" * 3_500_000)), ":1: (line): 10,500,"),
-    ("unknown probe", jsonl(row(probe="gotcha")), ":1: probe: unknown probe 'gotcha'"),
-    ("paraphrase without variant_of", jsonl(row(probe="paraphrase")), ":1: variant_of: set it exactly when"),
-    ("variant_of names no seed", jsonl(row(probe="paraphrase", variant_of="x-9")), ":1: variant_of: no seed has"),
-    ("as_of not YYYY-MM", jsonl(row(as_of="2026/12")), ":1: as_of: String should match pattern"),
-    ("empty file", b"", ": (file): no seeds in it"),
-    ("blank lines only", b"\n\n  \n", ": (file): no seeds in it"),
-]
-
-
-@pytest.mark.parametrize("name,content,expected", CATALOG, ids=[c[0] for c in CATALOG])
-def test_bad_input_gives_a_clear_error_and_exit_1(tmp_path, capsys, name, content, expected):
-    path = tmp_path / "seeds.jsonl"
-    path.write_bytes(content)
-    before = sorted(p.name for p in tmp_path.iterdir())
-    assert main(["seeds", "validate", str(path)]) == 1
-    captured = capsys.readouterr()
-    assert any(line.startswith(str(path)) and expected in line for line in captured.out.splitlines()), captured.out
-    assert "nothing was written" in captured.err
-    assert sorted(p.name for p in tmp_path.iterdir()) == before
-    with pytest.raises(SeedError):
-        load_seeds([path])
 
 
 def test_crlf_line_ends_are_accepted(tmp_path):

@@ -3,7 +3,8 @@
 
 Sources: `hf:elyza/ELYZA-tasks-100:test` (loaded at run time, never shipped), or any CSV/JSONL/Parquet file
 in the same format, such as the sample written for this project (atheus_ray/data/eval_tasks_sample.jsonl).
-A row without an input or a reference is an error naming its file and line or row.
+A row without an input or a reference, or with the input of an earlier row, is an error naming its file and line
+or row.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def _text(record: dict, *names: str) -> str | None:
 
 def load_tasks(paths: list[str]) -> list[dict]:
     """[{id, input, output, eval_aspect, source}] in file order; raise SourceError naming every bad row."""
-    tasks, problems = [], []
+    tasks, problems, first = [], [], {}
     for where, record in read_records(paths):
         task = {
             "input": _text(record, "input", "input_text"),
@@ -33,7 +34,12 @@ def load_tasks(paths: list[str]) -> list[dict]:
         if task["output"] is None:
             problems.append(f"{where}: output: missing or empty (also accepted: output_text)")
         if task["input"] and task["output"]:
-            tasks.append({"id": content_id(task["input"]), **task, "source": where})
+            task_id = content_id(task["input"])
+            if task_id in first:  # the same input twice would be answered and judged twice, under one id
+                problems.append(f"{where}: input: the same task as {first[task_id]}")
+                continue
+            first[task_id] = where
+            tasks.append({"id": task_id, **task, "source": where})
     if problems:
         raise SourceError(problems)
     return tasks

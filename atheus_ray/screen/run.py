@@ -57,10 +57,14 @@ def read_pairs(source: str) -> list[dict]:
     for where, record in read_records([source]):
         instruction, input_text = record.get("instruction"), record.get("input")
         answer = record["response"] if record.get("response") is not None else record.get("output")
-        if not isinstance(instruction, str) or not instruction.strip():
+        if instruction is not None and not isinstance(instruction, str):
+            problems.append(f"{where}: instruction: expected text, got {type(instruction).__name__}")
+        elif not instruction or not instruction.strip():
             problems.append(f"{where}: instruction: missing or empty")
-        if not isinstance(answer, str):
+        if answer is None:
             problems.append(f"{where}: output: missing (a text `output` or `response` is required)")
+        elif not isinstance(answer, str):
+            problems.append(f"{where}: output: expected text, got {type(answer).__name__}")
         if input_text is not None and not isinstance(input_text, str):
             problems.append(f"{where}: input: expected text or null, got {type(input_text).__name__}")
         if problems and problems[-1].startswith(f"{where}:"):

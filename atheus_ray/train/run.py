@@ -27,11 +27,16 @@ import math
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
+import ray
+from ray.util.queue import Queue
+
 from atheus_ray import models
 from atheus_ray.config import ConfigError, TrainConfig
+from atheus_ray.console import progress
 from atheus_ray.ray_init import init_ray
 from atheus_ray.storage import Location, save_figure
 from atheus_ray.train import memory
@@ -173,7 +178,6 @@ def _memory_plan(cfg: TrainConfig, path: str, source: str, gpu_gb: float | None)
 
 def _probe_gpu_gb(cfg: TrainConfig) -> float:
     """Memory of one GPU the training workers would get, read by a one-GPU Ray task with the same resources."""
-    import ray
 
     @ray.remote(num_gpus=1, resources=cfg.resources_per_worker or None)
     def total_memory() -> float:
@@ -212,6 +216,9 @@ def _fit(
         "dev": encoded["dev"],
         "cfg": cfg.model_dump(),
     }
+    # rank 0 puts its step count here as it trains; a thread of this process shows it (atheus_ray.console)
+    steps = Queue(actor_options={"num_cpus": 0})
+    config["progress"] = steps
     device = {"GPU": 1} if cfg.use_gpu else {"CPU": 1}
     trainer = TorchTrainer(
         train_func,
@@ -228,7 +235,15 @@ def _fit(
             name=f"{name}-{fingerprint}", storage_path=storage, checkpoint_config=CheckpointConfig(num_to_keep=2)
         ),
     )
-    result = trainer.fit()
+    stop = threading.Event()
+    watcher = threading.Thread(target=_show_progress, args=(steps, stop, f"[{name}] steps", log), daemon=True)
+    watcher.start()
+    try:
+        result = trainer.fit()
+    finally:
+        stop.set()
+        watcher.join()
+        ray.kill(steps.actor)
     metrics = dict(result.metrics)
     target = run_dir / "model"
     with result.checkpoint.as_directory() as folder:  # on an object store, downloaded to a local folder first
@@ -251,6 +266,27 @@ def _fit(
     return {**metrics, "resumed": False}
 
 
+def _show_progress(steps, stop: threading.Event, label: str, log) -> None:
+    """Show the (step, max steps) pairs rank 0 puts in `steps` until `stop` is set."""
+    from ray.util.queue import Empty
+
+    bar, done = None, 0
+    try:
+        while not stop.is_set():
+            try:
+                step, total = steps.get(timeout=1.0)
+            except Empty:
+                continue
+            except Exception:  # the queue's actor is gone: no more progress to show
+                return
+            bar = bar or progress(total, label, log, unit="step")
+            bar.update(step - done)
+            done = step
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def train_func(config: dict) -> None:
     """One Ray Train worker: a Hugging Face Trainer over the packed or padded examples."""
     import functools
@@ -260,9 +296,16 @@ def train_func(config: dict) -> None:
     import ray.train
     import torch
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 
     from atheus_ray.train.pack import collate, pack
+
+    class StepCounter(TrainerCallback):
+        """After each optimizer step, rank 0 tells the driver where it is (`_show_progress`)."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                config["progress"].put_nowait((state.global_step, state.max_steps))
 
     cfg = TrainConfig.model_validate(config["cfg"])
     context = ray.train.get_context()
@@ -337,7 +380,7 @@ def train_func(config: dict) -> None:
             train_dataset=train_rows,
             eval_dataset=dev_rows or None,
             data_collator=functools.partial(collate, pad_id=pad_id, packed=cfg.packing),
-            callbacks=[RayTrainReportCallback()],
+            callbacks=[RayTrainReportCallback(), StepCounter()],
         )
         trainer = prepare_trainer(trainer)
         resume, start_step = None, 0

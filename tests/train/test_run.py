@@ -70,9 +70,13 @@ def config_file(tmp_path: Path, tiny_model: str, **changes) -> Path:
     return path
 
 
-def test_trains_every_condition_lowers_the_loss_and_exports_for_vllm(ray_local, tiny_model, tmp_path):
+def test_trains_every_condition_lowers_the_loss_and_exports_for_vllm(ray_local, tiny_model, tmp_path, monkeypatch):
+    from atheus_ray import console
+
+    monkeypatch.setattr(console.progress, "EVERY", 0.0)  # a progress line at every step the driver hears of
     cfg = load_config(TrainConfig, config_file(tmp_path, tiny_model))
-    summary = train(cfg, log=lambda m: None)
+    logs = []
+    summary = train(cfg, log=logs.append)
     assert [(r["condition"], r["resumed"]) for r in summary["runs"]] == [("open", False), ("atheus", False)]
     for run in summary["runs"]:
         history = json.loads((Path(run["export"]) / "log_history.json").read_text())
@@ -83,6 +87,10 @@ def test_trains_every_condition_lowers_the_loss_and_exports_for_vllm(ray_local, 
         assert run["global_step"] == expected_steps(cfg, condition)
         assert (Path(cfg.out) / run["run"] / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert list((Path(cfg.out) / "checkpoints").iterdir()) == []  # finished: model kept, checkpoints gone
+    # the driver showed rank 0's steps as it trained: "[open-tiny] steps: 3/12 (2 s, about 6 s left)"
+    for run in summary["runs"]:
+        shown = [m for m in logs if m.startswith(f"[{run['run']}] steps: ")]
+        assert shown and all(f"/{run['global_step']} (" in m for m in shown), logs
     again = train(cfg, log=lambda m: None)  # the same command again reuses the finished runs
     assert all(r["resumed"] for r in again["runs"])
 
