@@ -246,6 +246,8 @@ def _start_deployment(model: ModelConfig, engine: EngineConfig) -> str:
     from ray import serve
     from ray.serve.llm import LLMConfig, build_llm_deployment
 
+    from atheus_ray.serve import app as serve_app
+
     replicas = engine.concurrency
     deployment = {
         "autoscaling_config": {
@@ -266,7 +268,10 @@ def _start_deployment(model: ModelConfig, engine: EngineConfig) -> str:
         runtime_env=runtime_env(engine.accelerator),
     )
     serve.start(proxy_location="Disabled")
-    serve.run(build_llm_deployment(config, name_prefix="Engine:"), name=SERVE_APP, route_prefix=None)
+    what = f"the {models.display_name(model.source)} engine ({models.resolve(model.source)})"
+    serve_app.deploy(
+        build_llm_deployment(config, name_prefix="Engine:"), SERVE_APP, None, engine.start_timeout_s, what
+    )
     return f"Engine:{SERVED_AS}"
 
 

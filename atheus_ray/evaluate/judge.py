@@ -9,8 +9,9 @@ judgment instead (prompts/eval/score.md, ELYZA-style): the verdict is the one `[
 With `constrain` (small local judges on vLLM), decoding is held to exactly one mark and nothing else.
 
 Transport: the `openai` client (`max_retries` retries with exponential backoff on 408/409/429/5xx, connection
-errors and timeouts, honouring Retry-After), at most `concurrency` requests in flight. A request that still
-fails is recorded as `error` and not cached, so a rerun tries it again. The API key is read from the
+errors and timeouts, honouring Retry-After), at most `concurrency` requests in flight. A 200 whose body is no
+chat completion (a proxy's error page) is asked again like an unreadable verdict. A request that still fails
+is recorded as `error` and not cached, so a rerun tries it again (tests/chaos/test_judge_faults.py). The API key is read from the
 environment variable `api_key_env` and never logged or written.
 
 Cache: readable judgments, keyed by a hash of (task, answer A, answer B, judge model, prompt and rubric versions), are
@@ -189,11 +190,17 @@ class Judge:
                     )
                 except (openai.APIError, openai.APITimeoutError) as e:  # retries exhausted
                     return {"verdict": "error", "attempts": attempts, "reply": type(e).__name__, "cached": False}
+                garbled = not hasattr(response, "choices")  # a 200 that is no chat completion: a proxy's page
+                if garbled:
+                    reply = f"not a chat completion: {str(response)[:200]}"
+                    continue
                 reply = (response.choices[0].message.content or "") if response.choices else ""
                 verdict = parse_verdict(reply, pattern)
                 if verdict:
                     break
             else:
+                if garbled:  # the endpoint's fault, not the judge's: not cached, a rerun asks again
+                    return {"verdict": "error", "attempts": attempts, "reply": reply, "cached": False}
                 verdict = "invalid"
         record = {"key": key, "verdict": verdict, "attempts": attempts, "reply": reply}
         self.cache.put(record)

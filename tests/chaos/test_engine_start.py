@@ -1,0 +1,51 @@
+"""An engine that cannot start stops the run, soon, with the model and the engine's own error: a model folder
+whose weights are corrupt (vLLM fails to load them; Serve tries the replica 3 times, then gives up) and an
+engine that is not up within `engine.start_timeout_s`. Either way no Serve app is left behind."""
+
+import shutil
+import time
+
+import pytest
+from ray import serve
+
+from atheus_ray.config import EngineConfig, ModelConfig, SamplingConfig
+from atheus_ray.engine import SERVE_APP, Engine, sampling_params
+from atheus_ray.serve.app import EngineStartError
+
+REQUEST = {
+    "key": "q",
+    "messages": [{"role": "user", "content": "こんにちは"}],
+    "sampling_params": sampling_params(SamplingConfig(max_tokens=4, temperature=0)),
+}
+
+
+def apps() -> list[str]:
+    try:
+        return list(serve.status().applications)
+    except Exception:  # no Serve instance running: no app either
+        return []
+
+
+@pytest.mark.slow
+def test_corrupt_weights_stop_the_pass_with_the_engines_error(ray_local, tiny_model, tmp_path):
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_model, broken)
+    (broken / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")
+    began = time.time()
+    with pytest.raises(EngineStartError) as failure:
+        with Engine(ModelConfig(source=str(broken), max_model_len=512), EngineConfig(batch_size=2)) as llm:
+            llm.generate([REQUEST])
+    message = str(failure.value)
+    print(f"failed in {time.time() - began:.0f} s: {message[:300]}")
+    assert f"engine ({broken})" in message and "failed to start" in message
+    assert "Engine:generator" in message and ("safetensors" in message.lower() or "header" in message.lower())
+    assert SERVE_APP not in apps()
+
+
+@pytest.mark.slow
+def test_an_engine_not_up_in_time_stops_the_pass(ray_local, tiny_model):
+    began = time.time()
+    with pytest.raises(EngineStartError, match=r"did not start within 3 s \(start_timeout_s\)"):
+        with Engine(ModelConfig(source=tiny_model, max_model_len=512), EngineConfig(start_timeout_s=3)) as llm:
+            llm.generate([REQUEST])
+    assert time.time() - began < 60 and SERVE_APP not in apps()
