@@ -1,5 +1,6 @@
 """Synthesis end to end with real vLLM on CPU (the embedded model) through ray.data.llm, and resume."""
 
+import errno
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import pytest
 
 from atheus_ray.config import SynthConfig, load_config
 from atheus_ray.engine import Engine
+from atheus_ray.storage import Location
 from atheus_ray.synth import run as synth_run
 from atheus_ray.synth.run import synthesize
 
@@ -79,11 +81,8 @@ class ScriptedEngine(Engine):
         return outputs
 
 
-def test_every_pass_on_a_scripted_engine_keeps_evolutions_with_their_examples(tmp_path, monkeypatch):
-    """The whole synthesis with an engine that answers by script: evolutions survive and are answered with
-    seed examples, an answer cut at max_tokens is rejected as truncated."""
-    monkeypatch.setattr(synth_run, "init_ray", lambda ray: {"address": "none", "cpus": 0, "gpus": 0})
-    cfg = load_config(
+def scripted_config(out):
+    return load_config(
         SynthConfig,
         "jobs/configs/synth.yaml",
         [
@@ -94,9 +93,16 @@ def test_every_pass_on_a_scripted_engine_keeps_evolutions_with_their_examples(tm
             "respond.examples=2",
             "respond.example_chars=2000",
             "respond.drop_truncated=true",
-            f"out={tmp_path}",
+            f"out={out}",
         ],
     )
+
+
+def test_every_pass_on_a_scripted_engine_keeps_evolutions_with_their_examples(tmp_path, monkeypatch):
+    """The whole synthesis with an engine that answers by script: evolutions survive and are answered with
+    seed examples, an answer cut at max_tokens is rejected as truncated."""
+    monkeypatch.setattr(synth_run, "init_ray", lambda ray: {"address": "none", "cpus": 0, "gpus": 0})
+    cfg = scripted_config(tmp_path)
     with ScriptedEngine(cfg.model, cfg.engine, log=lambda m: None) as llm:
         manifest = synthesize(cfg, log=lambda m: None, llm=llm)
     responses = pq.read_table(tmp_path / "responses").to_pylist()
@@ -115,6 +121,41 @@ def test_every_pass_on_a_scripted_engine_keeps_evolutions_with_their_examples(tm
         ("responses", "truncated")
     ]
     assert manifest["rejected_by_reason"]["truncated"] == 1
+
+
+def test_a_full_disk_mid_run_stops_it_clearly_and_a_rerun_resumes(tmp_path, monkeypatch):
+    """The disk fills up while the second stage writes its results (every write under it fails with ENOSPC, at
+    the storage layer): the run stops with the error naming the file; the first stage's state is whole, nothing
+    half-written is left; once there is room again, the same command resumes and ends as an unbroken run."""
+    monkeypatch.setattr(synth_run, "init_ray", lambda ray: {"address": "none", "cpus": 0, "gpus": 0})
+
+    def run(out):
+        cfg = scripted_config(out)
+        with ScriptedEngine(cfg.model, cfg.engine, log=lambda m: None) as llm:
+            return synthesize(cfg, log=lambda m: None, llm=llm)
+
+    run(tmp_path / "unbroken")
+    write_bytes = Location.write_bytes
+
+    def full(self, data):
+        if "/evol_1/" in self.path:
+            raise OSError(errno.ENOSPC, "No space left on device", self.path)
+        return write_bytes(self, data)
+
+    out = tmp_path / "full"
+    monkeypatch.setattr(Location, "write_bytes", full)
+    with pytest.raises(OSError, match="No space left on device") as failure:
+        run(out)
+    assert str(out / "rejected" / "evol_1") in str(failure.value)  # the file it could not write
+    assert json.loads((out / ".stages" / "self_instruct_1" / "done.json").read_text())["kept"] > 0
+    assert not (out / ".stages" / "evol_1" / "done.json").exists() and not list(out.rglob(".*.tmp-*"))
+
+    monkeypatch.setattr(Location, "write_bytes", write_bytes)
+    manifest = run(out)
+    assert [s["resumed"] for s in manifest["stages"]] == [True, False, False]
+    for table in ("generated", "evolved", "responses"):
+        ids = sorted(r["id"] for r in pq.read_table(out / table).to_pylist())
+        assert ids == sorted(r["id"] for r in pq.read_table(tmp_path / "unbroken" / table).to_pylist()), table
 
 
 @pytest.fixture(scope="module")
