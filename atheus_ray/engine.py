@@ -268,7 +268,8 @@ def _start_deployment(model: ModelConfig, engine: EngineConfig) -> str:
         runtime_env=runtime_env(engine.accelerator),
     )
     serve.start(proxy_location="Disabled")
-    what = f"the {models.display_name(model.source)} engine ({models.resolve(model.source)})"
+    shown, path = models.display_name(model.source), models.resolve(model.source)
+    what = f"the engine of {shown}" + (f" ({path})" if path != shown else "")
     serve_app.deploy(
         build_llm_deployment(config, name_prefix="Engine:"), SERVE_APP, None, engine.start_timeout_s, what
     )

@@ -1,12 +1,13 @@
 """Near-duplicate removal at scale, against exact ROUGE-L over all pairs.
 
     .venv/bin/python benchmarks/dedup.py [--rows 100000 1000000] [--sample 2000 1000] [--novelty 90000 5000]
-                                         [--naive-rows 13000]
+                                         [--naive-rows 13000] [--ray-nodes 2]
 
 For each size (each in its own process, so that its peak memory is its own):
 1. n synthetic Japanese requests (below): wall time and peak RSS of atheus_ray.screen.dedup.mark_duplicates,
    the whole stage (near-duplicate pairs, then the best-first pass).
-   The same pairs found by Ray Data tasks on a local Ray cluster (atheus_ray.neardup_ray), timed: Ray's cost.
+   The same pairs found by Ray Data tasks on a local Ray cluster of `--ray-nodes` worker nodes (default 2, the
+   cores shared out, a head that runs no task; atheus_ray.neardup_ray), timed: Ray's cost.
 2. Recall and precision of its pairs against the truth: `sample` rows drawn at random, each compared with all
    n rows by rapidfuzz `cdist` (character ROUGE-L > 0.7); a pair counts as found when the stage's pairs hold it
    or its two texts are identical. Precision: the stage's pairs that touch a sampled row and are in the truth.
@@ -146,7 +147,7 @@ def make_rows(n: int, rng: random.Random) -> list[dict]:
     return rows
 
 
-def one_size(n: int, sample_size: int, on_ray: bool) -> dict:
+def one_size(n: int, sample_size: int, nodes: int) -> dict:
     """Steps 1 and 2 for n rows (see the module docstring)."""
     import numpy as np
     from rapidfuzz import process
@@ -175,17 +176,22 @@ def one_size(n: int, sample_size: int, on_ray: bool) -> dict:
     found = {(int(i), int(j)) for i, j in pairs}
 
     ray_s = ray_same = None
-    if on_ray:  # the same search as Ray Data tasks on a local Ray cluster: what does Ray cost?
+    if nodes:  # the same search as Ray Data tasks on a local cluster of `nodes` worker nodes: what does Ray cost?
         import ray
+        from ray.cluster_utils import Cluster
 
         from atheus_ray.neardup_ray import near_pairs_on_ray
 
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # the head runs no task
+        for _ in range(nodes):  # the machine's cores shared out: the nodes' tasks reach each other by the network
+            cluster.add_node(num_cpus=max(1, os.cpu_count() // nodes), object_store_memory=2 * 1024**3)
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False
         t0 = time.perf_counter()
         on_ray_result = near_pairs_on_ray(texts, 0.7, blocks=2 * os.cpu_count())
         ray_s = time.perf_counter() - t0
         ray.shutdown()
+        cluster.shutdown()
         order = np.lexsort((pairs[:, 1], pairs[:, 0]))
         ray_same = bool(np.array_equal(pairs[order], on_ray_result[1]) and np.array_equal(group, on_ray_result[0]))
 
@@ -235,8 +241,9 @@ def one_size(n: int, sample_size: int, on_ray: bool) -> dict:
         "peak_rss_mb": round(rss_mb),
         "pairs_s": round(pairs_s, 2),
         "pairs": len(pairs),
-        "on_ray": on_ray
+        "on_ray": bool(nodes)
         and {
+            "worker_nodes": nodes,
             "blocks": 2 * os.cpu_count(),
             "pairs_s": round(ray_s, 2),
             "same_pairs": ray_same,
@@ -317,16 +324,18 @@ def main() -> None:
     parser.add_argument("--novelty", type=int, nargs=2, default=[90_000, 5_000], help="kept rows, new rows")
     parser.add_argument("--naive-rows", type=int, default=13_000)
     parser.add_argument("--naive-pairs", type=int, default=20_000, help="pairs timed for the naive filter")
-    parser.add_argument("--no-ray", action="store_true", help="skip the Ray Data version")
-    parser.add_argument("--one", type=int, nargs=3, help=argparse.SUPPRESS)  # n, sample, on_ray: one size, here
+    parser.add_argument(
+        "--ray-nodes", type=int, default=2, help="worker nodes of the local cluster for the Ray Data version (0: skip)"
+    )
+    parser.add_argument("--one", type=int, nargs=3, help=argparse.SUPPRESS)  # n, sample, nodes: one size, here
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_size(args.one[0], args.one[1], bool(args.one[2]))))
+        print(json.dumps(one_size(*args.one)))
         return
     samples = args.sample + args.sample[-1:] * (len(args.rows) - len(args.sample))
     sizes = []
     for n, sample in zip(args.rows, samples):
-        one = [sys.executable, __file__, "--one", str(n), str(sample), str(int(not args.no_ray))]
+        one = [sys.executable, __file__, "--one", str(n), str(sample), str(args.ray_nodes)]
         out = subprocess.run(one, capture_output=True, text=True, check=True).stdout
         sizes.append(json.loads(out.splitlines()[-1]))
         print(json.dumps(sizes[-1]), file=sys.stderr)

@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import threading
 import time
 import urllib.request
@@ -258,15 +259,23 @@ def deploy(app, name: str, route_prefix: str | None, timeout_s: float, what: str
     app_status = serve.status().applications.get(name)
     reasons = []
     for deployment, status in (app_status.deployments if app_status else {}).items():
-        lines = [line.strip() for line in (status.message or "").splitlines() if line.strip()]
-        if lines and status.status != "HEALTHY":
-            reasons.append(f"{deployment}: {lines[-1]}")
+        if status.message and status.status != "HEALTHY":
+            reasons.append(f"{deployment}: {last_error(status.message)}")
     if not reasons:
         reasons = [str(failed[0]) if failed else (app_status.message if app_status else "no status")]
     serve.delete(name)
     runner.join(timeout=30)
     when = "failed to start" if failed else f"did not start within {timeout_s:g} s (start_timeout_s)"
     raise EngineStartError(f"{what} {when}: " + "; ".join(reasons))
+
+
+def last_error(message: str) -> str:
+    """The last exception line of a message that ends in a traceback, with the detail lines after it (a pydantic
+    error's field and reason), without the links; the last line when there is no exception line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip() and "errors.pydantic.dev" not in line]
+    starts = [i for i, line in enumerate(lines) if re.match(r"[\w.]+(Error|Exception)\b.*:", line)]
+    found = lines[starts[-1] : starts[-1] + 3] if starts else lines[-1:] or [message]
+    return " / ".join(line if len(line) <= 300 else line[:300] + " ..." for line in found)
 
 
 def reachable_host(host: str) -> str:
