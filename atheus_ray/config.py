@@ -98,12 +98,6 @@ class EngineConfig(Strict):
     enforce_eager: bool = Field(
         True, description="Skip torch.compile and CUDA graphs: starts ~60 s faster on CPU; set false on GPU."
     )
-    start_timeout_s: float = Field(
-        1800,
-        gt=0,
-        description="serve: the longest the deployment may take to come up (download, load, warm-up) before the "
-        "run stops with the replicas' state; a replica that fails to start stops it sooner (Serve's 3 tries).",
-    )
     resources: dict[str, float] = Field(
         {},
         description="Custom Ray resources each vLLM bundle (one per GPU; on CPU the one CPU bundle) asks for, "
@@ -470,12 +464,6 @@ class ServeConfig(Strict):
         description="Share of GPU memory (on CPU: of RAM) vLLM reserves per replica.",
     )
     enforce_eager: bool = Field(True, description="Skip graph capture: faster start, slower decode (CPU: keep true).")
-    start_timeout_s: float = Field(
-        1800,
-        gt=0,
-        description="The longest the app's models may take to come up before the run stops with their state; a "
-        "replica that fails to start stops it sooner (Serve's 3 tries).",
-    )
     min_replicas: int = Field(1, ge=0, description="Replicas per model kept up (0: scale to zero when idle).")
     max_replicas: int = Field(1, ge=1, description="Most replicas per model under load.")
     target_ongoing_requests: int = Field(16, ge=1, description="Autoscaling target: requests in flight per replica.")

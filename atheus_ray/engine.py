@@ -270,9 +270,7 @@ def _start_deployment(model: ModelConfig, engine: EngineConfig) -> str:
     serve.start(proxy_location="Disabled")
     shown, path = models.display_name(model.source), models.resolve(model.source)
     what = f"the engine of {shown}" + (f" ({path})" if path != shown else "")
-    serve_app.deploy(
-        build_llm_deployment(config, name_prefix="Engine:"), SERVE_APP, None, engine.start_timeout_s, what
-    )
+    serve_app.deploy(build_llm_deployment(config, name_prefix="Engine:"), SERVE_APP, None, what)
     return f"Engine:{SERVED_AS}"
 
 

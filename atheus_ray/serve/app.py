@@ -25,7 +25,6 @@ import hmac
 import json
 import os
 import re
-import threading
 import time
 import urllib.request
 from typing import Literal
@@ -224,7 +223,7 @@ def start(served: list[ServedModelConfig], cfg: ServeConfig, log=print) -> str:
     # the port. (The RayService's serveConfigV2 sets its own proxy_location.)
     serve.start(proxy_location="HeadOnly", http_options={"host": cfg.host, "port": cfg.port})
     names = ", ".join(f"{m.name} ({m.source})" for m in served)
-    deploy(build_app(served, cfg), APP_NAME, "/", cfg.start_timeout_s, f"Serve app {APP_NAME!r} of {names}")
+    deploy(build_app(served, cfg), APP_NAME, "/", f"Serve app {APP_NAME!r} of {names}")
     headers = {"Authorization": f"Bearer {os.environ[cfg.auth_token_env]}"} if cfg.auth_token_env else {}
     with urllib.request.urlopen(urllib.request.Request(url + "/models", headers=headers), timeout=30) as r:
         listed = [m["id"] for m in json.load(r)["data"]]
@@ -236,37 +235,21 @@ class EngineStartError(RuntimeError):
     """A Serve app whose models did not come up: a replica failed to start (Serve gave up) or time ran out."""
 
 
-def deploy(app, name: str, route_prefix: str | None, timeout_s: float, what: str) -> None:
-    """`serve.run(app)`, bounded: wait until the app is RUNNING, at most `timeout_s`. If a replica cannot start
-    (Serve tries each replica 3 times, then marks the app DEPLOY_FAILED) or time runs out, remove the app and
-    raise EngineStartError naming `what` and the deployments' own last error lines (a vLLM engine's error).
-    serve.run, which waits without a bound, runs in a thread; this one watches `serve.status()`."""
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            serve.run(app, name=name, route_prefix=route_prefix)
-        except BaseException as e:  # DEPLOY_FAILED, or the app removed below; the status says which
-            failed.append(e)
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
-    deadline = time.time() + timeout_s
-    while runner.is_alive() and time.time() < deadline:
-        runner.join(timeout=2.0)
-    if not runner.is_alive() and not failed:
-        return
-    app_status = serve.status().applications.get(name)
-    reasons = []
-    for deployment, status in (app_status.deployments if app_status else {}).items():
-        if status.message and status.status != "HEALTHY":
-            reasons.append(f"{deployment}: {last_error(status.message)}")
-    if not reasons:
-        reasons = [str(failed[0]) if failed else (app_status.message if app_status else "no status")]
-    serve.delete(name)
-    runner.join(timeout=30)
-    when = "failed to start" if failed else f"did not start within {timeout_s:g} s (start_timeout_s)"
-    raise EngineStartError(f"{what} {when}: " + "; ".join(reasons))
+def deploy(app, name: str, route_prefix: str | None, what: str) -> None:
+    """`serve.run(app)`, which waits until the app is RUNNING. A replica that cannot start is tried 3 times by
+    Serve, which then marks the app DEPLOY_FAILED and serve.run raises: the app is removed and EngineStartError
+    names `what` and the deployments' own last error lines (a vLLM engine's error)."""
+    try:
+        serve.run(app, name=name, route_prefix=route_prefix)
+    except RuntimeError as failed:
+        app_status = serve.status().applications.get(name)
+        reasons = [
+            f"{deployment}: {last_error(status.message)}"
+            for deployment, status in (app_status.deployments if app_status else {}).items()
+            if status.message and status.status != "HEALTHY"
+        ]
+        stop(name)  # and Serve with it when no other app is left: the next start gets its own proxy settings
+        raise EngineStartError(f"{what} failed to start: " + "; ".join(reasons or [str(failed)])) from None
 
 
 def last_error(message: str) -> str:

@@ -1,6 +1,6 @@
 """An engine that cannot start stops the run, soon, with the model and the engine's own error: a model folder
-whose weights are corrupt (vLLM fails to load them; Serve tries the replica 3 times, then gives up) and an
-engine that is not up within `engine.start_timeout_s`. Either way no Serve app is left behind."""
+whose weights are corrupt (vLLM fails to load them; Serve tries the replica 3 times, then gives up). No Serve
+app is left behind."""
 
 import shutil
 import time
@@ -55,13 +55,4 @@ def test_corrupt_weights_stop_the_pass_with_the_engines_error(ray_local, tiny_mo
     assert f"the engine of {broken} failed to start: Engine:generator: RuntimeError: " in message
     # vLLM's own words: the weights' header (the JSON at the start of a safetensors file) does not parse
     assert "Expecting property name enclosed in double quotes" in message and len(message) < 1000
-    assert SERVE_APP not in apps()
-
-
-@pytest.mark.slow
-def test_an_engine_not_up_in_time_stops_the_pass(ray_local, tiny_model):
-    began = time.time()
-    with pytest.raises(EngineStartError, match=r"did not start within 3 s \(start_timeout_s\)"):
-        with Engine(ModelConfig(source=tiny_model, max_model_len=512), EngineConfig(start_timeout_s=3)) as llm:
-            llm.generate([REQUEST])
-    assert time.time() - began < 60 and SERVE_APP not in apps()
+    assert SERVE_APP not in apps() and not apps()  # no app, and no Serve either: the next start sets its own proxy
