@@ -232,7 +232,7 @@ def start(served: list[ServedModelConfig], cfg: ServeConfig, log=print) -> str:
 
 
 class EngineStartError(RuntimeError):
-    """A Serve app whose models did not come up: a replica failed to start (Serve gave up) or time ran out."""
+    """A Serve app whose models did not come up: a replica failed to start, and Serve gave up on it."""
 
 
 def deploy(app, name: str, route_prefix: str | None, what: str) -> None:
