@@ -133,8 +133,13 @@ class Location:
         return self
 
 
-def save_figure(fig, location: Location) -> Location:
-    """Write a matplotlib figure as PNG to `location`."""
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    return location.write_bytes(buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_figure(fig, location: Location) -> Location:
+    """Write a matplotlib figure as PNG to `location`."""
+    return location.write_bytes(figure_png(fig))

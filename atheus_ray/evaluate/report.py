@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 
 from atheus_ray.evaluate.stats import READABLE, x_score
-from atheus_ray.storage import Location
+from atheus_ray.storage import Location, figure_png
 
 COLUMNS = (
     "model",
@@ -269,7 +268,6 @@ def _chart(results: dict) -> bytes:
     ax.set_ylabel("win rate of X (ties count half)")
     ax.set_title("pairwise win rate with 95% CI")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    png = figure_png(fig)
     plt.close(fig)
-    return buffer.getvalue()
+    return png
