@@ -45,14 +45,45 @@ def _gram(flat, p, end):
 
 
 @numba.njit(cache=True)
-def _gram_counts(flat, offsets):
-    counts = np.zeros(1 << _COUNT_BITS, dtype=np.uint32)
+def _add_grams(flat, offsets, counts, step):
+    """Add `step` (1 or -1) to the count of every 3-gram of the texts, in place."""
     shift = np.uint64(64 - _COUNT_BITS)
     for t in range(len(offsets) - 1):
         start, end = offsets[t], offsets[t + 1]
         for p in range(start, max(start + 1, end - 2)):
-            counts[_gram(flat, p, end) >> shift] += 1
+            slot = _gram(flat, p, end) >> shift
+            counts[slot] = counts[slot] + step
+
+
+def _gram_counts(flat: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    counts = np.zeros(1 << _COUNT_BITS, dtype=np.uint32)
+    _add_grams(flat, offsets, counts, 1)
     return counts
+
+
+@numba.njit(parallel=True, cache=True)
+def _stale(flat, offsets, before, after, common, min_grams):
+    """Texts whose signature under 3-gram counts `after` differs from the one under `before` (see
+    _signatures): those holding a 3-gram whose count crossed `common`, and those signed by the `MIN_GRAMS`
+    fallback under either (fewer than min_grams 3-grams at or below `common`) holding a 3-gram above `common`
+    whose count changed. Any other change leaves a text's kept 3-grams as they were."""
+    n = len(offsets) - 1
+    shift = np.uint64(64 - _COUNT_BITS)
+    out = np.zeros(n, dtype=np.bool_)
+    for t in numba.prange(n):
+        start, end = offsets[t], offsets[t + 1]
+        last = max(start + 1, end - 2)
+        crossed, moved_common, rare_before, rare_after = False, False, 0, 0
+        for p in range(start, last):
+            slot = _gram(flat, p, end) >> shift
+            rare_before += before[slot] <= common
+            rare_after += after[slot] <= common
+            if before[slot] != after[slot]:
+                crossed |= (before[slot] <= common) != (after[slot] <= common)
+                moved_common |= max(before[slot], after[slot]) > common
+        k = min(min_grams, last - start)
+        out[t] = crossed or (moved_common and min(rare_before, rare_after) < k)
+    return out
 
 
 @numba.njit(parallel=True, cache=True)
@@ -194,29 +225,129 @@ def near_pairs(texts: list[str], threshold: float) -> tuple[np.ndarray, np.ndarr
     return group, pairs[keep], scores[keep]
 
 
+def _subset(flat: np.ndarray, offsets: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The code points and offsets of the texts `which` alone."""
+    lengths = offsets[which + 1] - offsets[which]
+    sub = np.zeros(len(which) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=sub[1:])
+    return flat[np.repeat(offsets[which] - sub[:-1], lengths) + np.arange(sub[-1])], sub
+
+
+class NoveltyIndex:
+    """Self-Instruct's novelty index: the texts kept so far with their signatures, kept from round to round.
+
+    `add(texts)` indexes texts unchecked (the seeds, the rows a resumed run starts from). `check(new)` decides
+    a round's candidates in key order, each against the index and the candidates before it that were novel
+    themselves, and indexes the novel ones. A round signs its new texts, and only those indexed texts whose
+    signature its texts changed (by making one of their 3-grams common, or no longer common): the signatures,
+    pairs and decisions are those of signing everything again (tested against `signatures` and a sequential
+    exact reference). Held in memory: the texts' code points, NUM_PERM x 4 bytes a text, and three
+    2**_COUNT_BITS count tables (64 MB each) while a round is checked.
+    """
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.texts: list[str] = []  # distinct texts, in the order they joined
+        self.keys: list[list[str]] = []  # the keys of each
+        self.position: dict[str, int] = {}  # text -> its place in self.texts
+        self.indexed: set[str] = set()
+        self.flat, self.offsets = code_points([])
+        self.counts = np.zeros(1 << _COUNT_BITS, dtype=np.uint32)  # the 3-grams of self.texts
+        self.sig = np.empty((0, NUM_PERM), dtype=np.uint32)  # of self.texts[: len(self.sig)], under self.signed
+        self.signed = self.counts.copy()
+        self.resigned = 0  # indexed texts signed again (how much keeping the index saved: benchmarks/dedup.py)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.indexed
+
+    def __len__(self) -> int:
+        return len(self.indexed)
+
+    def add(self, texts: dict[str, str]) -> None:
+        """Index `texts` as they are, unchecked; keys already indexed are skipped. Signed at the next check."""
+        fresh = []
+        for key, text in texts.items():
+            if key in self.indexed:
+                continue
+            self.indexed.add(key)
+            if text in self.position:
+                self.keys[self.position[text]].append(key)
+            else:
+                self.position[text] = len(self.texts)
+                self.texts.append(text)
+                self.keys.append([key])
+                fresh.append(text)
+        self._append(*code_points(fresh))
+
+    def _append(self, flat: np.ndarray, offsets: np.ndarray) -> None:
+        _add_grams(flat, offsets, self.counts, 1)
+        self.flat = np.concatenate([self.flat, flat])
+        self.offsets = np.concatenate([self.offsets, offsets[1:] + self.offsets[-1]])
+
+    def check(self, new: dict[str, str]) -> dict[str, tuple[str, float] | None]:
+        """For each new key, in key order: its most similar (key, ROUGE-L) above the threshold among the
+        indexed texts and the novel new texts before it (ties go to the larger key), or None: novel."""
+        order = sorted(new)
+        fresh = list(dict.fromkeys(new[k] for k in order if new[k] not in self.position))  # distinct, unindexed
+        flat, offsets = code_points(fresh)
+        counts = self.counts.copy()  # the 3-gram counts of everything, as one `signatures` call would count
+        _add_grams(flat, offsets, counts, 1)
+        n, params = len(self.texts), (COMMON, MIN_GRAMS, *hash_parameters())
+        stale = _stale(self.flat, self.offsets, self.signed, counts, COMMON, MIN_GRAMS)[: len(self.sig)]
+        stale = np.flatnonzero(stale)
+        self.resigned += len(stale)
+        sign = np.concatenate([stale, np.arange(len(self.sig), n)])
+        sig = np.concatenate([self.sig, np.empty((n - len(self.sig), NUM_PERM), dtype=np.uint32)])
+        if len(sign):
+            sig[sign] = _signatures(*_subset(self.flat, self.offsets, sign), counts, *params)
+        sig = np.concatenate([sig, _signatures(flat, offsets, counts, *params)])
+
+        pairs = candidate_pairs(sig) if fresh and len(sig) > 1 else np.empty((0, 2), dtype=np.int64)
+        pairs = pairs[pairs[:, 1] >= n]  # i < j: a pair of indexed texts decides nothing
+        texts = self.texts + fresh
+        scores = process.cpdist(
+            [texts[i] for i in pairs[:, 0]],
+            [texts[j] for j in pairs[:, 1]],
+            scorer=Indel.normalized_similarity,
+            workers=-1,
+            dtype=np.float64,
+        )
+        neighbours: dict[int, list[tuple[int, float]]] = {}
+        for (i, j), score in zip(pairs.tolist(), scores.tolist()):
+            if score > self.threshold:
+                neighbours.setdefault(i, []).append((j, score))
+                neighbours.setdefault(j, []).append((i, score))
+        place = {text: n + u for u, text in enumerate(fresh)} | self.position
+        novel: dict[int, list[str]] = {}  # place of a new text -> its keys, when it was novel
+
+        def members(g: int) -> list[str]:
+            return self.keys[g] if g < n else novel.get(g, [])
+
+        found = {}
+        for key in order:
+            g = place[new[key]]
+            near = [(1.0, other) for other in members(g)]  # the same text
+            near += [(score, other) for h, score in neighbours.get(g, []) for other in members(h)]
+            best = max(near, default=None)
+            found[key] = best and (best[1], best[0])
+            if not near:
+                novel.setdefault(g, []).append(key)
+
+        joined = np.array(sorted(novel), dtype=np.int64)
+        for g in joined.tolist():
+            self.position[texts[g]] = len(self.texts)
+            self.texts.append(texts[g])
+            self.keys.append(novel[g])
+            self.indexed.update(novel[g])
+        self._append(*_subset(flat, offsets, joined - n))
+        self.sig, self.signed = np.concatenate([sig[:n], sig[joined]]), counts
+        return found
+
+
 def first_matches(
     indexed: dict[str, str], new: dict[str, str], threshold: float
 ) -> dict[str, tuple[str, float] | None]:
-    """The novelty check of a batch: each new text, in key order, against the indexed texts and the new texts
-    before it that were novel themselves. Returns, for each new key, its most similar such text's (key,
-    ROUGE-L) above `threshold` (ties go to the larger key), or None: novel. The same decisions as checking
-    the new texts one at a time against a growing index; the pairs come from one `near_pairs` call."""
-    keys = list(indexed) + sorted(new)
-    texts = list(indexed.values()) + [new[k] for k in keys[len(indexed) :]]
-    group, pairs, scores = near_pairs(texts, threshold)
-    neighbours: dict[int, list[tuple[int, float]]] = {}
-    for (i, j), score in zip(pairs.tolist(), scores.tolist()):
-        neighbours.setdefault(i, []).append((j, score))
-        neighbours.setdefault(j, []).append((i, score))
-    members: dict[int, list[str]] = {}  # group -> its keys in the index so far
-    for k in range(len(indexed)):
-        members.setdefault(int(group[k]), []).append(keys[k])
-    found = {}
-    for k in range(len(indexed), len(keys)):
-        g = int(group[k])
-        near = [(1.0, key) for key in members.get(g, [])]  # the same text
-        near += [(score, key) for h, score in neighbours.get(g, []) for key in members.get(h, [])]
-        found[keys[k]] = max(near, default=None)
-        if not near:
-            members.setdefault(g, []).append(keys[k])
-    return {key: best and (best[1], best[0]) for key, best in found.items()}
+    """The novelty check of one batch on a fresh index (see NoveltyIndex.check)."""
+    index = NoveltyIndex(threshold)
+    index.add(indexed)
+    return index.check(new)

@@ -12,7 +12,8 @@ For each size (each in its own process, so that its peak memory is its own):
    n rows by rapidfuzz `cdist` (character ROUGE-L > 0.7); a pair counts as found when the stage's pairs hold it
    or its two texts are identical. Precision: the stage's pairs that touch a sampled row and are in the truth.
    The true neighbours per sampled row are printed too: the generator keeps that density flat as n grows.
-3. Once: Self-Instruct's novelty check of a round, 5,000 new requests against 90,000 kept ones.
+3. Once: Self-Instruct's novelty check of a round, 5,000 new requests against about 90,000 kept ones, on the
+   index kept from the round before (atheus_ray.neardup.NoveltyIndex) and on a fresh one (same decisions).
 4. Once: the naive way, Self-Instruct's filter (ROUGE-L of every pair, one pair at a time in Python), on
    `naive-rows` rows, timed on a sample of pairs and extrapolated, next to the measured all-pairs `cdist`.
 Prints one JSON object as the last line of stdout.
@@ -261,20 +262,37 @@ def one_size(n: int, sample_size: int, nodes: int) -> dict:
 
 
 def novelty(n_kept: int, n_new: int) -> dict:
-    """Step 3: Self-Instruct's novelty check of one round, `n_new` candidates against `n_kept` kept rows."""
-    from atheus_ray.neardup import first_matches
+    """Step 3: Self-Instruct's novelty check of one round, `n_new` candidates against about `n_kept` kept rows
+    (the last `n_new` of them checked as the round before), on the index the run keeps from round to round
+    and on a fresh one."""
+    from atheus_ray.neardup import NoveltyIndex, first_matches
     from atheus_ray.rows import task_text
 
     rows = make_rows(n_kept + n_new, random.Random(0))
     texts = {r["id"]: task_text(r["instruction"], r["input"]) for r in rows}
     keys = list(texts)
+    kept, earlier, new = (  # the round before is the last n_new of the kept rows
+        {k: texts[k] for k in part} for part in (keys[: n_kept - n_new], keys[n_kept - n_new : n_kept], keys[n_kept:])
+    )
     first_matches({k: texts[k] for k in keys[:1000]}, {k: texts[k] for k in keys[1000:1100]}, 0.7)  # compiles
+    index = NoveltyIndex(0.7)
+    index.add(kept)
+    first = index.check(earlier)  # the round before: signs the kept rows
+    resigned = index.resigned
     t0 = time.perf_counter()
-    found = first_matches({k: texts[k] for k in keys[:n_kept]}, {k: texts[k] for k in keys[n_kept:]}, 0.7)
+    found = index.check(new)
+    kept_s = time.perf_counter() - t0
+    kept |= {k: earlier[k] for k in earlier if first[k] is None}
+    t0 = time.perf_counter()
+    fresh = first_matches(kept, new, 0.7)
+    fresh_s = time.perf_counter() - t0
     return {
-        "kept": n_kept,
+        "kept": len(kept),
         "new": n_new,
-        "wall_s": round(time.perf_counter() - t0, 2),
+        "kept_index_s": round(kept_s, 2),
+        "fresh_index_s": round(fresh_s, 2),
+        "resigned_in_round": index.resigned - resigned,
+        "same_decisions": found == fresh,
         "not_novel": sum(m is not None for m in found.values()),
     }
 

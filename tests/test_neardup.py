@@ -2,7 +2,8 @@ import random
 
 import numpy as np
 
-from atheus_ray.neardup import candidate_pairs, first_matches, near_pairs, signatures
+from atheus_ray import neardup
+from atheus_ray.neardup import NoveltyIndex, candidate_pairs, first_matches, near_pairs, signatures
 from atheus_ray.text import near_duplicate_pairs, rouge_l
 
 
@@ -82,6 +83,35 @@ def test_first_matches_decide_as_one_at_a_time(near_copies):
     assert 30 < sum(m is not None for m in expected.values()) < 250
     assert list(found) == sorted(new)
     assert found == expected
+
+
+def test_an_index_kept_across_rounds_decides_as_one_rebuilt_each_round(near_copies, monkeypatch):
+    monkeypatch.setattr(neardup, "COMMON", 15)  # so the rounds push 3-grams over the cap and back under it
+    texts = near_copies(1600, seed=7)
+    seeds = {f"seed:{i:03d}": t for i, t in enumerate(texts[:200])}
+    index, kept = NoveltyIndex(0.7), dict(seeds)
+    index.add(seeds)
+    for r, start in enumerate(range(200, 1600, 350), 1):
+        new = {
+            f"r{r}-{random.Random(start + i).randrange(10**6):06d}": t
+            for i, t in enumerate(texts[start : start + 350])
+        }
+        new[f"r{r}-dup"] = texts[start]  # the same text twice in one round
+        rng = random.Random(r)  # texts made mostly of common 3-grams: signed by the MIN_GRAMS fallback
+        new |= {
+            f"r{r}-short{i:02d}": f"{chr(0x4E00 + rng.randrange(5000))}を説明してください、説明してください"
+            for i in range(20)
+        }
+        everything = list(dict.fromkeys(index.texts + [new[k] for k in sorted(new)]))
+        found = index.check(new)
+        place = {t: i for i, t in enumerate(everything)}
+        assert np.array_equal(index.sig, signatures(everything)[[place[t] for t in index.texts]])
+        assert found == first_matches(kept, new, 0.7)  # everything signed again
+        assert found[f"r{r}-dup"][1] == 1.0
+        kept |= {k: new[k] for k in sorted(new) if found[k] is None}
+        assert len(index) == len(kept) and all(k in index for k in kept)
+    assert index.resigned > 0  # the path that re-signs old texts ran
+    assert 0 < sum(found[k] is not None for k in found) < 350
 
 
 def test_first_matches_catch_japanese_near_duplicates_and_keep_distinct_tasks():

@@ -33,6 +33,7 @@ from pathlib import Path
 from atheus_ray import models
 from atheus_ray.config import SynthConfig
 from atheus_ray.engine import Engine, error_reason
+from atheus_ray.neardup import NoveltyIndex
 from atheus_ray.ray_init import init_ray
 from atheus_ray.rows import content_id, prompt_version
 from atheus_ray.seeds import Seed, expand_paths, load_seeds, load_taxonomy, round_robin
@@ -85,13 +86,14 @@ def synthesize(cfg: SynthConfig, log=print, llm: Engine | None = None) -> dict:
 
     stages = Stages(out, fingerprint(cfg, seeds), log, connect)
     rows: list[dict] = []
+    index = NoveltyIndex(cfg.self_instruct.novelty_threshold)  # seeds and kept rows, signed once for all rounds
 
     for r in range(1, cfg.self_instruct.rounds + 1):
 
         def self_instruct_round(rows, r=r):
             requests = self_instruct.build_requests(seeds, taxonomy, cfg.self_instruct, r, rows, cfg.seed)
             outputs = llm.generate(requests)
-            new, rejected = self_instruct.select(requests, outputs, cfg.self_instruct, seeds, rows, name, r)
+            new, rejected = self_instruct.select(requests, outputs, cfg.self_instruct, seeds, rows, name, r, index)
             return rows + [{**row, "in_pool": True} for row in new], rejected, *_tokens(outputs)
 
         rows = stages.run(f"self_instruct_{r}", rows, self_instruct_round)

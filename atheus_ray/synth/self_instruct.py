@@ -26,7 +26,7 @@ from pathlib import Path
 
 from atheus_ray.config import SelfInstructConfig
 from atheus_ray.engine import error_reason, sampling_params
-from atheus_ray.neardup import first_matches
+from atheus_ray.neardup import NoveltyIndex
 from atheus_ray.rows import content_id, read_prompt, task_text
 from atheus_ray.seeds import Seed, Taxonomy
 from atheus_ray.synth.filters import instruction_problem
@@ -166,9 +166,12 @@ def select(
     kept: list[dict],
     generator_model: str,
     round_: int,
+    index: NoveltyIndex | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """Parse, filter and novelty-check one round's outputs. Returns (new kept rows, rejected rows).
-    Candidates are checked in id order, so the result does not depend on the order outputs arrive in."""
+    Candidates are checked in id order, so the result does not depend on the order outputs arrive in.
+    `index` is the novelty index the run keeps from round to round (seeds and kept rows not in it yet are
+    added first; the novel candidates join it); a fresh one when None."""
     version = read_prompt(PROMPT)[1]
     candidates, rejected, seen = {}, [], {r["id"] for r in kept}
     for request, output in zip(requests, outputs):
@@ -243,11 +246,11 @@ def select(
             else:
                 candidates[row["id"]] = row
 
-    indexed = {f"seed:{s.id}": task_text(s.instruction, s.input) for s in seeds}
-    indexed |= {row["id"]: task_text(row["instruction"], row["input"]) for row in kept}
-    matches = first_matches(
-        indexed, {k: task_text(r["instruction"], r["input"]) for k, r in candidates.items()}, cfg.novelty_threshold
-    )
+    if index is None:
+        index = NoveltyIndex(cfg.novelty_threshold)
+    index.add({f"seed:{s.id}": task_text(s.instruction, s.input) for s in seeds if f"seed:{s.id}" not in index})
+    index.add({row["id"]: task_text(row["instruction"], row["input"]) for row in kept if row["id"] not in index})
+    matches = index.check({k: task_text(r["instruction"], r["input"]) for k, r in candidates.items()})
     new = []
     for row_id in sorted(candidates):
         row, match = candidates[row_id], matches[row_id]
