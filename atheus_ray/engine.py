@@ -240,13 +240,12 @@ def _vllm_postprocess(row: dict) -> dict:
     }
 
 
-def _start_deployment(model: ModelConfig, engine: EngineConfig) -> str:
-    """Deploy the model as the `SERVE_APP` application (blocks until its replicas are up); return the name of
-    its deployment. No HTTP proxy is started for it: passes reach it by deployment handle."""
-    from ray import serve
-    from ray.serve.llm import LLMConfig, build_llm_deployment
+def deployment_config(model: ModelConfig, engine: EngineConfig):
+    """The `ray.serve.llm` config of a phase's engine (`engine.kind: serve`): `engine.concurrency` replicas (down to
+    `engine.min_replicas` when idle), `engine.batch_size` requests each as the autoscaling target."""
+    from ray.serve.llm import LLMConfig
 
-    from atheus_ray.serve import app as serve_app
+    from atheus_ray.serve import node_init
 
     replicas = engine.concurrency
     deployment = {
@@ -260,17 +259,30 @@ def _start_deployment(model: ModelConfig, engine: EngineConfig) -> str:
     }
     if engine.accelerator == "cpu":  # the engine's one CPU bundle; the replica actor itself shares it
         deployment["ray_actor_options"] = {"num_cpus": 0}
-    config = LLMConfig(
+    return LLMConfig(
         model_loading_config={"model_id": SERVED_AS, "model_source": models.resolve(model.source)},
         engine_kwargs=engine_kwargs(model, engine),
         deployment_config=deployment,
         placement_group_config=placement(engine),
         runtime_env=runtime_env(engine.accelerator),
+        callback_config=node_init.CALLBACK,
     )
+
+
+def _start_deployment(model: ModelConfig, engine: EngineConfig) -> str:
+    """Deploy the model as the `SERVE_APP` application (blocks until its replicas are up); return the name of
+    its deployment. No HTTP proxy is started for it: passes reach it by deployment handle."""
+    from ray import serve
+    from ray.serve.llm import build_llm_deployment
+
+    from atheus_ray.serve import app as serve_app
+
     serve.start(proxy_location="Disabled")
     shown, path = models.display_name(model.source), models.resolve(model.source)
     what = f"the engine of {shown}" + (f" ({path})" if path != shown else "")
-    serve_app.deploy(build_llm_deployment(config, name_prefix="Engine:"), SERVE_APP, None, what)
+    serve_app.deploy(
+        build_llm_deployment(deployment_config(model, engine), name_prefix="Engine:"), SERVE_APP, None, what
+    )
     return f"Engine:{SERVED_AS}"
 
 

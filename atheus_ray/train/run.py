@@ -111,10 +111,12 @@ def train(cfg: TrainConfig, log=print) -> dict:
             )
             learning = learning_steps(cfg, steps)
             if learning < MIN_LEARNING_STEPS:
+                warmup = learning < steps  # the warmup's first step is at learning rate 0
                 log(
-                    f"[{name}] warning: {learning} of its {steps} optimizer step(s) have a non-zero learning rate "
-                    f"(warmup_ratio {cfg.warmup_ratio:g} starts at 0): the model will barely move from its base; "
-                    "give it more examples or epochs, or set train.warmup_ratio=0"
+                    f"[{name}] warning: {learning} of its {steps} optimizer step(s) have a non-zero learning rate"
+                    + (f" (warmup_ratio {cfg.warmup_ratio:g} starts at 0)" if warmup else "")
+                    + ": the model will barely move from its base; give it more examples or epochs"
+                    + (", or set train.warmup_ratio=0" if warmup else "")
                 )
             if steps >= MIN_STEPS_TO_CHECKPOINT and cfg.save_steps >= steps:
                 raise ConfigError(
@@ -176,6 +178,18 @@ def _memory_plan(cfg: TrainConfig, path: str, source: str, gpu_gb: float | None)
     )
 
 
+def cpu_worker_env() -> dict:
+    """The runtime env of a CPU training worker: the jemalloc that ships with Ray, told to keep the memory it frees.
+    glibc's malloc hands every large tensor back to the kernel when it is freed, and each step faults the same
+    gigabytes in again: measured on 2 cores (SmolLM2-135M, 3 steps of 4 x 512 tokens, forward, backward, AdamW),
+    67.6 s with glibc (40 s of it in the kernel), 48.1 s with this (17.6 s). The worker's memory stays at its peak
+    until it exits, which it does when its run ends. On GPU the tensors live on the device: nothing changes."""
+    jemalloc = Path(ray.__file__).parent / "core" / "libjemalloc.so"
+    if not jemalloc.exists():
+        return {}
+    return {"env_vars": {"LD_PRELOAD": str(jemalloc), "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1"}}
+
+
 def _probe_gpu_gb(cfg: TrainConfig) -> float:
     """Memory of one GPU the training workers would get, read by a one-GPU Ray task with the same resources."""
 
@@ -232,7 +246,10 @@ def _fit(
         ),
         # the fingerprint in the name: the same command resumes this run; a changed one starts a new run
         run_config=RunConfig(
-            name=f"{name}-{fingerprint}", storage_path=storage, checkpoint_config=CheckpointConfig(num_to_keep=2)
+            name=f"{name}-{fingerprint}",
+            storage_path=storage,
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            worker_runtime_env=None if cfg.use_gpu else cpu_worker_env(),
         ),
     )
     stop = threading.Event()

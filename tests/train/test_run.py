@@ -190,3 +190,12 @@ def test_a_driver_that_dies_after_the_final_checkpoint_finishes_without_training
     leftover.mkdir(parents=True)
     [again] = train(cfg, log=lambda m: None)["runs"]
     assert again["resumed"] and not leftover.parent.exists()
+
+
+def test_a_cpu_worker_runs_on_the_jemalloc_that_ships_with_ray():
+    """CPU training workers preload Ray's own jemalloc, told to keep freed memory (see cpu_worker_env)."""
+    from atheus_ray.train.run import cpu_worker_env
+
+    env = cpu_worker_env()["env_vars"]
+    assert Path(env["LD_PRELOAD"]).is_file() and env["LD_PRELOAD"].endswith("libjemalloc.so")
+    assert env["MALLOC_CONF"] == "dirty_decay_ms:-1,muzzy_decay_ms:-1"
