@@ -245,7 +245,7 @@ def deployment_config(model: ModelConfig, engine: EngineConfig):
     `engine.min_replicas` when idle), `engine.batch_size` requests each as the autoscaling target."""
     from ray.serve.llm import LLMConfig
 
-    from atheus_ray.serve import node_init
+    from atheus_ray.serve import replica_start
 
     replicas = engine.concurrency
     deployment = {
@@ -265,7 +265,7 @@ def deployment_config(model: ModelConfig, engine: EngineConfig):
         deployment_config=deployment,
         placement_group_config=placement(engine),
         runtime_env=runtime_env(engine.accelerator),
-        callback_config=node_init.CALLBACK,
+        callback_config=replica_start.CALLBACK,
     )
 
 

@@ -1,6 +1,7 @@
 """Shared fixtures: one local Ray cluster per test session, a `ray start --head` cluster per test that asks for
 one (alone, or with worker nodes that advertise the manifests' custom resources), an S3-compatible server,
-the embedded model, a tiny trainable model, and an offline environment.
+the embedded model, a tiny trainable model, the processes of a run started as a subprocess, and an offline
+environment.
 
 Tests marked `slow` start real vLLM engines (tens of seconds each on a 2-core CPU).
 """
@@ -299,6 +300,58 @@ def ray_cluster(tmp_path, s3_server):
     env = s3_server["env"] | {"HF_HUB_CACHE": str(tmp_path / "hf-hub")}
     with _ray_cluster(tmp_path, head_cpus=0, workers=WORKER_NODES, extra_env=env) as cluster:
         yield cluster | {"s3": s3_server, "hf_hub": tmp_path / "hf-hub"}
+
+
+class MarkedRun:
+    """The environment of a run started as a subprocess, with a marker that every process of the run inherits:
+    its local Ray cluster, Ray's workers, Serve replicas and their vLLM processes. `left` lists those alive."""
+
+    def __init__(self):
+        self.marker = f"ATHEUS_TEST_RUN={os.urandom(8).hex()}".encode()
+        name, value = self.marker.decode().split("=")
+        self.env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, name: value}
+
+    def alive(self) -> dict[int, str]:
+        """pid -> command line of every live process of the run."""
+        found = {}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if self.marker not in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    continue
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue  # exited, not yet reaped
+                found[int(pid)] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:100]
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+        return found
+
+    def outliving(self, name: str, grace: float = 1.0, within: float = 60.0) -> list[str]:
+        """The run's processes alive `grace` seconds after the last one whose command line holds `name` is gone
+        (waiting `within` seconds at most for that): what survives a Serve replica, say."""
+        deadline = time.time() + within
+        while any(name in cmd for cmd in self.alive().values()) and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(grace)
+        return [f"{pid} {cmd}" for pid, cmd in sorted(self.alive().items()) if not cmd.startswith("ray::")]
+
+    def left(self, within: float) -> list[str]:
+        """The run's processes still alive `within` seconds from now (none: at once)."""
+        deadline = time.time() + within
+        while (found := self.alive()) and time.time() < deadline:
+            time.sleep(0.5)
+        return [f"{pid} {cmd}" for pid, cmd in sorted(found.items())]
+
+
+@pytest.fixture
+def marked_run():
+    """A MarkedRun; whatever of it is still alive at the end is killed, so no test leaves a process behind."""
+    run = MarkedRun()
+    yield run
+    for pid in run.alive():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _near_copies(n: int, seed: int = 0) -> list[str]:

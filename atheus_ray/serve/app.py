@@ -43,7 +43,7 @@ from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionReq
 from atheus_ray import models as model_sources
 from atheus_ray.config import ConfigError, ServeAppConfig, ServeConfig, ServedModelConfig, load_config
 from atheus_ray.engine import runtime_env
-from atheus_ray.serve import node_init
+from atheus_ray.serve import replica_start
 
 APP_NAME = "atheus"
 ROUTES = {
@@ -179,7 +179,7 @@ def llm_config(model: ServedModelConfig, cfg: ServeConfig) -> LLMConfig:
         deployment_config=deployment,
         placement_group_config=placement,
         runtime_env=runtime_env(cfg.accelerator),
-        callback_config=node_init.CALLBACK,
+        callback_config=replica_start.CALLBACK,
     )
 
 

@@ -141,18 +141,20 @@ def test_a_cpu_replica_keeps_no_core_from_vllm_compute():
     assert cpu.runtime_env["env_vars"]["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0" and runtime_env("gpu") is None
 
 
-def test_a_replica_skips_the_node_step_only_where_it_downloads_nothing(tmp_path):
+def test_a_replica_skips_the_node_step_only_where_it_downloads_nothing(tmp_path, monkeypatch):
     """ray.llm's node step (a task per node that imports vLLM) downloads cloud sources only: local folders and hub
     ids skip it, s3:// keeps it; every replica, of a phase's engine and of the Serve app, carries the callback."""
     import asyncio
 
     from atheus_ray.config import EngineConfig, ModelConfig
     from atheus_ray.engine import deployment_config
-    from atheus_ray.serve import node_init
+    from atheus_ray.serve import replica_start
     from atheus_ray.serve.app import llm_config
 
+    monkeypatch.setattr(replica_start, "guard_process_group", lambda: None)  # this process is no replica
+
     def runs_node_step(source: str) -> bool:
-        callback = node_init.LocalSource(
+        callback = replica_start.ReplicaStart(
             llm_config=llm_config(ServedModelConfig(name="m", source=source), ServeConfig())
         )
         asyncio.run(callback.on_before_node_init())
@@ -161,10 +163,10 @@ def test_a_replica_skips_the_node_step_only_where_it_downloads_nothing(tmp_path)
     (tmp_path / "config.json").write_text("{}")
     assert [runs_node_step(s) for s in (str(tmp_path), "some/model", "s3://bucket/m")] == [False, False, True]
     assert llm_config(ServedModelConfig(name="m", source="x"), ServeConfig()).callback_config.callback_class is (
-        node_init.LocalSource
+        replica_start.ReplicaStart
     )
     engine = deployment_config(ModelConfig(source="some/model"), EngineConfig())
-    assert engine.callback_config.callback_class is node_init.LocalSource
+    assert engine.callback_config.callback_class is replica_start.ReplicaStart
 
 
 def test_real_deployment_answers_and_rejects(ray_local, tiny_model, monkeypatch):

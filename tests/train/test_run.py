@@ -104,7 +104,7 @@ def test_trains_every_condition_lowers_the_loss_and_exports_for_vllm(ray_local, 
     assert out["tokens_out"] > 0
 
 
-def test_a_killed_run_resumes_at_its_checkpoint(ray_local, tiny_model, tmp_path):
+def test_a_killed_run_resumes_at_its_checkpoint(ray_local, tiny_model, tmp_path, marked_run):
     path = config_file(
         tmp_path,
         tiny_model,
@@ -113,10 +113,9 @@ def test_a_killed_run_resumes_at_its_checkpoint(ray_local, tiny_model, tmp_path)
         save_steps=3,
         conditions=[{"name": "open", "paths": [write_condition(tmp_path, "open", 12)]}],
     )
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "atheus_ray.cli", "train", "--config", str(path)],
-        env=env,
+        env=marked_run.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -137,6 +136,7 @@ def test_a_killed_run_resumes_at_its_checkpoint(ray_local, tiny_model, tmp_path)
     assert registered(), "no checkpoint was written"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
+    assert marked_run.left(within=30) == [], "processes of the killed run still alive"  # its training worker too
     [run_dir] = [p.parent for p in storage.glob("*/checkpoint_manager_snapshot.json")]
     scratch = Path(tempfile.gettempdir()) / f"atheus-sft-{run_dir.name}-0"  # the killed worker's, left behind
     assert scratch.exists()
