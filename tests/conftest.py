@@ -307,9 +307,9 @@ class MarkedRun:
     its local Ray cluster, Ray's workers, Serve replicas and their vLLM processes. `left` lists those alive."""
 
     def __init__(self):
-        self.marker = f"ATHEUS_TEST_RUN={os.urandom(8).hex()}".encode()
-        name, value = self.marker.decode().split("=")
-        self.env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, name: value}
+        value = os.urandom(8).hex()
+        self.marker = f"ATHEUS_TEST_RUN={value}".encode()  # as it reads in /proc/<pid>/environ
+        self.env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "ATHEUS_TEST_RUN": value}
 
     def alive(self) -> dict[int, str]:
         """pid -> command line of every live process of the run."""
@@ -332,13 +332,17 @@ class MarkedRun:
         while any(name in cmd for cmd in self.alive().values()) and time.time() < deadline:
             time.sleep(0.1)
         time.sleep(grace)
-        return [f"{pid} {cmd}" for pid, cmd in sorted(self.alive().items()) if not cmd.startswith("ray::")]
+        return self._listed({pid: cmd for pid, cmd in self.alive().items() if not cmd.startswith("ray::")})
 
     def left(self, within: float) -> list[str]:
         """The run's processes still alive `within` seconds from now (none: at once)."""
         deadline = time.time() + within
         while (found := self.alive()) and time.time() < deadline:
             time.sleep(0.5)
+        return self._listed(found)
+
+    @staticmethod
+    def _listed(found: dict[int, str]) -> list[str]:
         return [f"{pid} {cmd}" for pid, cmd in sorted(found.items())]
 
 

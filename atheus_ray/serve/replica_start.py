@@ -23,18 +23,19 @@ import sys
 
 from ray.llm._internal.common.callbacks.base import CallbackBase
 
-# The guard: `python -c GUARD <group> <replica pid>`, standard library only (it starts in milliseconds). It opens
+# The guard: `python -c GUARD <replica pid>`, standard library only (it starts in milliseconds); the replica leads
+# its group, so its pid is the group's id too. It opens
 # a pidfd of the replica while the replica waits for it, then leaves the replica's children (an exiting Ray worker
 # kills its own children, and would take the guard with them) and waits for the replica to exit, however it exits.
 GUARD = """
 import os, select, signal, sys
-group, replica = int(sys.argv[1]), int(sys.argv[2])
+replica = int(sys.argv[1])
 replica_exit = os.pidfd_open(replica)
 if os.fork():
     os._exit(0)
 select.select([replica_exit], [], [])
 try:
-    os.killpg(group, signal.SIGKILL)
+    os.killpg(replica, signal.SIGKILL)
 except (ProcessLookupError, PermissionError):
     pass
 """
@@ -51,7 +52,7 @@ def guard_process_group() -> bool:
     if os.getpgid(0) != os.getpid():
         return False
     starter = subprocess.Popen(
-        [sys.executable, "-c", GUARD, str(os.getpgid(0)), str(os.getpid())],
+        [sys.executable, "-c", GUARD, str(os.getpid())],
         start_new_session=True,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

@@ -151,7 +151,7 @@ def test_a_replica_skips_the_node_step_only_where_it_downloads_nothing(tmp_path,
     from atheus_ray.serve import replica_start
     from atheus_ray.serve.app import llm_config
 
-    monkeypatch.setattr(replica_start, "guard_process_group", lambda: None)  # this process is no replica
+    monkeypatch.setattr(replica_start, "guard_process_group", lambda: False)  # this process is no replica
 
     def runs_node_step(source: str) -> bool:
         callback = replica_start.ReplicaStart(
