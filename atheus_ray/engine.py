@@ -49,14 +49,19 @@ from atheus_ray.console import progress
 
 def sampling_params(cfg: SamplingConfig, structured: dict | None = None) -> dict:
     """vLLM sampling parameters for one request; `structured` constrains decoding, e.g.
-    {"json": schema_as_json_text} or {"choice": ["同じ", "異なる"]} (vLLM structured outputs)."""
-    return {
+    {"json": schema_as_json_text} or {"choice": ["同じ", "異なる"]} (vLLM structured outputs).
+
+    An unconstrained request has no `structured_outputs` key rather than a None one: in a `vllm` pass Ray Data
+    joins blocks of rows, and a block whose rows all had None (an Arrow null column) next to one with a
+    constraint (a struct) crashed the pass in Ray's schema alignment (ray-project/ray#61656); a missing field it
+    fills in."""
+    params = {
         "max_tokens": cfg.max_tokens,
         "temperature": cfg.temperature,
         "top_p": cfg.top_p,
         "repetition_penalty": cfg.repetition_penalty,
-        "structured_outputs": structured,
     }
+    return params | ({"structured_outputs": structured} if structured is not None else {})
 
 
 def build_llm_processor(
@@ -67,6 +72,7 @@ def build_llm_processor(
 ) -> Processor:
     """A `ray.data.llm` processor: `preprocess` must return `messages` and `sampling_params`;
     `postprocess` receives them back with `generated_text` and `num_generated_tokens`."""
+    light = {"num_cpus": LIGHT_CPUS}
     config = vLLMEngineProcessorConfig(
         model_source=models.resolve(model.source),
         engine_kwargs=engine_kwargs(model, engine),
@@ -74,8 +80,25 @@ def build_llm_processor(
         concurrency=engine.concurrency,
         placement_group_config=placement(engine),
         runtime_env=runtime_env(engine.accelerator),
+        should_continue_on_error=True,  # a request the engine cannot run is that row's error, not the pass's
+        chat_template_stage=light,
+        tokenize_stage=light,
+        detokenize_stage=light,
     )
-    return build_processor(config, preprocess=preprocess, postprocess=postprocess)
+    return build_processor(
+        config,
+        preprocess=preprocess,
+        postprocess=postprocess,
+        preprocess_map_kwargs=light,
+        postprocess_map_kwargs=light,
+    )
+
+
+# Ray Data gives every task and actor of a stage 1 CPU unless told otherwise. The stages around the engine (chat
+# template, tokenizer, detokenizer, HTTP workers, pre/postprocess) are light, and at 1 CPU each they can hold every
+# CPU of a small cluster: a `vllm` pass on a 4-CPU local cluster hung for good, its three tokenizer actors and
+# the engine holding all 4 CPUs and the preprocess tasks waiting for one. They ask for a quarter of a CPU.
+LIGHT_CPUS = 0.25
 
 
 def engine_kwargs(model: ModelConfig, engine: EngineConfig) -> dict:
@@ -160,7 +183,7 @@ class Engine:
                     processor = build_llm_processor(self.model, self.engine, _vllm_preprocess, _vllm_postprocess)
                 else:
                     processor = _openai_processor(self.model, self.engine)
-                outputs = processor(ray.data.from_items(to_run)).take_all()
+                outputs = [_failed_row(o) for o in processor(ray.data.from_items(to_run)).take_all()]
             done.update({o["key"]: o for o in outputs})
         return [done[r["key"]] for r in requests]
 
@@ -238,6 +261,13 @@ def _vllm_postprocess(row: dict) -> dict:
         "tokens_out": int(row["num_generated_tokens"]),
         "error": None,
     }
+
+
+def _failed_row(row: dict) -> dict:
+    """A `vllm` row the engine failed on skips the postprocess and keeps its input columns with Ray's
+    `__inference_error__`: make it that request's `engine_error`, as the `serve` kind does."""
+    error = row.get("__inference_error__")
+    return no_answer(row["key"], f"engine_error: {error}") if error else row
 
 
 def deployment_config(model: ModelConfig, engine: EngineConfig):
@@ -453,6 +483,7 @@ def _openai_processor(model: ModelConfig, engine: EngineConfig) -> Processor:
         max_retries=engine.max_retries,
         batch_size=engine.batch_size,
         concurrency=engine.concurrency,
+        http_request_stage={"num_cpus": LIGHT_CPUS},
     )
 
     takes_penalty = urlparse(engine.base_url).hostname != "api.openai.com"
@@ -477,4 +508,11 @@ def _openai_processor(model: ModelConfig, engine: EngineConfig) -> Processor:
             "error": error,
         }
 
-    return build_processor(config, preprocess=preprocess, postprocess=postprocess)
+    light = {"num_cpus": LIGHT_CPUS}
+    return build_processor(
+        config,
+        preprocess=preprocess,
+        postprocess=postprocess,
+        preprocess_map_kwargs=light,
+        postprocess_map_kwargs=light,
+    )

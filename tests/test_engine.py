@@ -1,4 +1,5 @@
-"""The OpenAI-compatible engine against a fake endpoint on 127.0.0.1 (canned answers, injected 429s)."""
+"""The engine kinds: the OpenAI-compatible one against a fake endpoint on 127.0.0.1 (canned answers, injected
+429s), `serve` and `vllm` on the embedded model with constrained decoding."""
 
 import json
 import threading
@@ -204,6 +205,34 @@ def test_synth_runs_end_to_end_on_an_openai_endpoint(ray_local, fake_openai, tmp
     assert all(SECRET not in p.read_bytes().decode("latin-1") for p in tmp_path.rglob("*.parquet"))
 
 
+SHORT = SamplingConfig(max_tokens=24, temperature=0.0)
+SCHEMA = {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]}
+
+
+def _ask(key, text, structured=None):
+    params = sampling_params(SHORT, structured) | ({"temperature": "warm"} if key == "bad" else {})
+    return {"key": key, "messages": [{"role": "user", "content": text}], "sampling_params": params}
+
+
+# a plain answer, JSON schema and choice decoding, a prompt over max_model_len, a request vLLM cannot take
+FIRST_PASS = [
+    _ask("plain", TASKS[0]),
+    _ask("json", "数をJSONで答えて。", {"json": json.dumps(SCHEMA)}),
+    _ask("choice", "同じ意味ですか？", {"choice": ["同じ", "異なる"]}),
+    _ask("long", "長い" * 600),
+    _ask("bad", "こんにちは。"),
+]
+
+
+def _check_first_pass(outputs: list[dict], bad_error: str) -> None:
+    plain, as_json, choice, long, bad = outputs
+    assert plain["text"] and plain["tokens_in"] > 0 and 0 < plain["tokens_out"] <= 24 and plain["error"] is None
+    assert isinstance(json.loads(as_json["text"])["count"], int)
+    assert choice["text"] in {"同じ", "異なる"}
+    assert long["error"].startswith("prompt_too_long") and long["tokens_out"] == 0
+    assert bad["error"].startswith(bad_error) and bad["text"] == ""  # one bad row, no crash
+
+
 @pytest.mark.slow
 def test_one_serve_deployment_answers_every_pass_with_its_constraints(ray_local, embedded_model):
     """engine.kind serve: two passes, one engine start; JSON schema, choice and regex decoding, token counts and
@@ -213,38 +242,40 @@ def test_one_serve_deployment_answers_every_pass_with_its_constraints(ray_local,
 
     from atheus_ray.engine import Engine
 
-    schema = {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]}
-    short = SamplingConfig(max_tokens=24, temperature=0.0)
-
-    def ask(key, text, structured=None):
-        params = sampling_params(short, structured) | ({"temperature": "warm"} if key == "bad" else {})
-        return {"key": key, "messages": [{"role": "user", "content": text}], "sampling_params": params}
-
     logs = []
     model = ModelConfig(source=embedded_model, max_model_len=512)
     with Engine(model, EngineConfig(kind="serve", batch_size=4), log=logs.append) as llm:
-        first = llm.generate(
-            [
-                ask("plain", TASKS[0]),
-                ask("json", "数をJSONで答えて。", {"json": json.dumps(schema)}),
-                ask("choice", "同じ意味ですか？", {"choice": ["同じ", "異なる"]}),
-                ask("long", "長い" * 600),
-                ask("bad", "こんにちは。"),
-            ]
-        )
-        [regex] = llm.generate([ask("regex", "1から5で採点して。", {"regex": r"\[\[[1-5]\]\]"})])
+        first = llm.generate(FIRST_PASS)
+        [regex] = llm.generate([_ask("regex", "1から5で採点して。", {"regex": r"\[\[[1-5]\]\]"})])
         stats = llm.stats()
         assert serve.status().applications  # up between the passes
-    plain, as_json, choice, long, bad = first
-    assert plain["text"] and plain["tokens_in"] > 0 and 0 < plain["tokens_out"] <= 24 and plain["error"] is None
-    assert isinstance(json.loads(as_json["text"])["count"], int)
-    assert choice["text"] in {"同じ", "異なる"}
-    assert long["error"].startswith("prompt_too_long") and long["tokens_out"] == 0
-    assert bad["error"].startswith("engine_error: ValidationError") and bad["text"] == ""  # one bad row, no crash
+    _check_first_pass(first, bad_error="engine_error: ValidationError")
     assert regex["text"] in {f"[[{n}]]" for n in range(1, 6)}
     assert stats["starts"] == 1 and stats["passes"] == 2 and stats["start_seconds"] > 0
     assert sum("up as a Serve deployment" in line for line in logs) == 1
     assert not serve.status().applications  # close() removed it
+
+
+@pytest.mark.slow
+def test_a_vllm_pass_leaves_cpus_for_its_light_stages_and_keeps_the_constraints(ray_local, embedded_model):
+    """engine.kind vllm on the 4-CPU local cluster: the stages around the engine ask for a quarter CPU each, so
+    engine, tokenizer actors and pre/postprocess tasks fit at once (at Ray Data's 1 CPU each they held all 4 and
+    a pass could hang); then a real pass with the serve kind's requests, the bad one that row's engine_error."""
+    from atheus_ray.engine import Engine, _vllm_postprocess, _vllm_preprocess, build_llm_processor
+
+    model, engine = ModelConfig(source=embedded_model, max_model_len=512), EngineConfig(kind="vllm", batch_size=4)
+    processor = build_llm_processor(model, engine, _vllm_preprocess, _vllm_postprocess)
+    actors = [stage.map_batches_kwargs for stage in processor.stages.values()]
+    held = sum(kwargs.get("num_cpus", 1) * kwargs["compute"].max_size for kwargs in actors)
+    tasks = processor.preprocess_map_kwargs.get("num_cpus", 1) + processor.postprocess_map_kwargs.get("num_cpus", 1)
+    assert held + tasks <= ray_local["cpus"], (held, tasks)
+
+    with Engine(model, engine) as llm:
+        # Arrow takes a whole pass's sampling params as one type: the bad row is a regex vLLM cannot compile
+        outputs = llm.generate(FIRST_PASS[:-1] + [_ask("bad_regex", "こんにちは。", {"regex": "[[unclosed"})])
+        stats = llm.stats()
+    _check_first_pass(outputs, bad_error="engine_error: VLLMValidationError: Failed to transform regex")
+    assert stats["starts"] == 1 and stats["passes"] == 1
 
 
 def test_a_deployment_that_fails_to_start_is_removed_and_the_error_kept(monkeypatch):

@@ -122,7 +122,7 @@ def test_check_requests_answer_and_judge():
         PARENT["instruction"] in judge["messages"][0]["content"]
         and "新しい指示です" in judge["messages"][0]["content"]
     )
-    assert requests[0]["sampling_params"]["structured_outputs"] is None
+    assert "structured_outputs" not in requests[0]["sampling_params"]
 
 
 def test_a_lone_surrogate_in_an_evolution_is_rejected():
