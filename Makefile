@@ -37,7 +37,7 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/atheus models prepare
 	@# pytest exits 5 when it collects no test: say so plainly (it is a failure: the suite went missing).
-	HF_HUB_OFFLINE=1 $(BIN)/pytest -ra $(PYTEST_ARGS); status=$$?; \
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -ra --durations=25 $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
 doctor: install

@@ -468,6 +468,9 @@ class ServeConfig(Strict):
     max_replicas: int = Field(1, ge=1, description="Most replicas per model under load.")
     target_ongoing_requests: int = Field(16, ge=1, description="Autoscaling target: requests in flight per replica.")
     max_ongoing_requests: int = Field(64, ge=1, description="Requests one replica accepts at once (more wait).")
+    max_request_bytes: int = Field(
+        4 << 20, gt=0, description="Largest request body the ingress reads, in bytes (larger: 413, never read whole)."
+    )
     ingress_cpus: float = Field(0.1, ge=0, description="CPUs the HTTP ingress replica reserves.")
     ingress_resources: dict[str, float] = Field(
         {},

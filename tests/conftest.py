@@ -310,6 +310,23 @@ class MarkedRun:
         value = os.urandom(8).hex()
         self.marker = f"ATHEUS_TEST_RUN={value}".encode()  # as it reads in /proc/<pid>/environ
         self.env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "ATHEUS_TEST_RUN": value}
+        self.files_before = self._vllm_files()
+
+    @staticmethod
+    def _vllm_files() -> set[Path]:
+        """The files vLLM's processes leave where nobody removes them: shared memory segments, rendezvous files
+        and ZeroMQ sockets in the temporary folder, and the replicas' own temporary folders."""
+        tmp = Path(tempfile.gettempdir())
+        found = set(Path("/dev/shm").glob("psm_*")) | set(tmp.glob("vllm_dist_*")) | set(tmp.glob("atheus-replica-*"))
+        return found | {p for p in tmp.iterdir() if p.is_socket()}
+
+    def files_left(self, within: float) -> list[str]:
+        """The vLLM files made since this run's environment was (see `_vllm_files`) and still there `within`
+        seconds from now (none: at once)."""
+        deadline = time.time() + within
+        while (found := self._vllm_files() - self.files_before) and time.time() < deadline:
+            time.sleep(0.5)
+        return sorted(map(str, found))
 
     def alive(self) -> dict[int, str]:
         """pid -> command line of every live process of the run."""

@@ -234,10 +234,10 @@ def _check_first_pass(outputs: list[dict], bad_error: str) -> None:
 
 
 @pytest.mark.slow
-def test_one_serve_deployment_answers_every_pass_with_its_constraints(ray_local, embedded_model):
+def test_one_serve_deployment_answers_every_pass_with_its_constraints(ray_local, embedded_model, marked_run):
     """engine.kind serve: two passes, one engine start; JSON schema, choice and regex decoding, token counts and
     prompt_too_long through the deployment handle; a request that cannot be made is that row's engine_error; the
-    deployment is gone after close()."""
+    deployment is gone after close(), and so are the files its vLLM processes made."""
     from ray import serve
 
     from atheus_ray.engine import Engine
@@ -254,6 +254,7 @@ def test_one_serve_deployment_answers_every_pass_with_its_constraints(ray_local,
     assert stats["starts"] == 1 and stats["passes"] == 2 and stats["start_seconds"] > 0
     assert sum("up as a Serve deployment" in line for line in logs) == 1
     assert not serve.status().applications  # close() removed it
+    assert marked_run.files_left(within=15) == [], "vLLM's files outlived the replica"
 
 
 @pytest.mark.slow

@@ -11,7 +11,8 @@ requests) and resources: on CPU one CPU bundle per replica, on GPU `tensor_paral
   environment variable where the app is built and only its SHA-256 goes to the replica, so it never appears
   in Serve's config or logs (use a random token, e.g. `openssl rand -hex 32`);
 - parses the body itself, so a malformed request gets a 400 that names the field (vLLM's server answered
-  `"messages": 3` with a 500), and an unknown model a 404 that lists the ones served.
+  `"messages": 3` with a 500), an unknown model a 404 that lists the ones served, and a body over
+  `serve.max_request_bytes` a 413 (refused on its Content-Length, or as soon as what arrives is over).
 
 The evaluation (atheus_ray.evaluate.run) starts the same app in-process with `start()` and stops it after.
 Uses two `ray.llm._internal` helpers that `build_openai_app` itself uses (the ingress's FastAPI app with its
@@ -86,9 +87,18 @@ def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
 class GatedIngress(OpenAiIngress):
     """The OpenAI router with bearer auth and request validation in front (see the module docstring)."""
 
-    def __init__(self, llm_deployments, model_cards, *, token_sha256: str | None = None, **kwargs):
+    def __init__(
+        self,
+        llm_deployments,
+        model_cards,
+        *,
+        token_sha256: str | None = None,
+        max_request_bytes: int = 4 << 20,
+        **kwargs,
+    ):
         super().__init__(llm_deployments, model_cards, **kwargs)
         self._token_sha256 = token_sha256
+        self._max_request_bytes = max_request_bytes
 
     def _denied(self, request: Request) -> JSONResponse | None:
         if not self._token_sha256:
@@ -100,8 +110,17 @@ class GatedIngress(OpenAiIngress):
 
     async def _parse(self, request: Request, shape, schema):
         """(body, None) for a valid request, or (None, a 4xx response naming what is wrong)."""
+        too_big = _error(413, f"body is over the {self._max_request_bytes} bytes one request may have")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_request_bytes:
+            return None, too_big  # refused before it is read
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self._max_request_bytes:
+                return None, too_big
         try:
-            data = json.loads(await request.body())
+            data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
             return None, _error(400, f"body is not JSON: {e}")
         if not isinstance(data, dict):
@@ -204,6 +223,7 @@ def build_app(served: list[ServedModelConfig], cfg: ServeConfig):
         llm_deployments={name: build_llm_deployment(c) for name, c in configs.items()},
         model_cards={name: to_model_metadata(name, c) for name, c in configs.items()},
         token_sha256=_sha256(token) if token else None,  # the replica compares hashes; the token stays here
+        max_request_bytes=cfg.max_request_bytes,
     )
 
 

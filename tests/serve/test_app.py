@@ -56,6 +56,16 @@ def test_bad_requests_get_a_4xx_naming_the_field(monkeypatch, body, status, name
     assert error["code"] == status and error["param"] == named and error["message"]
 
 
+def test_an_oversize_body_gets_413_and_the_gate_keeps_serving(monkeypatch):
+    client = gate_client(monkeypatch, None)
+    big = {**CHAT, "messages": [{"role": "user", "content": "あ" * (2 << 20)}]}  # 6 MiB of UTF-8
+    reply = client.post("/v1/chat/completions", json=big)
+    assert reply.status_code == 413 and "bytes" in reply.json()["error"]["message"]
+    streamed = client.post("/v1/chat/completions", content=iter([b"x" * (1 << 20)] * 5))  # no Content-Length
+    assert streamed.status_code == 413
+    assert client.post("/v1/chat/completions", json=CHAT).status_code == 200
+
+
 def test_a_body_that_is_not_json_gets_400(monkeypatch):
     reply = gate_client(monkeypatch, None).post("/v1/chat/completions", content=b"{nope")
     assert reply.status_code == 400 and "not JSON" in reply.json()["error"]["message"]
@@ -151,7 +161,7 @@ def test_a_replica_skips_the_node_step_only_where_it_downloads_nothing(tmp_path,
     from atheus_ray.serve import replica_start
     from atheus_ray.serve.app import llm_config
 
-    monkeypatch.setattr(replica_start, "guard_process_group", lambda: False)  # this process is no replica
+    monkeypatch.setattr(replica_start, "guard_replica", lambda: False)  # this process is no replica
 
     def runs_node_step(source: str) -> bool:
         callback = replica_start.ReplicaStart(
@@ -175,7 +185,8 @@ def test_real_deployment_answers_and_rejects(ray_local, tiny_model, monkeypatch)
 
     monkeypatch.setenv("ATHEUS_TEST_TOKEN", "s3cret")
     models = [ServedModelConfig(name="open", source=tiny_model), ServedModelConfig(name="atheus", source=tiny_model)]
-    url = app.start(models, ServeConfig(max_model_len=512, port=8123, auth_token_env="ATHEUS_TEST_TOKEN"), log=print)
+    settings = ServeConfig(max_model_len=512, port=8123, auth_token_env="ATHEUS_TEST_TOKEN", max_request_bytes=16384)
+    url = app.start(models, settings, log=print)
     try:
         chat = {"model": "atheus", "messages": [{"role": "user", "content": "日本の首都は？"}], "max_tokens": 8}
         status, reply = _post(url + "/chat/completions", chat, "s3cret")
@@ -187,6 +198,8 @@ def test_real_deployment_answers_and_rejects(ray_local, tiny_model, monkeypatch)
         assert _post(url + "/chat/completions", {**chat, "max_tokens": 10**6}, "s3cret")[0] == 400  # vLLM's own check
         assert _post(url + "/chat/completions", {**chat, "model": "zzz"}, "s3cret")[0] == 404
         assert _post(url + "/chat/completions", chat)[0] == 401
+        big = {**chat, "messages": [{"role": "user", "content": "あ" * 20000}]}  # 60 KB of UTF-8
+        assert _post(url + "/chat/completions", big, "s3cret")[0] == 413
         assert _post(url + "/chat/completions", chat, "s3cret")[0] == 200  # the replica survived all of that
     finally:
         app.stop()

@@ -229,6 +229,7 @@ def test_a_run_killed_midway_resumes_to_the_same_ids(full_run, tmp_path, marked_
     # the replica's guard, VLLM::Worker outlived it by 4-13 s here), and the rest of the run soon after
     assert marked_run.outliving("ray::ServeReplica") == [], "vLLM processes outlived their Serve replica"
     assert marked_run.left(within=30) == [], "processes of the killed run still alive"
+    assert marked_run.files_left(within=15) == [], "vLLM's files outlived the killed run"
 
     manifest = synthesize(small_config(out), log=lambda m: None)
     assert [s["resumed"] for s in manifest["stages"]] == [True, False, False]
@@ -239,6 +240,8 @@ def test_a_run_killed_midway_resumes_to_the_same_ids(full_run, tmp_path, marked_
 
     again = synthesize(small_config(out), log=lambda m: None)  # a finished run reruns nothing
     assert all(s["resumed"] for s in again["stages"]) and again["counts"] == manifest["counts"]
+    # the rerun's engine was removed as every finished phase's is: its replica's files go with it too
+    assert marked_run.files_left(within=15) == [], "vLLM's files outlived a finished run"
 
 
 def test_fingerprint_follows_config_seeds_and_prompts(tmp_path, monkeypatch):
