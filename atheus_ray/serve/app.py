@@ -92,8 +92,8 @@ class GatedIngress(OpenAiIngress):
         llm_deployments,
         model_cards,
         *,
+        max_request_bytes: int,
         token_sha256: str | None = None,
-        max_request_bytes: int = 4 << 20,
         **kwargs,
     ):
         super().__init__(llm_deployments, model_cards, **kwargs)
@@ -108,17 +108,24 @@ class GatedIngress(OpenAiIngress):
             return _error(401, "missing or wrong bearer token (header 'Authorization: Bearer TOKEN')")
         return None
 
-    async def _parse(self, request: Request, shape, schema):
-        """(body, None) for a valid request, or (None, a 4xx response naming what is wrong)."""
-        too_big = _error(413, f"body is over the {self._max_request_bytes} bytes one request may have")
+    async def _body(self, request: Request) -> bytes | None:
+        """The request's body, or None when it is over max_request_bytes: refused on its Content-Length before it
+        is read, or as soon as what arrives is over."""
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._max_request_bytes:
-            return None, too_big  # refused before it is read
+            return None
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > self._max_request_bytes:
-                return None, too_big
+                return None
+        return bytes(body)
+
+    async def _parse(self, request: Request, shape, schema):
+        """(body, None) for a valid request, or (None, a 4xx response naming what is wrong)."""
+        body = await self._body(request)
+        if body is None:
+            return None, _error(413, f"body is over the {self._max_request_bytes} bytes one request may have")
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:

@@ -19,7 +19,8 @@ CHAT = {"model": "a", "messages": [{"role": "user", "content": "こんにちは"
 def gate_client(monkeypatch, token: str | None) -> TestClient:
     """The ingress's routes on a plain FastAPI app, with the model call replaced by an echo of the body."""
     digest = hashlib.sha256(token.encode()).hexdigest() if token else None
-    ingress = GatedIngress({"a": None, "b": None}, {"a": None, "b": None}, token_sha256=digest)
+    models = {"a": None, "b": None}
+    ingress = GatedIngress(models, models, max_request_bytes=ServeConfig().max_request_bytes, token_sha256=digest)
 
     async def echo(body, call_method, raw_request):
         return JSONResponse({"call": call_method, "model": body.model})
