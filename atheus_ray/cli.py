@@ -280,7 +280,7 @@ def _eval(args) -> int:
 def _print_eval(results: dict, say=print) -> None:
     say(
         f"\nEvaluated {results['tasks']} tasks in {results['wall_seconds']} s (judge {results['judge_model']}, "
-        f"{results['judge_calls']} calls):"
+        f"{results['judge_calls']} calls, {results.get('judgments_reused', 0)} judgments reused):"
     )
     for c in results["comparisons"]:
         say(

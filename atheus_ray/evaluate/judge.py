@@ -74,7 +74,7 @@ def judgment_key(task: dict, answer_a: str, answer_b: str | None, judge_model: s
 class Cache:
     """Judgments by key, kept in a folder of JSONL parts (see the module docstring); an unreadable line is skipped."""
 
-    FLUSH_EVERY = 64
+    FLUSH_EVERY = 16  # a crash loses at most this many judgments (and one part per this many on an object store)
 
     def __init__(self, folder: str | Location):
         self.folder = Location(folder)
@@ -124,7 +124,7 @@ class Judge:
         self.base_url, self.model, self.cache, self.api_key_env = base_url, model, cache, api_key_env
         self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
         self.verdict_retries, self.max_tokens, self.constrain = verdict_retries, max_tokens, constrain
-        self.calls, self.log = 0, log
+        self.calls, self.reused, self.log = 0, 0, log
 
     def judge(self, jobs: list[dict]) -> list[dict]:
         """One record per job {task, answer_a, answer_b (None: absolute), ...}, in order: the job's fields (less
@@ -146,7 +146,10 @@ class Judge:
             timeout=self.timeout,
         )
         limit = asyncio.Semaphore(self.concurrency)
-        bar = progress(sum(key not in self.cache.records for key in unique), f"[judge] {self.model}", self.log)
+        self.reused = sum(key in self.cache.records for key in unique)
+        if self.reused and self.log:
+            self.log(f"[judge] {self.reused} of {len(unique)} judgments reused from an earlier run")
+        bar = progress(len(unique) - self.reused, f"[judge] {self.model}", self.log)
 
         async def one(key: str, job: dict) -> dict:
             found = await self._one(client, limit, key, job)

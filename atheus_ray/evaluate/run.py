@@ -259,6 +259,7 @@ def _judge_and_report(
         "comparisons": comparisons,
         "absolute": scores,
         "judge_calls": judge.calls,
+        "judgments_reused": judge.reused,
         "wall_seconds": round(time.time() - start, 1),
     }
     paths = write_report(out, results, tasks, answers, all_judgments)

@@ -3,7 +3,12 @@ judge on 127.0.0.1 that always prefers the first slot (so the position checks mu
 numbers."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -11,12 +16,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from atheus_ray.config import EvalConfig, load_config
+from atheus_ray.evaluate.judge import Cache
 from atheus_ray.evaluate.run import evaluate
 from atheus_ray.evaluate.tasks import SAMPLE
 
 
 class FirstSlotJudge(BaseHTTPRequestHandler):
+    """Prefers the first slot, scores 3. After `hold_after` calls it holds every request until `release` is set
+    (so a run can be killed while its judge cache is partly written)."""
+
     calls = 0
+    hold_after = None
+    release = threading.Event()
 
     def log_message(self, *args):
         pass
@@ -24,20 +35,24 @@ class FirstSlotJudge(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).calls += 1
+        if self.hold_after is not None and self.calls > self.hold_after:
+            self.release.wait(timeout=300)
         absolute = "# 回答\n" in body["messages"][0]["content"]
         reply = "まずまず。\n[[3]]" if absolute else "Aの方が良い。\n[[A]]"
         data = json.dumps({"choices": [{"message": {"content": reply}}]}, ensure_ascii=False).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # a held request of a run killed meanwhile
+            pass
 
 
-@pytest.mark.slow
-def test_eval_answers_judges_and_reports(ray_local, tiny_model, tmp_path):
-    # the first 24 sample tasks and one whose prompt is longer than the served models' context: the replica answers it
-    # with an error, which is recorded as an answer error, counted, and kept out of judging
+def eval_overrides(tmp_path: Path, tiny_model: str, judge_port: int) -> list[str]:
+    """The first 24 sample tasks and one whose prompt is longer than the served models' context: the replica
+    answers it with an error, which is recorded as an answer error, counted, and kept out of judging."""
     tasks = tmp_path / "tasks.jsonl"
     long = {
         "input": "次の文章を要約してください。" + "梅雨の晴れ間には布団を干しましょう。" * 120,
@@ -50,52 +65,105 @@ def test_eval_answers_judges_and_reports(ray_local, tiny_model, tmp_path):
         + "\n",
         encoding="utf-8",
     )
+    return [
+        f"out={tmp_path / 'eval'}",
+        f"tasks=[{tasks}]",
+        "limit=null",
+        "answer.max_tokens=16",
+        "serve.max_model_len=1024",
+        f"candidates=[{{name: open, group: tiny, model: {tiny_model}}}, {{name: atheus, group: tiny, model: {tiny_model}}}]",
+        f"judge.base_url=http://127.0.0.1:{judge_port}/v1",
+        "judge.model=fake-judge",
+        "judge.source=null",
+        "judge.constrain=false",
+    ]
+
+
+@pytest.mark.slow
+def test_eval_killed_at_three_points_resumes_answers_judges_and_reports(ray_local, tiny_model, tmp_path, marked_run):
+    """`atheus eval` as a subprocess, its process group SIGKILLed while its Serve app starts, once a candidate's
+    answers are saved, and while its judge cache is partly written; the same command each time, then once more
+    to the end: the outputs of an uninterrupted run, nothing judged twice, no process or vLLM file left."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FirstSlotJudge)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    overrides = eval_overrides(tmp_path, tiny_model, httpd.server_address[1])
+    out = tmp_path / "eval"
+    cmd = [sys.executable, "-m", "atheus_ray.cli", "eval", "--config", "jobs/configs/eval.yaml"]
+    cmd += [a for o in overrides for a in ("--set", o)]
+    env = marked_run.env | {"PYTHONUNBUFFERED": "1"}
+
+    def cached() -> list[dict]:
+        parts = sorted((out / "judge_cache").glob("*.jsonl")) if (out / "judge_cache").exists() else []
+        return [json.loads(line) for p in parts for line in p.read_text(encoding="utf-8").splitlines()]
+
+    def killed_when(ready, what: str) -> None:
+        console = tmp_path / f"console-{what}.txt"
+        with console.open("w") as sink:
+            proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 600
+        while not ready(console.read_text(encoding="utf-8")) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, f"the run ended before {what}: {console.read_text(encoding='utf-8')[-3000:]}"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        assert marked_run.outliving("ray::ServeReplica") == [], f"vLLM processes outlived their replica ({what})"
+        assert marked_run.left(within=30) == [], f"processes of the run killed {what} still alive"
+        assert marked_run.files_left(within=15) == [], f"vLLM's files outlived the run killed {what}"
+        assert not (out / "results.json").exists() and not list(out.rglob(".*.tmp-*")), what
+
     try:
-        cfg = load_config(
-            EvalConfig,
-            "jobs/configs/eval.yaml",
-            [
-                f"out={tmp_path}",
-                f"tasks=[{tasks}]",
-                "limit=null",
-                "answer.max_tokens=16",
-                "serve.max_model_len=1024",
-                f"candidates=[{{name: open, group: tiny, model: {tiny_model}}}, {{name: atheus, group: tiny, model: {tiny_model}}}]",
-                f"judge.base_url=http://127.0.0.1:{httpd.server_address[1]}/v1",
-                "judge.model=fake-judge",
-                "judge.source=null",
-                "judge.constrain=false",
-            ],
-        )
-        results = evaluate(cfg, log=lambda m: None)
+        killed_when(lambda text: "candidates; ray:" in text, "while its Serve app starts")
+        assert not list((out / ".answers").glob("*.json")) if (out / ".answers").exists() else True
+        FirstSlotJudge.hold_after = 0  # this run judges nothing, whenever the kill comes
+        killed_when(lambda text: list((out / ".answers").glob("*.json")), "once answers are saved")
+        assert 1 <= len(list((out / ".answers").glob("*.json"))) <= 2 and not cached()
+        FirstSlotJudge.hold_after = FirstSlotJudge.calls + 20
+        killed_when(lambda text: cached(), "with a partly written judge cache")
+        at_kill = cached()
+        FirstSlotJudge.hold_after = None
+        FirstSlotJudge.release.set()
+        assert len(at_kill) == Cache.FLUSH_EVERY  # one part: 16 judgments kept, the rest of the run's lost
         calls = FirstSlotJudge.calls
+        final = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
+        final_calls = FirstSlotJudge.calls - calls
+        results = json.loads((out / "results.json").read_text(encoding="utf-8"))
         logs = []
-        again = evaluate(cfg, log=logs.append)
+        again = evaluate(load_config(EvalConfig, "jobs/configs/eval.yaml", overrides), log=logs.append)
     finally:
         httpd.shutdown()
-    # one call per distinct judgment (both candidates are the same tiny model, so many answers coincide);
-    # the rerun answers every one from the cache
-    judgments = pq.read_table(tmp_path / "judgments").to_pylist()
+    # the last run made one call per judgment not cached at the kill, and said what it reused
+    judgments = pq.read_table(out / "judgments").to_pylist()
+    keys = {j["key"] for j in judgments}
     assert len(judgments) == 96  # 24 tasks x 2 orders, plus 24 x 2 absolute scores
-    assert calls == len({j["key"] for j in judgments}) == FirstSlotJudge.calls and again["judge_calls"] == 0
-    assert sum("reused from an earlier run" in m for m in logs) == 2  # and no candidate answered twice
+    assert results["judge_calls"] == final_calls == len(keys) - len(at_kill)
+    assert (
+        results["judgments_reused"] == len(at_kill)
+        and f"{len(at_kill)} of {len(keys)} judgments reused" in final.stdout
+    )
+    assert "reused from an earlier run" in final.stdout  # the answers saved before the kills
+    # the cache holds every judgment once, whatever the kills cost; a finished run answers from it alone
+    assert sorted(r["key"] for r in cached()) == sorted(keys)
+    assert again["judge_calls"] == 0 and again["judgments_reused"] == len(keys)
+    assert sum("reused from an earlier run" in m for m in logs) == 3  # both candidates' answers, every judgment
     assert not any("[serve]" in m for m in logs)  # nothing left to answer, remote judge: no Serve app started
+    assert marked_run.left(within=30) == [] and marked_run.files_left(within=15) == []
+    # the outputs of an uninterrupted run (its figures are fixed by the judge's preference)
     [c] = results["comparisons"]
     assert (c["wins"], c["ties"], c["losses"], c["invalid"], c["answer_errors"]) == (24, 0, 24, 0, 1)
     assert c["win_rate"] == 0.5 and c["first_slot_rate"] == 1.0 and c["position_consistency"] == 0.0
-    answers = pq.read_table(tmp_path / "answers").to_pylist()
+    answers = pq.read_table(out / "answers").to_pylist()
     assert len(answers) == 50 and {a["candidate"] for a in answers} == {"open", "atheus"}
+    assert len({(a["task_id"], a["candidate"]) for a in answers}) == 50
     errors = [a for a in answers if a["error"]]
     assert len(errors) == 2 and all(a["answer"] is None and a["error"].startswith("prompt_too_long") for a in errors)
     assert [(a["candidate"], a["mean"], a["scored"]) for a in results["absolute"]] == [
         ("open", 3.0, 24),
         ("atheus", 3.0, 24),
     ]
-    saved = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
-    assert saved["comparisons"] == results["comparisons"]
-    assert (tmp_path / "win_rates.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "report.md").exists()
+    assert again["comparisons"] == results["comparisons"]
+    assert (out / "win_rates.png").read_bytes()[:4] == b"\x89PNG" and (out / "report.md").exists()
+    assert not list(out.rglob(".*.tmp-*"))
 
 
 def test_a_finished_run_with_a_local_judge_starts_nothing(ray_local, tmp_path, monkeypatch):
