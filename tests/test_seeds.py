@@ -7,6 +7,7 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from seed_records import good_rows, jsonl, row
 
 from atheus_ray.cli import main
 from atheus_ray.seeds import (
@@ -126,27 +127,6 @@ def test_validate_prints_the_table_for_the_shipped_seeds(capsys):
 
 
 # ----------------------------------------------------------------------------------- the bad-input catalog
-
-
-def row(**changes):
-    data = {
-        "id": "x-1",
-        "perspective": "fluency",
-        "category": "qa",
-        "domain": "it",
-        "instruction": "質問です",
-        "output": "答えです",
-    }
-    data.update(changes)
-    return {k: v for k, v in data.items() if v is not None}
-
-
-def jsonl(*rows) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
-
-
-def good_rows(n=1):
-    return [row(id=f"ok-{i}", instruction=f"{i}番目の質問はこれです") for i in range(n)]
 
 
 def test_crlf_line_ends_are_accepted(tmp_path):

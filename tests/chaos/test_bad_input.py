@@ -6,12 +6,12 @@ field, the replica serving on; `atheus seeds validate` and its exit status 1: te
 Each case runs `atheus` in this process, as the command line does (atheus_ray.cli.main); one case more runs it
 as a process (tests/test_cli.py), for the exit status the shell sees."""
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from seed_records import good_rows, jsonl, row
 
 from atheus_ray.cli import main
 from atheus_ray.seeds import SeedError, load_seeds
@@ -19,10 +19,6 @@ from atheus_ray.seeds import SeedError, load_seeds
 REPO = Path(__file__).resolve().parents[2]
 SYNTH, SCREEN, EVAL = (str(REPO / "jobs" / "configs" / f"{name}.yaml") for name in ("synth", "screen", "eval"))
 PIPELINE, SFT = str(REPO / "jobs" / "configs" / "pipeline.yaml"), str(REPO / "jobs" / "configs" / "sft.yaml")
-
-
-def jsonl(*records) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
 
 
 def atheus(capsys, *argv: str) -> tuple[int, str]:
@@ -45,23 +41,6 @@ def refused(capsys, tmp_path: Path, argv: list[str], *expected: str) -> None:
 
 
 # ---------------------------------------------------------------- seed files
-
-
-def row(**changes):
-    data = {
-        "id": "x-1",
-        "perspective": "fluency",
-        "category": "qa",
-        "domain": "it",
-        "instruction": "質問です",
-        "output": "答えです",
-    }
-    data.update(changes)
-    return {k: v for k, v in data.items() if v is not None}
-
-
-def good_rows(n=1):
-    return [row(id=f"ok-{i}", instruction=f"{i}番目の質問はこれです") for i in range(n)]
 
 
 SEED_CATALOG = [

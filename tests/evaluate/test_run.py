@@ -1,6 +1,6 @@
 """The evaluation run end to end: real vLLM (CPU) candidates on Ray Serve, asked by deployment handle, a fake
 judge on 127.0.0.1 that always prefers the first slot (so the position checks must show it), the report and its
-numbers."""
+numbers, from `atheus eval` killed three times and resumed."""
 
 import json
 import os

@@ -1,7 +1,13 @@
-"""Screening end to end: with a fake tagger for the funnel's exact numbers, and with real vLLM on CPU."""
+"""Screening end to end: with a fake tagger for the funnel's exact numbers, and with real vLLM on CPU as
+`atheus screen` killed three times and resumed."""
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 
 import datasets
@@ -269,17 +275,12 @@ def test_read_pairs_accepts_output_or_response_and_names_bad_rows(tmp_path):
 
 
 @pytest.mark.slow
-def test_screen_with_the_real_vllm_tagger(ray_local, embedded_model, tmp_path):
-    cfg = load_config(
-        ScreenConfig,
-        None,
-        [
-            "heuristics.min_ja_ratio_output=0",
-            "selection.min_quality=1",
-            "selection.min_score=1",
-            "selection.keep_unsafe=true",
-        ],
-    )
+@pytest.mark.slow
+def test_screen_killed_at_three_points_resumes_with_the_real_vllm_tagger(tmp_path, marked_run):
+    """`atheus screen` with the real tagger (the embedded model on vLLM, a Serve deployment) as a subprocess, its
+    process group SIGKILLed once the cheap checks are done, while the tagger's engine is up and tagging, and
+    once tagging is done; the same command each time, then once more to the end. Every input row ends in
+    exactly one table, the finished stages are reused, and no process or vLLM file is left."""
     # one answer far longer than the tagger's context (7,000 characters, more than 4,096 tokens): rejected as
     # prompt_too_long before any engine sees it; the stage goes on
     long = {
@@ -288,20 +289,67 @@ def test_screen_with_the_real_vllm_tagger(ray_local, embedded_model, tmp_path):
         "instruction": "梅雨の過ごし方を詳しく書いてください。",
         "response": "梅雨の晴れ間には布団を干し、湿気の多い日は除湿機を使いましょう。" * 230,
     }
-    summary = screen_run.screen(
-        [*pairs(), long],
-        tmp_path,
-        cfg,
-        ModelConfig(max_model_len=4096),
-        EngineConfig(batch_size=16),
-        log=lambda m: None,
-    )
+    source = tmp_path / "pairs.jsonl"
+    source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [*pairs(), long]), encoding="utf-8")
+    out = tmp_path / "screened"
+    cmd = [sys.executable, "-m", "atheus_ray.cli", "screen", "--in", str(source), "--out", str(out)]
+    cmd += ["--config", "jobs/configs/screen.yaml"]
+    for override in (
+        "screen.heuristics.min_ja_ratio_output=0",
+        "screen.selection.min_quality=1",
+        "screen.selection.min_score=1",
+        "screen.selection.keep_unsafe=true",
+        "engine.batch_size=16",
+    ):
+        cmd += ["--set", override]
+    env = marked_run.env | {"PYTHONUNBUFFERED": "1"}
+
+    def done(stage: str) -> bool:
+        return (out / ".stages" / stage / "done.json").exists()
+
+    def killed_when(ready, what: str) -> None:
+        console = tmp_path / f"console-{what}.txt"
+        with console.open("w") as sink:
+            proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 600
+        while not ready(console.read_text(encoding="utf-8")) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, f"the run ended before {what}: {console.read_text(encoding='utf-8')[-3000:]}"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        assert marked_run.outliving("ray::ServeReplica") == [], f"vLLM processes outlived their replica ({what})"
+        assert marked_run.left(within=30) == [], f"processes of the run killed {what} still alive"
+        assert marked_run.files_left(within=15) == [], f"vLLM's files outlived the run killed {what}"
+        assert not (out / "screen.json").exists() and not list(out.rglob(".*.tmp-*")), what
+
+    killed_when(lambda text: done("decontamination"), "after the cheap checks")
+    assert not done("tagging")
+    killed_when(lambda text: "[engine]" in text and "up as a Serve deployment" in text, "while tagging")
+    assert done("decontamination") and not done("tagging")
+    killed_when(lambda text: done("tagging"), "once tagging is done")
+    final_run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert final_run.returncode == 0, final_run.stdout[-3000:] + final_run.stderr[-3000:]
+    assert marked_run.left(within=30) == [] and marked_run.files_left(within=15) == []
+
+    summary = json.loads((out / "screen.json").read_text(encoding="utf-8"))
+    resumed = {s["stage"]: s["resumed"] for s in summary["stages"]}
+    assert resumed["heuristics"] and resumed["decontamination"] and resumed["tagging"], resumed
+    assert summary["engine"]["starts"] == 0  # nothing left to tag: no engine started
+    assert "[tagging] done in an earlier run" in final_run.stdout
+    # nothing lost, nothing twice: every input row is in the data set or in one stage's rejected rows
+    ids = [r["id"] for r in pq.read_table(out / "final").to_pylist()]
+    for stage in ("heuristics", "decontamination", "tagging", "dedup", "selection"):
+        if (out / "rejected" / stage).exists():
+            ids += [r["id"] for r in pq.read_table(out / "rejected" / stage).to_pylist()]
+    assert sorted(ids) == sorted(r["id"] for r in [*pairs(), long])
     tagging = next(s for s in summary["stages"] if s["stage"] == "tagging")
-    assert tagging["tokens_out"] > 0 and tagging["kept"] + tagging["rejected"] == 10  # no cheap check drops any
+    # the cheap checks drop the contaminated row and the broken constraint alone; the tagger sees the rest
+    assert tagging["tokens_out"] > 0 and tagging["kept"] + tagging["rejected"] == 9
     assert tagging["rejected_by_reason"].get("prompt_too_long") == 1
-    [too_long] = [r for r in pq.read_table(tmp_path / "rejected" / "tagging").to_pylist() if r["id"] == "long"]
+    assert [r["id"] for r in pq.read_table(out / "rejected" / "heuristics").to_pylist()] == ["broken"]
+    [too_long] = [r for r in pq.read_table(out / "rejected" / "tagging").to_pylist() if r["id"] == "long"]
     assert too_long["reject_reason"] == "prompt_too_long" and "max_model_len 4096" in too_long["detail"]
-    final = pq.read_table(tmp_path / "final").to_pylist()
+    final = pq.read_table(out / "final").to_pylist()
     assert len(final) == summary["rows_out"] > 0
     for row in final:
         assert 1 <= row["quality"] <= 5 and 1 <= row["difficulty"] <= 5 and 1 <= row["score"] <= 10
