@@ -16,7 +16,9 @@ fed batches of rows that carry chat `messages` and per-row `sampling_params`. On
 one-CPU placement bundle (without it, vLLM stages wait forever for a GPU); on GPU, Ray Data places
 `tensor_parallel_size x pipeline_parallel_size` GPUs per replica. Structured outputs use the xgrammar
 backend with `disable_any_whitespace`: JSON comes out compact, instead of the runs of spaces and newlines
-a small model otherwise spends its token budget on (and gets cut off in).
+a small model otherwise spends its token budget on (and gets cut off in). Ray Data kills the engine actors
+after each pass; they get the Serve replicas' guard (atheus_ray.serve.replica_start), so none of their vLLM
+processes or files outlive them.
 
 Either way, a prompt of `max_model_len` tokens or more is found by tokenizing first and answered
 `prompt_too_long` without reaching the engine (one such row would stop a whole Ray Data stage).
@@ -79,7 +81,7 @@ def build_llm_processor(
         batch_size=engine.batch_size,
         concurrency=engine.concurrency,
         placement_group_config=placement(engine),
-        runtime_env=runtime_env(engine.accelerator),
+        runtime_env=_guarded(runtime_env(engine.accelerator)),
         should_continue_on_error=True,  # a request the engine cannot run is that row's error, not the pass's
         chat_template_stage=light,
         tokenize_stage=light,
@@ -124,6 +126,15 @@ CPU_RUNTIME_ENV = {"env_vars": {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}}
 def runtime_env(accelerator: str) -> dict | None:
     """The runtime env of a vLLM replica: CPU_RUNTIME_ENV on CPU, none on GPU."""
     return CPU_RUNTIME_ENV if accelerator == "cpu" else None
+
+
+def _guarded(env: dict | None) -> dict:
+    """`env` with the switch of the replica guard's vLLM plugin on (atheus_ray.serve.replica_start): a `vllm`
+    stage's engine actors are killed after every pass, and would leave their vLLM files behind."""
+    from atheus_ray.serve.replica_start import GUARD_ENV
+
+    env = env or {}
+    return {**env, "env_vars": {**env.get("env_vars", {}), GUARD_ENV: "1"}}
 
 
 def placement(engine: EngineConfig) -> dict:

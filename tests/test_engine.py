@@ -258,10 +258,11 @@ def test_one_serve_deployment_answers_every_pass_with_its_constraints(ray_local,
 
 
 @pytest.mark.slow
-def test_a_vllm_pass_leaves_cpus_for_its_light_stages_and_keeps_the_constraints(ray_local, embedded_model):
+def test_a_vllm_pass_leaves_cpus_for_its_light_stages_and_keeps_the_constraints(ray_local, embedded_model, marked_run):
     """engine.kind vllm on the 4-CPU local cluster: the stages around the engine ask for a quarter CPU each, so
     engine, tokenizer actors and pre/postprocess tasks fit at once (at Ray Data's 1 CPU each they held all 4 and
-    a pass could hang); then a real pass with the serve kind's requests, the bad one that row's engine_error."""
+    a pass could hang); then a real pass with the serve kind's requests, the bad one that row's engine_error;
+    the files its engine actor's vLLM processes made are gone with the actor."""
     from atheus_ray.engine import Engine, _vllm_postprocess, _vllm_preprocess, build_llm_processor
 
     model, engine = ModelConfig(source=embedded_model, max_model_len=512), EngineConfig(kind="vllm", batch_size=4)
@@ -277,6 +278,7 @@ def test_a_vllm_pass_leaves_cpus_for_its_light_stages_and_keeps_the_constraints(
         stats = llm.stats()
     _check_first_pass(outputs, bad_error="engine_error: VLLMValidationError: Failed to transform regex")
     assert stats["starts"] == 1 and stats["passes"] == 1
+    assert marked_run.files_left(within=30) == [], "vLLM's files outlived the pass's engine actor"
 
 
 def test_a_deployment_that_fails_to_start_is_removed_and_the_error_kept(monkeypatch):

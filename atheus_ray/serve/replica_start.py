@@ -19,6 +19,13 @@ models of the Serve app), given as the replica's `callback_config`:
   torch.distributed rendezvous files (`$TMPDIR/vllm_dist_*`). A replica points the last two into a folder of its
   own (`atheus-replica-*` in the system's temporary folder); its guard notes the segments the group maps while
   the replica lives, and once the group is gone it removes them and the folder.
+
+The same guard covers the vLLM engine actors of an `engine.kind: vllm` pass (`ray.data.llm`'s engine stage),
+which Ray Data kills at the end of every pass: no callback of ours runs in them, so `vllm_plugin`, a vLLM
+general plugin (the `vllm.general_plugins` entry point in pyproject.toml, which vLLM runs in each of its
+processes as it starts), calls `guard_replica` where the stage's runtime env sets `ATHEUS_GUARD_VLLM=1`. Without
+it, every `vllm` pass on CPU left two 160 MiB segments in /dev/shm (vLLM's CPU engine runs its model in a worker
+process fed through shared memory broadcast queues).
 """
 
 from __future__ import annotations
@@ -128,6 +135,16 @@ def guard_replica() -> bool:
     global _guarded
     _guarded = _guarded or (os.getpgid(0) == os.getpid() and guard_process_group(own_temporary_folder()))
     return _guarded
+
+
+GUARD_ENV = "ATHEUS_GUARD_VLLM"  # set to 1 in the runtime env of an `engine.kind: vllm` stage
+
+
+def vllm_plugin() -> None:
+    """vLLM general plugin (see the module docstring): guard the process, once, where GUARD_ENV is 1 and it leads its
+    group (a Ray Data engine actor, not the vLLM processes it starts); anywhere else nothing."""
+    if os.environ.get(GUARD_ENV) == "1":
+        guard_replica()
 
 
 class ReplicaStart(CallbackBase):
