@@ -208,40 +208,54 @@ def test_synth_writes_every_output_with_lineage(full_run):
 
 
 @pytest.mark.slow
-def test_a_run_killed_midway_resumes_to_the_same_ids(full_run, tmp_path, marked_run):
+def test_a_run_killed_at_three_points_resumes_to_the_same_ids(full_run, tmp_path, marked_run):
+    """`atheus synth` as a subprocess, its process group SIGKILLed as the run starts (no stage done), once the
+    first stage is done (the engine up, the next stage under way) and once the last stage is done (its outputs
+    being written, or screening under way on the same engine); the same command each time, then `synthesize` to the end: the ids of
+    the uninterrupted run in every table, and no process or vLLM file of a killed run left."""
     out_full, manifest_full = full_run
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "atheus_ray.cli", "synth", "--config", "jobs/configs/synth.yaml", "--out", str(out)]
     for override in SMALL:
         cmd += ["--set", override]
-    proc = subprocess.Popen(
-        cmd, env=marked_run.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    first_stage = out / ".stages" / "self_instruct_1" / "done.json"
-    deadline = time.time() + 600
-    while not first_stage.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.5)
-    assert first_stage.exists(), "the first stage never finished"
-    os.killpg(proc.pid, signal.SIGKILL)  # as a crash: no cleanup, later stages half done at most
-    proc.wait(timeout=60)
-    assert not (out / "manifest.json").exists()
-    # the engine was up (the next stage runs on it): its replica's vLLM processes go with the replica (without
-    # the replica's guard, VLLM::Worker outlived it by 4-13 s here), and the rest of the run soon after
-    assert marked_run.outliving("ray::ServeReplica") == [], "vLLM processes outlived their Serve replica"
-    assert marked_run.left(within=30) == [], "processes of the killed run still alive"
-    assert marked_run.files_left(within=15) == [], "vLLM's files outlived the killed run"
+    env = marked_run.env | {"PYTHONUNBUFFERED": "1"}
 
-    manifest = synthesize(small_config(out), log=lambda m: None)
-    assert [s["resumed"] for s in manifest["stages"]] == [True, False, False]
+    def done(stage: str) -> bool:
+        return (out / ".stages" / stage / "done.json").exists()
+
+    def killed_when(ready, what: str, unfinished: str = "manifest.json") -> None:
+        console = tmp_path / f"console-{what}.txt"
+        with console.open("w") as sink:
+            proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 600
+        while not ready(console.read_text(encoding="utf-8")) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, f"the run ended before {what}: {console.read_text(encoding='utf-8')[-3000:]}"
+        os.killpg(proc.pid, signal.SIGKILL)  # as a crash: no cleanup
+        proc.wait(timeout=60)
+        assert not (out / unfinished).exists(), what
+        # the engine may be up: its replica's vLLM processes go with the replica (without the replica's guard,
+        # VLLM::Worker outlived it by 4-13 s here), and the rest of the run soon after
+        assert marked_run.outliving("ray::ServeReplica") == [], f"vLLM processes outlived their replica ({what})"
+        assert marked_run.left(within=30) == [], f"processes of the run killed {what} still alive"
+        assert marked_run.files_left(within=15) == [], f"vLLM's files outlived the run killed {what}"
+
+    killed_when(lambda text: "ray: " in text, "as it starts")
+    assert not done("self_instruct_1")
+    killed_when(lambda text: done("self_instruct_1"), "after its first stage")
+    assert not done("responses")
+    killed_when(lambda text: done("responses"), "after its last stage", unfinished="screen.json")
+    assert not list(out.rglob(".*.tmp-*"))
+
+    manifest = synthesize(small_config(out), log=lambda m: None)  # every stage done: nothing to generate
+    assert [s["resumed"] for s in manifest["stages"]] == [True, True, True]
+    assert manifest["engine"]["starts"] == 0
     for table in ("generated", "evolved", "responses"):
-        ids = sorted(r["id"] for r in pq.read_table(out / table).to_pylist())
-        assert ids == sorted(r["id"] for r in pq.read_table(out_full / table).to_pylist()), table
+        ids = [r["id"] for r in pq.read_table(out / table).to_pylist()]
+        assert len(ids) == len(set(ids)) and sorted(ids) == sorted(
+            r["id"] for r in pq.read_table(out_full / table).to_pylist()
+        ), table
     assert manifest["counts"] == manifest_full["counts"]
-
-    again = synthesize(small_config(out), log=lambda m: None)  # a finished run reruns nothing
-    assert all(s["resumed"] for s in again["stages"]) and again["counts"] == manifest["counts"]
-    # the rerun's engine was removed as every finished phase's is: its replica's files go with it too
-    assert marked_run.files_left(within=15) == [], "vLLM's files outlived a finished run"
 
 
 def test_fingerprint_follows_config_seeds_and_prompts(tmp_path, monkeypatch):
