@@ -10,11 +10,13 @@ GOOGLE_APPLICATION_CREDENTIALS or workload identity on GKE. Nothing here reads o
 Every write replaces a whole file at once, and nothing appends: on a local disk the bytes go to a hidden
 sibling (`.NAME.tmp-XXXX`) that is then renamed over the file; on an object store one upload replaces the
 object, which readers see whole or not at all (S3 and GCS are strongly consistent). A crash mid-write leaves
-the old file as it was.
+the old file as it was, and its hidden sibling, which the next write of the file removes (a file has one
+writer: the run that owns its folder).
 """
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import uuid
@@ -109,6 +111,8 @@ class Location:
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
+        for orphan in Path(self.path).parent.glob(f".{glob.escape(self.name)}.tmp-*"):  # a killed write's
+            orphan.unlink(missing_ok=True)
         return self
 
     def write_text(self, text: str, encoding: str = "utf-8") -> Location:
