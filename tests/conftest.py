@@ -304,7 +304,8 @@ def ray_cluster(tmp_path, s3_server):
 
 class MarkedRun:
     """The environment of a run started as a subprocess, with a marker that every process of the run inherits:
-    its local Ray cluster, Ray's workers, Serve replicas and their vLLM processes. `left` lists those alive."""
+    its local Ray cluster, Ray's workers, Serve replicas and their vLLM processes. `left` lists those alive;
+    `killed_when` runs a command and kills it at a moment its output or its files show (the kill tests)."""
 
     def __init__(self):
         value = os.urandom(8).hex()
@@ -357,6 +358,29 @@ class MarkedRun:
         while (found := self.alive()) and time.time() < deadline:
             time.sleep(0.5)
         return self._listed(found)
+
+    def killed_when(self, cmd: list[str], ready, what: str, console: Path) -> None:
+        """Run `cmd` in a process group of its own with this run's environment (its output, unbuffered, to
+        `console`), SIGKILL the group once `ready(output so far)` holds, as a crash: no clean-up. Then no vLLM
+        process may outlive its Serve replica, and no process or vLLM file of the run may be left."""
+        with console.open("w") as sink:
+            proc = subprocess.Popen(
+                cmd,
+                env=self.env | {"PYTHONUNBUFFERED": "1"},
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.time() + 600
+        while not ready(console.read_text(encoding="utf-8")) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, f"the run ended before {what}: {console.read_text(encoding='utf-8')[-3000:]}"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        # without the replicas' guard, VLLM::Worker outlived its replica by 4-13 s here
+        assert self.outliving("ray::ServeReplica") == [], f"vLLM processes outlived their replica ({what})"
+        assert self.left(within=30) == [], f"processes of the run killed {what} still alive"
+        assert self.files_left(within=15) == [], f"vLLM's files outlived the run killed {what}"
 
     @staticmethod
     def _listed(found: dict[int, str]) -> list[str]:

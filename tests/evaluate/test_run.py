@@ -3,12 +3,9 @@ judge on 127.0.0.1 that always prefers the first slot (so the position checks mu
 numbers, from `atheus eval` killed three times and resumed."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -90,33 +87,21 @@ def test_eval_killed_at_three_points_resumes_answers_judges_and_reports(ray_loca
     out = tmp_path / "eval"
     cmd = [sys.executable, "-m", "atheus_ray.cli", "eval", "--config", "jobs/configs/eval.yaml"]
     cmd += [a for o in overrides for a in ("--set", o)]
-    env = marked_run.env | {"PYTHONUNBUFFERED": "1"}
 
     def cached() -> list[dict]:
-        parts = sorted((out / "judge_cache").glob("*.jsonl")) if (out / "judge_cache").exists() else []
+        parts = sorted(out.glob("judge_cache/*.jsonl"))
         return [json.loads(line) for p in parts for line in p.read_text(encoding="utf-8").splitlines()]
 
     def killed_when(ready, what: str) -> None:
-        console = tmp_path / f"console-{what}.txt"
-        with console.open("w") as sink:
-            proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 600
-        while not ready(console.read_text(encoding="utf-8")) and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.2)
-        assert proc.poll() is None, f"the run ended before {what}: {console.read_text(encoding='utf-8')[-3000:]}"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-        assert marked_run.outliving("ray::ServeReplica") == [], f"vLLM processes outlived their replica ({what})"
-        assert marked_run.left(within=30) == [], f"processes of the run killed {what} still alive"
-        assert marked_run.files_left(within=15) == [], f"vLLM's files outlived the run killed {what}"
+        marked_run.killed_when(cmd, ready, what, tmp_path / f"console-{what}.txt")
         assert not (out / "results.json").exists() and not list(out.rglob(".*.tmp-*")), what
 
     try:
         killed_when(lambda text: "candidates; ray:" in text, "while its Serve app starts")
-        assert not list((out / ".answers").glob("*.json")) if (out / ".answers").exists() else True
+        assert not list(out.glob(".answers/*.json"))
         FirstSlotJudge.hold_after = 0  # this run judges nothing, whenever the kill comes
-        killed_when(lambda text: list((out / ".answers").glob("*.json")), "once answers are saved")
-        assert 1 <= len(list((out / ".answers").glob("*.json"))) <= 2 and not cached()
+        killed_when(lambda text: list(out.glob(".answers/*.json")), "once answers are saved")
+        assert 1 <= len(list(out.glob(".answers/*.json"))) <= 2 and not cached()
         FirstSlotJudge.hold_after = FirstSlotJudge.calls + 20
         killed_when(lambda text: cached(), "with a partly written judge cache")
         at_kill = cached()
@@ -124,7 +109,7 @@ def test_eval_killed_at_three_points_resumes_answers_judges_and_reports(ray_loca
         FirstSlotJudge.release.set()
         assert len(at_kill) == Cache.FLUSH_EVERY  # one part: 16 judgments kept, the rest of the run's lost
         calls = FirstSlotJudge.calls
-        final = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        final = subprocess.run(cmd, env=marked_run.env, capture_output=True, text=True, timeout=900)
         assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
         final_calls = FirstSlotJudge.calls - calls
         results = json.loads((out / "results.json").read_text(encoding="utf-8"))

@@ -2,12 +2,9 @@
 `atheus screen` killed three times and resumed."""
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import datasets
@@ -302,24 +299,12 @@ def test_screen_killed_at_three_points_resumes_with_the_real_vllm_tagger(tmp_pat
         "engine.batch_size=16",
     ):
         cmd += ["--set", override]
-    env = marked_run.env | {"PYTHONUNBUFFERED": "1"}
 
     def done(stage: str) -> bool:
         return (out / ".stages" / stage / "done.json").exists()
 
     def killed_when(ready, what: str) -> None:
-        console = tmp_path / f"console-{what}.txt"
-        with console.open("w") as sink:
-            proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 600
-        while not ready(console.read_text(encoding="utf-8")) and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.2)
-        assert proc.poll() is None, f"the run ended before {what}: {console.read_text(encoding='utf-8')[-3000:]}"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-        assert marked_run.outliving("ray::ServeReplica") == [], f"vLLM processes outlived their replica ({what})"
-        assert marked_run.left(within=30) == [], f"processes of the run killed {what} still alive"
-        assert marked_run.files_left(within=15) == [], f"vLLM's files outlived the run killed {what}"
+        marked_run.killed_when(cmd, ready, what, tmp_path / f"console-{what}.txt")
         assert not (out / "screen.json").exists() and not list(out.rglob(".*.tmp-*")), what
 
     killed_when(lambda text: done("decontamination"), "after the cheap checks")
@@ -327,7 +312,7 @@ def test_screen_killed_at_three_points_resumes_with_the_real_vllm_tagger(tmp_pat
     killed_when(lambda text: "[engine]" in text and "up as a Serve deployment" in text, "while tagging")
     assert done("decontamination") and not done("tagging")
     killed_when(lambda text: done("tagging"), "once tagging is done")
-    final_run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    final_run = subprocess.run(cmd, env=marked_run.env, capture_output=True, text=True, timeout=900)
     assert final_run.returncode == 0, final_run.stdout[-3000:] + final_run.stderr[-3000:]
     assert marked_run.left(within=30) == [] and marked_run.files_left(within=15) == []
 

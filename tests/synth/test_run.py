@@ -2,11 +2,7 @@
 
 import errno
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import datasets
 import pyarrow.parquet as pq
@@ -218,27 +214,13 @@ def test_a_run_killed_at_three_points_resumes_to_the_same_ids(full_run, tmp_path
     cmd = [sys.executable, "-m", "atheus_ray.cli", "synth", "--config", "jobs/configs/synth.yaml", "--out", str(out)]
     for override in SMALL:
         cmd += ["--set", override]
-    env = marked_run.env | {"PYTHONUNBUFFERED": "1"}
 
     def done(stage: str) -> bool:
         return (out / ".stages" / stage / "done.json").exists()
 
     def killed_when(ready, what: str, unfinished: str = "manifest.json") -> None:
-        console = tmp_path / f"console-{what}.txt"
-        with console.open("w") as sink:
-            proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 600
-        while not ready(console.read_text(encoding="utf-8")) and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.2)
-        assert proc.poll() is None, f"the run ended before {what}: {console.read_text(encoding='utf-8')[-3000:]}"
-        os.killpg(proc.pid, signal.SIGKILL)  # as a crash: no cleanup
-        proc.wait(timeout=60)
+        marked_run.killed_when(cmd, ready, what, tmp_path / f"console-{what}.txt")
         assert not (out / unfinished).exists(), what
-        # the engine may be up: its replica's vLLM processes go with the replica (without the replica's guard,
-        # VLLM::Worker outlived it by 4-13 s here), and the rest of the run soon after
-        assert marked_run.outliving("ray::ServeReplica") == [], f"vLLM processes outlived their replica ({what})"
-        assert marked_run.left(within=30) == [], f"processes of the run killed {what} still alive"
-        assert marked_run.files_left(within=15) == [], f"vLLM's files outlived the run killed {what}"
 
     killed_when(lambda text: "ray: " in text, "as it starts")
     assert not done("self_instruct_1")
