@@ -86,7 +86,8 @@ def test_a_folder_is_uploaded_whole_and_replaces_the_old_one(root, tmp_path):
 
 def test_the_next_write_removes_what_a_killed_write_left(tmp_path):
     """A write killed between its hidden sibling and the rename leaves the sibling (the kill tests found none
-    because their kills land between writes): the next write of the same file removes it, and leaves other files alone."""
+    because their kills land between writes): the next write of the same file removes it, and leaves other
+    files alone."""
     table = Location(tmp_path / "final" / "part-0.parquet")
     table.write_bytes(b"old")
     orphan = tmp_path / "final" / ".part-0.parquet.tmp-0badc0de"

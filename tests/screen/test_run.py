@@ -272,7 +272,6 @@ def test_read_pairs_accepts_output_or_response_and_names_bad_rows(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_screen_killed_at_three_points_resumes_with_the_real_vllm_tagger(tmp_path, marked_run):
     """`atheus screen` with the real tagger (the embedded model on vLLM, a Serve deployment) as a subprocess, its
     process group SIGKILLed once the cheap checks are done, while the tagger's engine is up and tagging, and

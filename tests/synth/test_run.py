@@ -207,8 +207,9 @@ def test_synth_writes_every_output_with_lineage(full_run):
 def test_a_run_killed_at_three_points_resumes_to_the_same_ids(full_run, tmp_path, marked_run):
     """`atheus synth` as a subprocess, its process group SIGKILLed as the run starts (no stage done), once the
     first stage is done (the engine up, the next stage under way) and once the last stage is done (its outputs
-    being written, or screening under way on the same engine); the same command each time, then `synthesize` to the end: the ids of
-    the uninterrupted run in every table, and no process or vLLM file of a killed run left."""
+    being written, or screening under way on the same engine); the same command each time, then `synthesize`
+    to the end: the ids of the uninterrupted run in every table, and no process or vLLM file of a killed run
+    left."""
     out_full, manifest_full = full_run
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "atheus_ray.cli", "synth", "--config", "jobs/configs/synth.yaml", "--out", str(out)]
