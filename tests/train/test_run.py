@@ -3,12 +3,8 @@ killed run resumes from its checkpoint."""
 
 import json
 import math
-import os
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -105,6 +101,9 @@ def test_trains_every_condition_lowers_the_loss_and_exports_for_vllm(ray_local, 
 
 
 def test_a_killed_run_resumes_at_its_checkpoint(ray_local, tiny_model, tmp_path, marked_run):
+    """`atheus train` SIGKILLed as it starts and after a checkpoint (the third point, after its final checkpoint,
+    is the next test's), the same command each time: the last run resumes at the checkpoint and ends where an
+    unbroken run would; nothing of the killed runs is left."""
     path = config_file(
         tmp_path,
         tiny_model,
@@ -112,13 +111,6 @@ def test_a_killed_run_resumes_at_its_checkpoint(ray_local, tiny_model, tmp_path,
         epochs=12,
         save_steps=3,
         conditions=[{"name": "open", "paths": [write_condition(tmp_path, "open", 12)]}],
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "atheus_ray.cli", "train", "--config", str(path)],
-        env=marked_run.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
     )
     storage = tmp_path / "out" / "checkpoints"
 
@@ -130,13 +122,12 @@ def test_a_killed_run_resumes_at_its_checkpoint(ray_local, tiny_model, tmp_path,
                 return False
         return False
 
-    deadline = time.time() + 600
-    while not registered() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.5)
-    assert registered(), "no checkpoint was written"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=60)
-    assert marked_run.left(within=30) == [], "processes of the killed run still alive"  # its training worker too
+    command = [sys.executable, "-m", "atheus_ray.cli", "train", "--config", str(path)]
+    # early: the run planned (its step count printed), its training worker starting, no checkpoint yet
+    marked_run.killed_when(command, lambda out: "optimizer steps" in out, "as it starts", tmp_path / "early.log")
+    assert not registered()
+    # mid-run: once Ray Train has recorded a checkpoint (the same command again)
+    marked_run.killed_when(command, lambda out: registered(), "after a checkpoint", tmp_path / "late.log")
     [run_dir] = [p.parent for p in storage.glob("*/checkpoint_manager_snapshot.json")]
     scratch = Path(tempfile.gettempdir()) / f"atheus-sft-{run_dir.name}-0"  # the killed worker's, left behind
     assert scratch.exists()
