@@ -211,10 +211,10 @@ class Engine:
             try:
                 self.deployment = _start_deployment(self.model, self.engine)
             except BaseException:  # a replica that failed to start (or Ctrl-C meanwhile): leave no app behind
-                from ray import serve
+                from atheus_ray.serve import app as serve_app
 
                 with contextlib.suppress(Exception):  # there may be no app, or no Serve, to remove
-                    serve.delete(SERVE_APP)
+                    serve_app.stop(SERVE_APP)
                 raise
             self.start_seconds += time.time() - began
             self.log(
@@ -226,8 +226,7 @@ class Engine:
     def close(self) -> None:
         """Remove the Serve deployment, if one was started (and Serve itself when no other app is left). A Serve
         app outlives the driver that made it: the CLI turns SIGTERM (`ray job stop`) into an exit that comes
-        through here; a driver killed outright leaves it up until the next run replaces it (`serve shutdown`
-        removes it by hand)."""
+        through here, and the app's reaper removes it after a driver killed outright (atheus_ray.serve.reaper)."""
         if self.deployment is not None:
             from atheus_ray.serve import app as serve_app
 

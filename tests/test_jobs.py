@@ -1,21 +1,26 @@
 """The jobs as users submit them, on the local stand-in for the manifests' cluster: a head that runs no work and
 two worker nodes advertising `gen` and `train` (tests/conftest.py), every node pointed at a real S3-compatible
 server on 127.0.0.1. The whole pipeline on the smallest config (embedded model, a handful of seeds and tasks)
-writes to `out: s3://atheus-test/run`. It is submitted with `ray job submit`, stopped with `ray job stop` after
-its first finished stage, submitted again, and must finish: every table read back from S3 with pyarrow and
-checked for consistency, no duplicate id, the trained models served from S3, every LLM stage, Serve replica
-and Ray Train worker on the node its custom resource pins it to, SFT checkpoints (OUT/sft/checkpoints, on S3)
-gone once the models are exported, nothing written to a local `s3:` folder. Also: every job script answers
---help (fast)."""
+writes to `out: s3://atheus-test/run`. It is submitted with `ray job submit` and its driver killed with SIGKILL
+at three points (mid-synthesis, mid-SFT, mid-evaluation), each time submitted again; after each kill every
+actor of the run goes, its Serve apps' replicas too. The last submission must finish: every table read back
+from S3 with pyarrow and checked for consistency, no duplicate id, what the killed runs finished reused, the
+trained models served from S3, every LLM stage, Serve replica and Ray Train worker on the node its custom
+resource pins it to, SFT checkpoints (OUT/sft/checkpoints, on S3) gone once the models are exported, nothing
+written to a local `s3:` folder. (No uninterrupted reference run: it would cost this test's whole run again;
+the synthesis and evaluation kill tests compare with one.) Also: every job script answers --help (fast)."""
 
 import hashlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pyarrow.fs
 import pyarrow.parquet as pq
 import pytest
@@ -49,6 +54,16 @@ PINNED = [  # the cluster configs' placement, on the local nodes: work goes wher
     "train.resources_per_worker={train: 1}",
     "synth.screen.dedup.on_ray_above=0",  # the near-duplicate search as Ray Data tasks on the worker nodes
 ]
+
+
+# Ray's own detached helpers (of Ray Jobs, Ray LLM, Ray Data, Ray Train): they hold no resources and stay
+CLUSTER_ACTORS = {
+    "JobSupervisor",
+    "TelemetryAgent",
+    "_StatsActor",
+    "_AutoscalingCoordinatorActor",
+    "PlacementGroupCleaner",
+}
 
 
 def digest(path: Path) -> str:
@@ -99,7 +114,9 @@ def node_of_actors(cluster: dict) -> dict[str, set[str]]:
 
 
 @pytest.mark.slow
-def test_pipeline_on_a_multi_node_cluster_stopped_and_resubmitted(tmp_path, embedded_model, ray_cluster, free_port):
+def test_pipeline_on_a_multi_node_cluster_killed_three_times_and_resubmitted(
+    tmp_path, embedded_model, ray_cluster, free_port
+):
     tasks = tmp_path / "tasks.jsonl"
     sample = (REPO / "atheus_ray" / "data" / "eval_tasks_sample.jsonl").read_text(encoding="utf-8").splitlines()
     tasks.write_text("\n".join(sample[:4]) + "\n", encoding="utf-8")
@@ -140,59 +157,81 @@ def test_pipeline_on_a_multi_node_cluster_stopped_and_resubmitted(tmp_path, embe
         *(a for s in SMALLEST + PINNED for a in ("--set", s)),
     ]
 
-    # 1. submitted, then stopped once its first stage is done (the stage's state is written last)
-    ray_cli(
-        ray_cluster,
-        "job",
-        "submit",
-        dashboard,
-        "--submission-id=atheus-first",
-        "--no-wait",
-        "--working-dir",
-        str(REPO),
-        "--",
-        *entrypoint,
-    )
-    first_stage = f"{out}/data/.stages/self_instruct_1/done.json"
-    deadline = time.time() + 900
-    while not exists(first_stage) and time.time() < deadline:
-        status = ray_cli(ray_cluster, "job", "status", dashboard, "atheus-first", check=False)
-        assert not re.search(r"\b(failed|stopped|succeeded)\b", status.stdout + status.stderr, re.IGNORECASE), ray_cli(
-            ray_cluster, "job", "logs", dashboard, "atheus-first"
-        ).stdout[-4000:]
-        time.sleep(2)
-    assert exists(first_stage), "the first stage did not finish in 15 minutes"
-    ray_cli(ray_cluster, "job", "stop", dashboard, "atheus-first")  # waits until it has stopped
-    assert "was stopped" in ray_cli(ray_cluster, "job", "status", dashboard, "atheus-first").stdout
-    # the phase's generator deployment (a Serve app would outlive its driver) went with the stopped job
-    deadline = time.time() + 120
-    while any(a.startswith("ServeReplica:atheus-engine:") for a in alive_actors(ray_cluster)):
-        assert time.time() < deadline, alive_actors(ray_cluster)
-        time.sleep(2)
+    def submit(run: str, wait: bool) -> subprocess.CompletedProcess:
+        return ray_cli(
+            ray_cluster,
+            "job",
+            "submit",
+            dashboard,
+            f"--submission-id={run}",
+            *(["--no-wait"] if not wait else []),
+            "--working-dir",
+            str(REPO),
+            "--",
+            *entrypoint,
+        )
 
-    # 2. the same command again: it reuses the finished stage and runs to the end
-    result = ray_cli(
-        ray_cluster,
-        "job",
-        "submit",
-        dashboard,
-        "--submission-id=atheus-again",
-        "--working-dir",
-        str(REPO),
-        "--",
-        *entrypoint,
+    def killed_when(run: str, ready, what: str) -> None:
+        """Submit, wait until `ready()` (the run's own files on S3 show the moment), SIGKILL the driver's
+        process group (the job's entrypoint, on the head): no clean-up runs. Then every actor of the run goes,
+        its Serve apps' too (their reapers delete them), and the reapers themselves."""
+        submit(run, wait=False)
+        deadline = time.time() + 900
+        while not ready() and time.time() < deadline:
+            status = ray_cli(ray_cluster, "job", "status", dashboard, run, check=False).stdout
+            assert not re.search(r"\b(failed|stopped|succeeded)\b", status, re.IGNORECASE), ray_cli(
+                ray_cluster, "job", "logs", dashboard, run
+            ).stdout[-4000:]
+            time.sleep(2)
+        assert ready(), f"{run}: not {what} in 15 minutes"
+        [group] = {
+            os.getpgid(p.pid)
+            for p in psutil.process_iter(["cmdline"])
+            if "jobs/pipeline.py" in (p.info["cmdline"] or []) and out in (p.info["cmdline"] or [])
+        }
+        os.killpg(group, signal.SIGKILL)
+        deadline = time.time() + 120
+        while "failed" not in ray_cli(ray_cluster, "job", "status", dashboard, run).stdout.lower():
+            assert time.time() < deadline, f"{run}: the job is not failed after its driver was killed"
+            time.sleep(1)
+        deadline = time.time() + 120
+        while left := [a for a in alive_actors(ray_cluster) if a not in CLUSTER_ACTORS]:
+            assert time.time() < deadline, f"actors of the run killed {what} still alive: {left}"
+            time.sleep(2)
+        killed[run] = ray_cli(ray_cluster, "job", "logs", dashboard, run).stdout
+
+    killed: dict[str, str] = {}  # run -> its console
+    answers_saved = "run/eval/.answers/"
+    # killed early (synthesis: its first stage done, the generator up, the next stage under way), mid-phase (SFT:
+    # the first model exported, the second training) and while writing outputs (evaluation: answers saved,
+    # judging under way); the same command each time, then once more to the end
+    killed_when("atheus-1", lambda: exists(f"{out}/data/.stages/self_instruct_1/done.json"), "mid-synthesis")
+    killed_when("atheus-2", lambda: exists(f"{out}/sft/open-SmolLM2-135M-Instruct/metrics.json"), "mid-SFT")
+    killed_when(
+        "atheus-3",
+        lambda: s3["client"].list_objects_v2(Bucket=s3["bucket"], Prefix=answers_saved).get("KeyCount", 0) > 0,
+        "mid-evaluation",
     )
+    assert "[self_instruct_1] done in an earlier run" in killed["atheus-2"]
+    assert "near-duplicate search on Ray" in killed["atheus-2"]  # dedup.on_ray_above=0: Ray Data on the workers
+    assert len(re.findall(r"\[engine\] .* up as a Serve deployment", killed["atheus-2"])) == 1  # synth + screening
+    assert "[open-SmolLM2-135M-Instruct] trained in an earlier run" in killed["atheus-3"]
+    result = submit("atheus-4", wait=True)
     logs = result.stdout + result.stderr
     assert "succeeded" in logs, logs[-4000:]
     # a calm console: the run's own lines, no traceback; Ray's, vLLM's and Serve's logs went to OUT/logs/
     # (uploaded when each run ended: the stopped one too)
     assert "Traceback" not in logs and "ServeReplica" not in logs and len(logs.splitlines()) < 120, logs[-4000:]
     run_logs = [o["Key"] for o in s3["client"].list_objects_v2(Bucket=s3["bucket"], Prefix="run/logs/")["Contents"]]
-    assert len(run_logs) == 2 and all(re.fullmatch(r"run/logs/pipeline-\d{8}T\d{6}Z\.log", k) for k in run_logs)
+    # (a killed run's log as uploaded in its last minute)
+    assert len(run_logs) == 4 and all(re.fullmatch(r"run/logs/pipeline-\d{8}T\d{6}Z\.log", k) for k in run_logs)
     assert f"s3://atheus-test/{max(run_logs)}" in logs  # the console named it
     assert "ServeReplica" in text(f"s3://atheus-test/{max(run_logs)}")
-    assert "[self_instruct_1] done in an earlier run" in logs
-    assert "near-duplicate search on Ray" in logs  # dedup.on_ray_above=0: Ray Data tasks on the worker nodes
+    assert (
+        "[self_instruct_1] done in an earlier run" in logs
+        and "[atheus-SmolLM2-135M-Instruct] trained in an earlier run" in logs
+    )
+    assert "reused from an earlier run" in logs  # the answers the killed evaluation saved
 
     # the job printed where its outputs are
     assert f"The data set card is {out}/data/README.md" in logs
@@ -239,9 +278,8 @@ def test_pipeline_on_a_multi_node_cluster_stopped_and_resubmitted(tmp_path, embe
         digest(Path(embedded_model) / "model.safetensors") not in weights.values() and len(set(weights.values())) == 2
     )
 
-    # the resubmitted job started the generator once for synthesis and screening: two passes (responses, tags)
-    assert summary["data"]["engine"]["starts"] == summary["data"]["screen"]["engine"]["starts"] == 1
-    assert summary["data"]["screen"]["engine"]["passes"] == 2
+    # the last run reused every stage of synthesis and screening: no generator started
+    assert summary["data"]["engine"]["starts"] == 0
     # placement: every vLLM engine (the generator's and evaluation's Serve replicas) on the `gen` node, every
     # Ray Train worker on `train`
     placed = node_of_actors(ray_cluster)

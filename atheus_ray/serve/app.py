@@ -44,7 +44,7 @@ from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionReq
 from atheus_ray import models as model_sources
 from atheus_ray.config import ConfigError, ServeAppConfig, ServeConfig, ServedModelConfig, load_config
 from atheus_ray.engine import runtime_env
-from atheus_ray.serve import replica_start
+from atheus_ray.serve import reaper, replica_start
 
 APP_NAME = "atheus"
 ROUTES = {
@@ -267,7 +267,9 @@ class EngineStartError(RuntimeError):
 def deploy(app, name: str, route_prefix: str | None, what: str) -> None:
     """`serve.run(app)`, which waits until the app is RUNNING. A replica that cannot start is tried 3 times by
     Serve, which then marks the app DEPLOY_FAILED and serve.run raises: the app is removed and EngineStartError
-    names `what` and the deployments' own last error lines (a vLLM engine's error)."""
+    names `what` and the deployments' own last error lines (a vLLM engine's error). The app goes with this
+    driver however it ends (atheus_ray.serve.reaper)."""
+    reaper.watch(name)  # before serve.run: a driver killed while the replicas start leaves no app either
     try:
         serve.run(app, name=name, route_prefix=route_prefix)
     except RuntimeError as failed:
@@ -309,5 +311,6 @@ def stop(name: str = APP_NAME) -> None:
     """Remove the app `name` and its replicas; shut Serve down too when no other app is left (so the next
     `start` gets its own host and port). The Ray cluster stays."""
     serve.delete(name)
+    reaper.release(name)
     if not serve.status().applications:
         serve.shutdown()
