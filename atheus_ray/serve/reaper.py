@@ -4,9 +4,10 @@ A Serve app is detached: it outlives the process that ran `serve.run`. The CLI r
 exit and on SIGTERM (`ray job stop`), but a driver killed with SIGKILL (the OOM killer, a node lost, `kill -9`)
 runs no clean-up, and its replicas would hold their GPUs until someone ran `serve shutdown`. So `watch(app)`,
 called before the app is deployed, starts two actors of no resources:
-- an anchor, an ordinary actor of the driver: Ray ends it when the driver's job ends, however it ends;
-- a reaper, detached and named after the app (namespace `atheus`), that pings the anchor every second and,
-  once the anchor is gone, deletes the app (and Serve, when no other app is left) and exits.
+- an anchor, an ordinary actor of the driver, on the driver's node: Ray ends it when the driver's job ends,
+  however it ends;
+- a reaper, detached, on the head node and named after the app (namespace `atheus`), that pings the anchor
+  every second and, once the anchor is gone, deletes the app (and Serve, when no other app is left) and exits.
 `release(app)` ends both when the driver removes the app itself. A reaper left from a killed driver is
 replaced by the next `watch` of the same app, which first lets a deletion it began finish.
 """
@@ -18,9 +19,11 @@ import time
 
 import ray
 from ray import serve
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 NAMESPACE = "atheus"
 PING_SECONDS = 1.0
+HEAD = "node:__internal_head__"  # the resource only the head node has
 _watched: dict[str, tuple] = {}  # app -> (reaper, anchor) started by this driver
 
 
@@ -64,8 +67,14 @@ def watch(app: str) -> None:
         time.sleep(0.5)
     while _deleting(app) and time.time() < deadline:  # that reaper's deletion, if it began one
         time.sleep(1)
-    anchor = _Anchor.remote()
-    reaper = _Reaper.options(name=_name(app), namespace=NAMESPACE, lifetime="detached").remote()
+    # Both where no autoscaler removes them while the run goes on (an idle node with only these would be
+    # scaled down, and a lost anchor reads as a dead driver): the anchor on the driver's node, the reaper on
+    # the head.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    anchor = _Anchor.options(scheduling_strategy=here).remote()
+    reaper = _Reaper.options(
+        name=_name(app), namespace=NAMESPACE, lifetime="detached", resources={HEAD: 0.001}
+    ).remote()
     reaper.watch.remote(app, anchor)
     _watched[app] = (reaper, anchor)
 
