@@ -310,7 +310,5 @@ def reachable_host(host: str) -> str:
 def stop(name: str = APP_NAME) -> None:
     """Remove the app `name` and its replicas; shut Serve down too when no other app is left (so the next
     `start` gets its own host and port). The Ray cluster stays."""
-    serve.delete(name)
+    reaper.delete(name)
     reaper.release(name)
-    if not serve.status().applications:
-        serve.shutdown()

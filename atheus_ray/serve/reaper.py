@@ -49,10 +49,15 @@ class _Reaper:
                 continue
             time.sleep(PING_SECONDS)
         with contextlib.suppress(Exception):  # already gone
-            serve.delete(app)
-            if not serve.status().applications:
-                serve.shutdown()
+            delete(app)
         ray.actor.exit_actor()
+
+
+def delete(app: str) -> None:
+    """Delete the app `app` and its replicas; shut Serve down too when no other app is left."""
+    serve.delete(app)
+    if not serve.status().applications:
+        serve.shutdown()
 
 
 def _name(app: str) -> str:

@@ -46,10 +46,10 @@ def driver(app: str, then: str) -> subprocess.Popen:
     )
 
 
-def said(proc: subprocess.Popen) -> list[str]:
-    """The driver's own words ("up", "stopped") up to "up", or to its exit; Ray's and vLLM's lines left out."""
+def said(proc: subprocess.Popen, until: str) -> list[str]:
+    """The driver's own words ("up", "stopped") up to `until`, or to its exit; Ray's and vLLM's lines left out."""
     words = []
-    while "up" not in words and (line := proc.stdout.readline()):
+    while until not in words and (line := proc.stdout.readline()):
         words += [line.strip()] if line.strip() in ("up", "stopped") else []
     return words
 
@@ -64,7 +64,7 @@ def applications() -> dict:
 @pytest.mark.slow
 def test_a_killed_drivers_app_is_deleted_and_a_stopped_one_leaves_no_reaper(ray_local):
     killed = driver("reaped", "sleep")
-    assert said(killed) == ["up"]
+    assert said(killed, "up") == ["up"]
     assert "reaped" in applications() and reaper._reaper_of("reaped") is not None
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=10)
@@ -75,8 +75,7 @@ def test_a_killed_drivers_app_is_deleted_and_a_stopped_one_leaves_no_reaper(ray_
     assert reaper._reaper_of("reaped") is None, "the reaper did not exit"
 
     stopped = driver("stopped", "stop")
-    out, _ = stopped.communicate(timeout=120)
-    assert [w for w in out.split("\n") if w in ("up", "stopped")] == ["up", "stopped"] and stopped.returncode == 0
+    assert said(stopped, "stopped") == ["up", "stopped"] and stopped.wait(timeout=60) == 0
     deadline = time.time() + 10  # ray.kill is asynchronous: the name goes a moment later
     while reaper._reaper_of("stopped") is not None and time.time() < deadline:
         time.sleep(0.2)
