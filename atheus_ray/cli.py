@@ -107,10 +107,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`ray job stop`, a pod's shutdown): unwinds as Ctrl-C does, so what a run started is cleaned up on
+    the way out, above all a phase's Serve deployment, which would outlive the job (atheus_ray.engine.Engine)."""
+
+
 def _terminated(signum, frame):
-    """SIGTERM (`ray job stop`, a pod's shutdown) unwinds like Ctrl-C, so what a run started is cleaned up on the
-    way out: above all a phase's Serve deployment, which would outlive the job (atheus_ray.engine.Engine)."""
-    raise SystemExit(128 + signum)
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,9 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     except _USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: a rerun of the same command resumes from the last finished stage", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        what = "stopped (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        print(f"{what}: a rerun of the same command resumes from the last finished stage", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
     return 1
 
 

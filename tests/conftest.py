@@ -359,10 +359,12 @@ class MarkedRun:
             time.sleep(0.5)
         return self._listed(found)
 
-    def killed_when(self, cmd: list[str], ready, what: str, console: Path) -> None:
+    def killed_when(self, cmd: list[str], ready, what: str, console: Path, sig=signal.SIGKILL) -> None:
         """Run `cmd` in a process group of its own with this run's environment (its output, unbuffered, to
         `console`), SIGKILL the group once `ready(output so far)` holds, as a crash: no clean-up. Then no vLLM
-        process may outlive its Serve replica, and no process or vLLM file of the run may be left."""
+        process may outlive its Serve replica, and no process or vLLM file of the run may be left.
+        `sig=signal.SIGTERM` stops it as `ray job stop` or a pod's shutdown does instead: SIGTERM to the command
+        alone, which must clean up after itself and exit 143 within 90 s (a Serve replica drains for 20 s)."""
         with console.open("w") as sink:
             proc = subprocess.Popen(
                 cmd,
@@ -375,8 +377,19 @@ class MarkedRun:
         while not ready(console.read_text(encoding="utf-8")) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.2)
         assert proc.poll() is None, f"the run ended before {what}: {console.read_text(encoding='utf-8')[-3000:]}"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
+        if sig == signal.SIGKILL:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+        else:
+            proc.send_signal(sig)
+            try:
+                status = proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise AssertionError(f"the run stopped {what} did not exit within 90 s of {sig.name}") from None
+            assert status == 128 + sig, (
+                f"{sig.name} {what}: exit {status}, {console.read_text(encoding='utf-8')[-3000:]}"
+            )
         # without the replicas' guard, VLLM::Worker outlived its replica by 4-13 s here
         assert self.outliving("ray::ServeReplica") == [], f"vLLM processes outlived their replica ({what})"
         assert self.left(within=30) == [], f"processes of the run killed {what} still alive"

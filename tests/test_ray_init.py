@@ -13,15 +13,19 @@ def test_local_cluster_is_sized_and_capped(ray_local):
 
 
 def test_joins_the_cluster_named_by_ray_address(ray_head):
-    """A driver with RAY_ADDRESS set (as under `ray job submit`) joins that cluster instead of starting one."""
+    """A driver with RAY_ADDRESS set (as under `ray job submit`) joins that cluster instead of starting one, and
+    keeps the SIGTERM handler it had (ray.init puts in one of its own that exits with no clean-up)."""
     script = textwrap.dedent("""
+        import signal
         from atheus_ray.ray_init import init_ray
+        def mine(signum, frame): pass
+        signal.signal(signal.SIGTERM, mine)
         info = init_ray()
-        print("JOINED", info["address"], info["cpus"])
+        print("JOINED", info["address"], info["cpus"], "KEPT", signal.getsignal(signal.SIGTERM) is mine)
     """)
     env = {**ray_head["env"], "RAY_ADDRESS": ray_head["address"]}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
-    assert f"JOINED {ray_head['address']} 8.0" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert f"JOINED {ray_head['address']} 8.0 KEPT True" in done.stdout, done.stdout + done.stderr[-2000:]
 
 
 def test_a_stale_cluster_file_does_not_stop_a_local_start(tmp_path):

@@ -3,6 +3,7 @@
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -275,8 +276,9 @@ def test_read_pairs_accepts_output_or_response_and_names_bad_rows(tmp_path):
 def test_screen_killed_at_three_points_resumes_with_the_real_vllm_tagger(tmp_path, marked_run):
     """`atheus screen` with the real tagger (the embedded model on vLLM, a Serve deployment) as a subprocess, its
     process group SIGKILLed once the cheap checks are done, while the tagger's engine is up and tagging, and
-    once tagging is done; the same command each time, then once more to the end. Every input row ends in
-    exactly one table, the finished stages are reused, and no process or vLLM file is left."""
+    once tagging is done, and stopped as `ray job stop` does (SIGTERM) while tagging; the same command each
+    time, then once more to the end. Every table holds the rows of an uninterrupted run, every input row ends
+    in exactly one table, the finished stages are reused, and no process or vLLM file is left."""
     # one answer far longer than the tagger's context (7,000 characters, more than 4,096 tokens): rejected as
     # prompt_too_long before any engine sees it; the stage goes on
     long = {
@@ -299,17 +301,28 @@ def test_screen_killed_at_three_points_resumes_with_the_real_vllm_tagger(tmp_pat
     ):
         cmd += ["--set", override]
 
+    reference = tmp_path / "reference"  # the same command, uninterrupted
+    unbroken = subprocess.run(
+        [str(reference) if c == str(out) else c for c in cmd], env=marked_run.env, capture_output=True, text=True
+    )
+    assert unbroken.returncode == 0, unbroken.stdout[-3000:] + unbroken.stderr[-3000:]
+
     def done(stage: str) -> bool:
         return (out / ".stages" / stage / "done.json").exists()
 
-    def killed_when(ready, what: str) -> None:
-        marked_run.killed_when(cmd, ready, what, tmp_path / f"console-{what}.txt")
+    def killed_when(ready, what: str, sig=signal.SIGKILL) -> None:
+        marked_run.killed_when(cmd, ready, what, tmp_path / f"console-{what}.txt", sig)
         assert not (out / "screen.json").exists() and not list(out.rglob(".*.tmp-*")), what
+
+    def tagging(text: str) -> bool:
+        return "[engine]" in text and "up as a Serve deployment" in text
 
     killed_when(lambda text: done("decontamination"), "after the cheap checks")
     assert not done("tagging")
-    killed_when(lambda text: "[engine]" in text and "up as a Serve deployment" in text, "while tagging")
+    killed_when(tagging, "while tagging")
     assert done("decontamination") and not done("tagging")
+    killed_when(tagging, "stopped while tagging", signal.SIGTERM)  # it cleans up: nothing left, checked there
+    assert not done("tagging")
     killed_when(lambda text: done("tagging"), "once tagging is done")
     final_run = subprocess.run(cmd, env=marked_run.env, capture_output=True, text=True, timeout=900)
     assert final_run.returncode == 0, final_run.stdout[-3000:] + final_run.stderr[-3000:]
@@ -320,11 +333,18 @@ def test_screen_killed_at_three_points_resumes_with_the_real_vllm_tagger(tmp_pat
     assert resumed["heuristics"] and resumed["decontamination"] and resumed["tagging"], resumed
     assert summary["engine"]["starts"] == 0  # nothing left to tag: no engine started
     assert "[tagging] done in an earlier run" in final_run.stdout
-    # nothing lost, nothing twice: every input row is in the data set or in one stage's rejected rows
-    ids = [r["id"] for r in pq.read_table(out / "final").to_pylist()]
-    for stage in ("heuristics", "decontamination", "tagging", "dedup", "selection"):
-        if (out / "rejected" / stage).exists():
-            ids += [r["id"] for r in pq.read_table(out / "rejected" / stage).to_pylist()]
+    # nothing lost, nothing twice: every input row is in the data set or in one stage's rejected rows, and every
+    # table holds the uninterrupted run's rows, tags and reasons alike (greedy decoding)
+    ids = []
+    for table in (
+        "final",
+        *(f"rejected/{s}" for s in ("heuristics", "decontamination", "tagging", "dedup", "selection")),
+    ):
+        assert (out / table).exists() == (reference / table).exists(), table
+        if (out / table).exists():
+            rows = sorted(pq.read_table(out / table).to_pylist(), key=lambda r: r["id"])
+            assert rows == sorted(pq.read_table(reference / table).to_pylist(), key=lambda r: r["id"]), table
+            ids += [r["id"] for r in rows]
     assert sorted(ids) == sorted(r["id"] for r in [*pairs(), long])
     tagging = next(s for s in summary["stages"] if s["stage"] == "tagging")
     # the cheap checks drop the contaminated row and the broken constraint alone; the tagger sees the rest

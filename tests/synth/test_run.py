@@ -119,10 +119,14 @@ def test_every_pass_on_a_scripted_engine_keeps_evolutions_with_their_examples(tm
     assert manifest["rejected_by_reason"]["truncated"] == 1
 
 
-def test_a_full_disk_mid_run_stops_it_clearly_and_a_rerun_resumes(tmp_path, monkeypatch):
-    """The disk fills up while the second stage writes its results (every write under it fails with ENOSPC, at
-    the storage layer): the run stops with the error naming the file; the first stage's state is whole, nothing
-    half-written is left; once there is room again, the same command resumes and ends as an unbroken run."""
+@pytest.mark.parametrize(
+    "code, message", [(errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")]
+)
+def test_a_full_or_read_only_disk_mid_run_stops_it_clearly_and_a_rerun_resumes(tmp_path, monkeypatch, code, message):
+    """The disk fills up, or is remounted read-only, while the second stage writes its results (every write under
+    it fails, at the storage layer): the run stops with the error naming the file; the first stage's state is
+    whole, nothing half-written is left; once it is writable again, the same command resumes and ends as an
+    unbroken run."""
     monkeypatch.setattr(synth_run, "init_ray", lambda ray: {"address": "none", "cpus": 0, "gpus": 0})
 
     def run(out):
@@ -135,12 +139,12 @@ def test_a_full_disk_mid_run_stops_it_clearly_and_a_rerun_resumes(tmp_path, monk
 
     def full(self, data):
         if "/evol_1/" in self.path:
-            raise OSError(errno.ENOSPC, "No space left on device", self.path)
+            raise OSError(code, message, self.path)
         return write_bytes(self, data)
 
     out = tmp_path / "full"
     monkeypatch.setattr(Location, "write_bytes", full)
-    with pytest.raises(OSError, match="No space left on device") as failure:
+    with pytest.raises(OSError, match=message) as failure:
         run(out)
     assert str(out / "rejected" / "evol_1") in str(failure.value)  # the file it could not write
     assert json.loads((out / ".stages" / "self_instruct_1" / "done.json").read_text())["kept"] > 0
