@@ -120,12 +120,14 @@ def test_a_log_on_an_object_store_is_uploaded_when_the_run_ends(tmp_path, s3_ser
 def test_progress_off_a_terminal_is_a_line_now_and_then(monkeypatch):
     heard = []
     monkeypatch.setattr(console.progress, "EVERY", 0.0)
-    with console.progress(3, "[engine] generator", heard.append) as bar:
-        for _ in range(3):
+    with console.progress(8, "[engine] generator", heard.append) as bar:
+        for _ in range(8):
             bar.update(1, tokens=10)
-    # a line per update but the last (the stage's own end line follows it), with the count, rate and time left
-    assert len(heard) == 2 and heard[0].startswith("[engine] generator: 1/3 (")
-    assert "tokens/s" in heard[1] and "s left" in heard[1]
+    # a line per update but the last (the stage's own end line follows it), with the count, rate and, from a
+    # quarter done on, the time left
+    assert len(heard) == 7 and heard[0].startswith("[engine] generator: 1/8 (")
+    assert "tokens/s" in heard[0] and "s left" not in heard[0]
+    assert all("s left" in h for h in heard[1:]), heard
 
 
 def test_a_run_killed_outright_keeps_its_log_on_the_object_store(tmp_path, s3_server):
