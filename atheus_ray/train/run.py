@@ -109,15 +109,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
                 f"[{name}] {len(encoded['train'])} train / {len(encoded['dev'])} dev examples, {steps} optimizer steps"
                 + (f"; skipped {too_long} longer than {cfg.max_length} tokens" if too_long else "")
             )
-            learning = learning_steps(cfg, steps)
-            if learning < MIN_LEARNING_STEPS:
-                warmup = learning < steps  # the warmup's first step is at learning rate 0
-                log(
-                    f"[{name}] warning: {learning} of its {steps} optimizer step(s) have a non-zero learning rate"
-                    + (f" (warmup_ratio {cfg.warmup_ratio:g} starts at 0)" if warmup else "")
-                    + ": the model will barely move from its base; give it more examples or epochs"
-                    + (", or set train.warmup_ratio=0" if warmup else "")
-                )
+            if warning := few_steps_warning(cfg, steps):
+                log(f"[{name}] warning: {warning}")
             if steps >= MIN_STEPS_TO_CHECKPOINT and cfg.save_steps >= steps:
                 raise ConfigError(
                     f"train.save_steps: {cfg.save_steps}, but {name} has {steps} optimizer steps: it "
@@ -148,6 +141,21 @@ def learning_steps(cfg: TrainConfig, steps: int) -> int:
     """Optimizer steps taken at a non-zero learning rate: linear warmup over ceil(warmup_ratio x steps) steps
     (as transformers counts a ratio) starts at 0, so with any warmup the first step changes nothing."""
     return steps - (1 if math.ceil(cfg.warmup_ratio * steps) > 0 else 0)
+
+
+def few_steps_warning(cfg: TrainConfig, steps: int) -> str | None:
+    """What to say of a run of `steps` optimizer steps whose schedule leaves the model near its base (fewer than
+    MIN_LEARNING_STEPS of them at a non-zero learning rate); None when it does not."""
+    learning = learning_steps(cfg, steps)
+    if learning >= MIN_LEARNING_STEPS:
+        return None
+    advice = "the model will barely move from its base; give it more examples or epochs"
+    if learning < steps:  # the warmup's first step is at learning rate 0
+        return (
+            f"only {learning} of its {steps} optimizer step(s) have a non-zero learning rate (warmup_ratio "
+            f"{cfg.warmup_ratio:g} starts at 0): {advice}, or set train.warmup_ratio=0"
+        )
+    return f"only {steps} optimizer step(s): {advice}"
 
 
 def planned_steps(cfg: TrainConfig, train_rows: list[dict]) -> int:

@@ -137,3 +137,15 @@ def test_a_warmup_leaves_the_first_step_at_learning_rate_zero():
     cfg = TrainConfig(conditions=[{"name": "a", "paths": ["x"]}], warmup_ratio=0.1)
     assert [run.learning_steps(cfg, n) for n in (1, 2, 30)] == [0, 1, 29]  # ceil(0.1 x n) >= 1 warmup step
     assert run.learning_steps(cfg.model_copy(update={"warmup_ratio": 0.0}), 2) == 2
+
+
+def test_a_run_of_too_few_learning_steps_says_so():
+    cfg = TrainConfig(conditions=[{"name": "a", "paths": ["x"]}], warmup_ratio=0.1)
+    assert run.few_steps_warning(cfg, 4) is None  # 3 steps at a non-zero learning rate
+    assert run.few_steps_warning(cfg, 1).startswith("only 0 of its 1 optimizer step(s) have a non-zero learning")
+    assert "set train.warmup_ratio=0" in run.few_steps_warning(cfg, 3)
+    no_warmup = cfg.model_copy(update={"warmup_ratio": 0.0})
+    assert run.few_steps_warning(no_warmup, 3) is None
+    assert run.few_steps_warning(no_warmup, 2) == (
+        "only 2 optimizer step(s): the model will barely move from its base; give it more examples or epochs"
+    )
