@@ -8,7 +8,7 @@ small machine does not hand a third of its RAM to /dev/shm.
 `ray.init` puts in a SIGTERM handler of its own that exits at once (for a local cluster, after killing Ray's
 processes), and Ray's C++ crash handler, which sees SIGTERM first, aborts the process 3 s later: a run stopped
 by `ray job stop` died with SIGABRT halfway through removing its Serve app. A handler the process set before
-(the CLI's, which unwinds as Ctrl-C does and cleans up what the run started) is put back.
+(the CLI's, which unwinds as Ctrl-C does and cleans up what the run started) is put back, in place of both.
 """
 
 from __future__ import annotations
