@@ -147,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        what = "stopped (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        stopped = isinstance(e, Terminated)
+        what = "stopped (SIGTERM)" if stopped else "interrupted"
         print(f"{what}: a rerun of the same command resumes from the last finished stage", file=sys.stderr)
-        return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
+        return 128 + (signal.SIGTERM if stopped else signal.SIGINT)
     return 1
 
 

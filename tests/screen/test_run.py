@@ -303,7 +303,11 @@ def test_screen_killed_at_three_points_resumes_with_the_real_vllm_tagger(tmp_pat
 
     reference = tmp_path / "reference"  # the same command, uninterrupted
     unbroken = subprocess.run(
-        [str(reference) if c == str(out) else c for c in cmd], env=marked_run.env, capture_output=True, text=True
+        [str(reference) if c == str(out) else c for c in cmd],
+        env=marked_run.env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert unbroken.returncode == 0, unbroken.stdout[-3000:] + unbroken.stderr[-3000:]
 
@@ -314,14 +318,14 @@ def test_screen_killed_at_three_points_resumes_with_the_real_vllm_tagger(tmp_pat
         marked_run.killed_when(cmd, ready, what, tmp_path / f"console-{what}.txt", sig)
         assert not (out / "screen.json").exists() and not list(out.rglob(".*.tmp-*")), what
 
-    def tagging(text: str) -> bool:
+    def tagger_up(text: str) -> bool:
         return "[engine]" in text and "up as a Serve deployment" in text
 
     killed_when(lambda text: done("decontamination"), "after the cheap checks")
     assert not done("tagging")
-    killed_when(tagging, "while tagging")
+    killed_when(tagger_up, "while tagging")
     assert done("decontamination") and not done("tagging")
-    killed_when(tagging, "stopped while tagging", signal.SIGTERM)  # it cleans up: nothing left, checked there
+    killed_when(tagger_up, "stopped while tagging", signal.SIGTERM)  # it cleans up: nothing left, checked there
     assert not done("tagging")
     killed_when(lambda text: done("tagging"), "once tagging is done")
     final_run = subprocess.run(cmd, env=marked_run.env, capture_output=True, text=True, timeout=900)
